@@ -1,0 +1,44 @@
+"""ASE's EMT through quacc's EMT recipe: the cheap reference oracle for demos and tests.
+
+It takes the same path as the DFT recipes (a quacc ``static_job`` with quacc's workflow engine
+off), so what works for EMT works for the codes that come later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase
+import numpy as np
+from ase import Atoms
+from ase.calculators.emt import parameters as emt_parameters
+
+from calculators.oracle import LabelResult, Oracle
+
+
+class EMTOracle(Oracle):
+    """Effective-medium theory (ASE); elements limited to EMT's parameter table."""
+
+    code = "emt"
+    supported_elements = frozenset(emt_parameters)
+
+    def version(self) -> str:
+        return f"ase-{ase.__version__}"
+
+    def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
+        from quacc import change_settings, get_settings
+        from quacc.recipes.emt.core import static_job
+
+        if get_settings().WORKFLOW_ENGINE is not None:  # inside a Firetask the job must run now
+            raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
+        changes = {"RESULTS_DIR": workdir, "CREATE_UNIQUE_DIR": False, "GZIP_FILES": False}
+        with change_settings(changes):
+            output = static_job(atoms, **self.settings)
+        results = output["results"]
+        return self.result(
+            "ok",
+            energy_eV=float(results["energy"]),
+            forces_eV_A=np.asarray(results["forces"], dtype=float),
+            stress_eV_A3=np.asarray(results["stress"], dtype=float),
+            extra={"quacc_version": output.get("quacc_version")},
+        )

@@ -1,0 +1,99 @@
+"""The oracle interface: one class per code that turns atoms into a label.
+
+An oracle is built from resolved settings (a preset merged with the campaign's overrides) and
+returns a :class:`LabelResult` for every structure, never raising: a failure is a status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from ase import Atoms
+
+log = logging.getLogger(__name__)
+
+#: Every status a label can have. Only ``ok`` labels train a model.
+STATUSES = ("ok", "unconverged", "killed", "input_error", "crashed")
+
+
+@dataclass
+class LabelResult:
+    """What an oracle returns for one structure (ASE units: eV, Å; stress in Voigt order)."""
+
+    status: str
+    code: str
+    code_version: str
+    settings: dict[str, Any]
+    settings_hash: str
+    energy_eV: float | None = None
+    forces_eV_A: np.ndarray | None = None
+    stress_eV_A3: np.ndarray | None = None
+    wall_time_s: float = 0.0
+    error: str | None = None
+    pseudopotentials: dict[str, str] | None = None
+    kpoints: Any = None
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown label status {self.status!r}; allowed: {STATUSES}")
+
+
+def settings_hash(code: str, settings: dict[str, Any]) -> str:
+    """A stable hash of the code and its full resolved settings (sorted-key JSON, SHA-256)."""
+    payload = json.dumps({"code": code, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Oracle(ABC):
+    """Base class of every reference calculator (EMT, Quantum ESPRESSO, VASP)."""
+
+    code: ClassVar[str]
+    #: Elements the code can handle with these settings; ``None`` means any element.
+    supported_elements: ClassVar[frozenset[str] | None] = None
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = dict(settings)
+        self.settings_hash = settings_hash(self.code, self.settings)
+
+    @abstractmethod
+    def version(self) -> str:
+        """The version of the code that computes the labels."""
+
+    @abstractmethod
+    def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
+        """Run the code once; may raise, :meth:`label` turns exceptions into ``crashed``."""
+
+    def result(self, status: str, **fields: Any) -> LabelResult:
+        """A :class:`LabelResult` carrying this oracle's identity and settings."""
+        return LabelResult(
+            status=status,
+            code=self.code,
+            code_version=self.version(),
+            settings=self.settings,
+            settings_hash=self.settings_hash,
+            **fields,
+        )
+
+    def label(self, atoms: Atoms, workdir: str | Path) -> LabelResult:
+        """Label one structure in ``workdir``; every failure comes back as a status."""
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        try:
+            result = self._compute(atoms.copy(), workdir)
+        except Exception as exc:  # a failure is data, never lost
+            log.warning("%s failed on %s: %s", self.code, atoms.get_chemical_formula(), exc)
+            result = self.result("crashed", error="".join(traceback.format_exception(exc)))
+        result.wall_time_s = time.perf_counter() - start
+        return result

@@ -1,0 +1,78 @@
+"""Which oracle codes exist, their presets, and how to build one from a campaign's settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from calculators.emt import EMTOracle
+from calculators.oracle import Oracle
+
+#: Oracle classes by code name. A new code is one class and one line here.
+ORACLES: dict[str, type[Oracle]] = {EMTOracle.code: EMTOracle}
+
+
+def presets_dir() -> Path:
+    """Directory with the settings presets: ``$AL_LOOP_PRESETS`` or the repository's."""
+    env = os.environ.get("AL_LOOP_PRESETS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "configs" / "presets"
+
+
+def available_oracles() -> list[str]:
+    """Names of the codes that can label structures."""
+    return sorted(ORACLES)
+
+
+def oracle_class(code: str) -> type[Oracle]:
+    """The oracle class for ``code``; ``KeyError`` names the known codes."""
+    try:
+        return ORACLES[code]
+    except KeyError:
+        known = ", ".join(available_oracles())
+        raise KeyError(f"unknown oracle code {code!r}; known: {known}") from None
+
+
+def preset_path(code: str, preset: str) -> Path:
+    """The YAML file of a preset: a path to a file, or a name under ``presets/<code>/``."""
+    candidate = Path(preset)
+    if candidate.suffix in {".yaml", ".yml"}:
+        return candidate
+    return presets_dir() / code / f"{preset}.yaml"
+
+
+def available_presets(code: str) -> list[str]:
+    """Names of the presets shipped for ``code``."""
+    return sorted(p.stem for p in (presets_dir() / code).glob("*.yaml"))
+
+
+def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base``; an override of ``None`` removes the key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_settings(code: str, preset: str, overrides: dict[str, Any] | None = None) -> dict:
+    """The full settings of a run: the preset's YAML merged with the campaign's overrides."""
+    path = preset_path(code, preset)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"preset {preset!r} for {code!r} not found at {path}; "
+            f"shipped presets: {', '.join(available_presets(code)) or 'none'}"
+        )
+    base = yaml.safe_load(path.read_text()) or {}
+    return merge_settings(base, overrides or {})
+
+
+def make_oracle(code: str, preset: str = "default", overrides: dict | None = None) -> Oracle:
+    """Build the oracle for ``code`` with a preset and overrides."""
+    return oracle_class(code)(resolve_settings(code, preset, overrides))

@@ -1,0 +1,127 @@
+"""Documents of the dataset: structures and labels as plain dictionaries (no ODM).
+
+Arrays (positions, cell, forces) are stored inline as lists when the document is small and in
+GridFS (one ``.npz`` file per document) when it would come near MongoDB's 16 MB limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import platform
+import socket
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+#: A document whose arrays take more than this many bytes keeps them in GridFS.
+INLINE_ARRAY_LIMIT_BYTES = 2 * 1024 * 1024
+
+#: Conversion from eV/Å^3 to GPa.
+EV_A3_TO_GPA = 160.21766208
+
+_VERSIONED = ("al-loop", "ase", "numpy", "pymongo", "fireworks", "quacc", "pymatgen", "mace-torch",
+              "torch")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that made a result (recorded in every stored document)."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def host_info() -> dict[str, Any]:
+    import os
+
+    return {"hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+def structure_id(atoms: Atoms) -> str:
+    """A stable id of a structure: SHA-256 of numbers, cell, pbc and wrapped positions (1e-6 Å).
+
+    Atom order matters: the same crystal with atoms listed in another order has another id.
+    """
+    wrapped = atoms.get_positions(wrap=True) if atoms.pbc.any() else atoms.get_positions()
+    parts = [
+        np.asarray(atoms.numbers, dtype=np.int64).tobytes(),
+        np.round(np.asarray(atoms.cell[:], dtype=float), 6).tobytes(),
+        np.asarray(atoms.pbc, dtype=bool).tobytes(),
+        np.round(wrapped + 0.0, 6).tobytes(),  # + 0.0 turns -0.0 into 0.0
+    ]
+    return hashlib.sha256(b"|".join(parts)).hexdigest()
+
+
+def composition_fields(atoms: Atoms) -> dict[str, Any]:
+    """Queryable fields of a structure: formula, elements, chemical system, size, volume."""
+    symbols = atoms.get_chemical_symbols()
+    elements = sorted(set(symbols))
+    natoms = len(atoms)
+    fields: dict[str, Any] = {
+        "formula": atoms.get_chemical_formula(mode="metal"),
+        "elements": elements,
+        "chemsys": "-".join(elements),
+        "natoms": natoms,
+        "composition": {el: symbols.count(el) / natoms for el in elements},
+    }
+    if atoms.pbc.all() and natoms:
+        fields["volume_per_atom_A3"] = float(atoms.get_volume() / natoms)
+    return fields
+
+
+def structure_arrays(atoms: Atoms) -> dict[str, np.ndarray]:
+    """The arrays that rebuild ``atoms``."""
+    return {
+        "numbers": np.asarray(atoms.numbers, dtype=np.int64),
+        "positions": np.asarray(atoms.positions, dtype=float),
+        "cell": np.asarray(atoms.cell[:], dtype=float),
+        "pbc": np.asarray(atoms.pbc, dtype=bool),
+    }
+
+
+def atoms_from_arrays(arrays: dict[str, Any]) -> Atoms:
+    """Rebuild ``Atoms`` from :func:`structure_arrays` output (lists or arrays)."""
+    return Atoms(
+        numbers=np.asarray(arrays["numbers"], dtype=int),
+        positions=np.asarray(arrays["positions"], dtype=float),
+        cell=np.asarray(arrays["cell"], dtype=float),
+        pbc=np.asarray(arrays["pbc"], dtype=bool),
+    )
+
+
+def arrays_nbytes(arrays: dict[str, np.ndarray]) -> int:
+    return sum(np.asarray(a).nbytes for a in arrays.values())
+
+
+def encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def decode_npz(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def stress_fields(stress_eV_A3: np.ndarray | None) -> dict[str, Any]:
+    """Stress in GPa (Voigt xx yy zz yz xz xy, ASE sign: tension positive) and the pressure."""
+    if stress_eV_A3 is None:
+        return {"stress_GPa": None, "pressure_GPa": None}
+    stress = np.asarray(stress_eV_A3, dtype=float).reshape(-1)
+    if stress.size == 9:
+        m = stress.reshape(3, 3)
+        stress = np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
+    stress_gpa = stress * EV_A3_TO_GPA
+    return {"stress_GPa": stress_gpa.tolist(), "pressure_GPa": float(-stress_gpa[:3].mean())}

@@ -1,0 +1,55 @@
+"""Label queries users make: campaign, iteration, elements, pressure range, status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class LabelQuery:
+    """A filter on label documents; unset fields do not filter.
+
+    ``elements``: labels containing all of these elements; ``chemsys``: exactly this chemical
+    system (e.g. ``"Fe-Ni"``, any order); pressures are the labels' computed pressures in GPa.
+    """
+
+    campaign: str | None = None
+    iteration: int | None = None
+    elements: list[str] | None = None
+    chemsys: str | None = None
+    pressure_min_GPa: float | None = None
+    pressure_max_GPa: float | None = None
+    status: str | list[str] | None = None
+    settings_hash: str | None = None
+
+    def to_filter(self) -> dict[str, Any]:
+        """The MongoDB filter document."""
+        flt: dict[str, Any] = {}
+        request: dict[str, Any] = {}
+        if self.campaign is not None:
+            request["campaign"] = self.campaign
+        if self.iteration is not None:
+            request["iteration"] = self.iteration
+        if len(request) == 1 and "campaign" in request:
+            flt["requests.campaign"] = self.campaign
+        elif request:
+            flt["requests"] = {"$elemMatch": request}
+        if self.elements:
+            flt["elements"] = {"$all": sorted(set(self.elements))}
+        if self.chemsys:
+            flt["chemsys"] = "-".join(sorted(set(self.chemsys.split("-"))))
+        pressure: dict[str, float] = {}
+        if self.pressure_min_GPa is not None:
+            pressure["$gte"] = float(self.pressure_min_GPa)
+        if self.pressure_max_GPa is not None:
+            pressure["$lte"] = float(self.pressure_max_GPa)
+        if pressure:
+            flt["pressure_GPa"] = pressure
+        if isinstance(self.status, str):
+            flt["status"] = self.status
+        elif self.status:
+            flt["status"] = {"$in": list(self.status)}
+        if self.settings_hash is not None:
+            flt["settings_hash"] = self.settings_hash
+        return flt

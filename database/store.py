@@ -1,0 +1,265 @@
+"""The dataset in MongoDB: collections, indexes, structures, labels and GridFS arrays.
+
+Collections: ``structures``, ``labels``, ``models``, ``campaigns``, ``metrics`` (+ GridFS ``fs``).
+Uniqueness: a structure is stored once (``_id`` = geometry hash); a label once per
+(structure, settings hash), also when two workers race for it (:meth:`Store.claim_label`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import gridfs
+import numpy as np
+import pymongo
+from ase import Atoms
+from bson import ObjectId
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from database.documents import (
+    INLINE_ARRAY_LIMIT_BYTES,
+    arrays_nbytes,
+    atoms_from_arrays,
+    composition_fields,
+    decode_npz,
+    encode_npz,
+    software_versions,
+    structure_arrays,
+    structure_id,
+    utcnow,
+)
+from database.queries import LabelQuery
+
+log = logging.getLogger(__name__)
+
+#: Statuses after which a label may be computed again (by a rerun of its Firework).
+RETRYABLE = ("unconverged", "killed", "input_error", "crashed")
+
+INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
+    "structures": [
+        ([("requests.campaign", ASCENDING), ("requests.iteration", ASCENDING)], {}),
+        ([("chemsys", ASCENDING)], {}),
+    ],
+    "labels": [
+        ([("structure_id", ASCENDING), ("settings_hash", ASCENDING)], {"unique": True}),
+        ([("requests.campaign", ASCENDING), ("requests.iteration", ASCENDING),
+          ("status", ASCENDING)], {}),
+        ([("requests.campaign", ASCENDING), ("status", ASCENDING), ("pressure_GPa", ASCENDING)],
+         {}),
+        ([("elements", ASCENDING)], {}),
+        ([("chemsys", ASCENDING)], {}),
+        ([("settings_hash", ASCENDING)], {}),
+        ([("status", ASCENDING)], {}),
+    ],
+    "models": [([("campaign", ASCENDING), ("iteration", ASCENDING)], {})],
+    "metrics": [([("campaign", ASCENDING), ("iteration", ASCENDING), ("stage", ASCENDING)],
+                 {"unique": True})],
+}
+
+
+class Store:
+    """The al-loop dataset on one MongoDB database (the LaunchPad uses its own database)."""
+
+    def __init__(self, client: pymongo.MongoClient, database: str,
+                 launchpad_database: str = "al_loop_fireworks", uri: str | None = None) -> None:
+        self.client = client
+        self.db = client[database]
+        self.database_name = database
+        self.launchpad_database = launchpad_database
+        self.uri = uri
+        self.fs = gridfs.GridFS(self.db)
+        self.ensure_indexes()
+
+    @classmethod
+    def connect(cls, uri: str, database: str, launchpad_database: str = "al_loop_fireworks",
+                timeout_s: float = 10.0) -> Store:
+        """Connect to ``uri`` and check that the server answers."""
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(timeout_s * 1000),
+                                     tz_aware=True)
+        client.admin.command("ping")
+        return cls(client, database, launchpad_database=launchpad_database, uri=uri)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ensure_indexes(self) -> None:
+        for collection, indexes in INDEXES.items():
+            for keys, options in indexes:
+                self.db[collection].create_index(keys, **options)
+
+    # -- arrays ----------------------------------------------------------------------------------
+    def pack_arrays(self, arrays: dict[str, np.ndarray], name: str) -> dict[str, Any]:
+        """Fields that hold ``arrays``: inline lists, or a GridFS file when they are large."""
+        if arrays_nbytes(arrays) <= INLINE_ARRAY_LIMIT_BYTES:
+            return {"arrays": {k: np.asarray(v).tolist() for k, v in arrays.items()},
+                    "arrays_file": None}
+        file_id = self.fs.put(encode_npz(arrays), filename=f"{name}.npz")
+        return {"arrays": None, "arrays_file": file_id}
+
+    def unpack_arrays(self, doc: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The arrays of a document, wherever they are stored."""
+        if doc.get("arrays_file") is not None:
+            return decode_npz(self.fs.get(doc["arrays_file"]).read())
+        return {k: np.asarray(v) for k, v in (doc.get("arrays") or {}).items()}
+
+    # -- structures ------------------------------------------------------------------------------
+    def add_structure(self, atoms: Atoms, campaign: str, iteration: int,
+                      source: dict[str, Any] | None = None) -> str:
+        """Store a structure once; record that ``campaign`` asked for it. Returns its id."""
+        sid = structure_id(atoms)
+        request = {"campaign": campaign, "iteration": iteration, **(source or {})}
+        if self.db.structures.count_documents({"_id": sid}, limit=1) == 0:
+            doc = {"_id": sid, **composition_fields(atoms),
+                   **self.pack_arrays(structure_arrays(atoms), f"structure-{sid}"),
+                   "requests": [request], "created_at": utcnow()}
+            try:
+                self.db.structures.insert_one(doc)
+                return sid
+            except DuplicateKeyError:  # another worker stored it first
+                if doc["arrays_file"] is not None:
+                    self.fs.delete(doc["arrays_file"])
+        self.db.structures.update_one({"_id": sid}, {"$addToSet": {"requests": request}})
+        return sid
+
+    def add_structures(self, structures: Iterable[Atoms], campaign: str, iteration: int,
+                       source: dict[str, Any] | None = None) -> list[str]:
+        return [self.add_structure(a, campaign, iteration, source) for a in structures]
+
+    def get_structure(self, sid: str) -> Atoms:
+        doc = self.db.structures.find_one({"_id": sid})
+        if doc is None:
+            raise KeyError(f"no structure {sid} in database {self.database_name}")
+        return atoms_from_arrays(self.unpack_arrays(doc))
+
+    def structure_ids(self, campaign: str, iteration: int | None = None) -> list[str]:
+        match: dict[str, Any] = {"campaign": campaign}
+        if iteration is not None:
+            match["iteration"] = iteration
+        cursor = self.db.structures.find({"requests": {"$elemMatch": match}}, {"_id": 1})
+        return [d["_id"] for d in cursor.sort("created_at", ASCENDING)]
+
+    # -- labels ----------------------------------------------------------------------------------
+    def claim_label(self, sid: str, settings_hash: str, campaign: str, iteration: int,
+                    worker: dict[str, Any]) -> dict[str, Any] | None:
+        """Reserve the label of ``sid`` under ``settings_hash`` for ``worker``.
+
+        Returns the claimed document, or ``None`` when the label is done (``ok``) or being
+        computed by another worker. A failed label, or one left ``running`` by an earlier
+        launch of the same Firework (``worker["fw_id"]``), is taken over.
+        """
+        request = {"campaign": campaign, "iteration": iteration}
+        structure = self.db.structures.find_one({"_id": sid}, {"arrays": 0})
+        if structure is None:
+            raise KeyError(f"no structure {sid} to label in database {self.database_name}")
+        now = utcnow()
+        doc = {
+            "structure_id": sid,
+            "settings_hash": settings_hash,
+            "status": "running",
+            "requests": [request],
+            **{k: structure[k] for k in ("formula", "elements", "chemsys", "natoms",
+                                         "composition", "volume_per_atom_A3") if k in structure},
+            "claimed_by": worker,
+            "claimed_at": now,
+            "created_at": now,
+            "attempts": 1,
+            "history": [],
+        }
+        try:
+            self.db.labels.insert_one(doc)
+            return doc
+        except DuplicateKeyError:
+            pass
+        key = {"structure_id": sid, "settings_hash": settings_hash}
+        self.db.labels.update_one(key, {"$addToSet": {"requests": request}})
+        takeover = {"$or": [{"status": {"$in": list(RETRYABLE)}},
+                            {"status": "running", "claimed_by.fw_id": worker.get("fw_id")}]}
+        return self.db.labels.find_one_and_update(
+            {**key, **takeover},
+            {"$set": {"status": "running", "claimed_by": worker, "claimed_at": now},
+             "$inc": {"attempts": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def complete_label(self, label_id: ObjectId, atoms: Atoms, fields: dict[str, Any],
+                       forces: np.ndarray | None = None) -> None:
+        """Write the outcome of a claimed label: status, results, provenance, arrays.
+
+        The previous outcome of a retried label is kept in ``history``.
+        """
+        previous = self.db.labels.find_one({"_id": label_id}, {"arrays": 0})
+        if previous is None:
+            raise KeyError(f"label {label_id} vanished from database {self.database_name}")
+        arrays = structure_arrays(atoms)
+        if forces is not None:
+            arrays["forces"] = np.asarray(forces, dtype=float)
+        update: dict[str, Any] = {
+            **fields,
+            **self.pack_arrays(arrays, f"label-{label_id}"),
+            "software": software_versions(),
+            "updated_at": utcnow(),
+        }
+        push = {}
+        if previous.get("status") not in (None, "running") or previous.get("arrays_file"):
+            push = {"history": {k: previous.get(k) for k in
+                                ("status", "error", "updated_at", "claimed_by", "wall_time_s")}}
+        operation: dict[str, Any] = {"$set": update}
+        if push:
+            operation["$push"] = push
+        self.db.labels.update_one({"_id": label_id}, operation)
+        if previous.get("arrays_file") is not None:
+            self.fs.delete(previous["arrays_file"])
+
+    def find_labels(self, query: LabelQuery | None = None, limit: int = 0,
+                    with_arrays: bool = True) -> Iterator[dict[str, Any]]:
+        """Label documents matching ``query`` (oldest first); arrays unpacked on request."""
+        query = query or LabelQuery()
+        projection = None if with_arrays else {"arrays": 0}
+        cursor = self.db.labels.find(query.to_filter(), projection).sort("_id", ASCENDING)
+        if limit:
+            cursor = cursor.limit(limit)
+        for doc in cursor:
+            if with_arrays:
+                doc["arrays"] = self.unpack_arrays(doc)
+            yield doc
+
+    def count_labels(self, query: LabelQuery | None = None) -> int:
+        return self.db.labels.count_documents((query or LabelQuery()).to_filter())
+
+    def label_atoms(self, doc: dict[str, Any]) -> Atoms:
+        """An ``Atoms`` with the label's energy, forces and stress attached (ASE units)."""
+        from database.export import label_to_atoms
+
+        return label_to_atoms(doc, self)
+
+    def stats(self, campaign: str | None = None) -> dict[str, Any]:
+        """Counts of structures and labels (by status, chemical system, iteration)."""
+        match: dict[str, Any] = {"requests.campaign": campaign} if campaign else {}
+
+        def grouped(field: str, collection: str = "labels") -> dict[str, int]:
+            pipeline = [{"$match": match}, {"$group": {"_id": f"${field}", "n": {"$sum": 1}}}]
+            return {str(d["_id"]): d["n"] for d in self.db[collection].aggregate(pipeline)}
+
+        by_iteration: dict[str, int] = {}
+        if campaign:
+            pipeline = [{"$match": match}, {"$unwind": "$requests"},
+                        {"$match": {"requests.campaign": campaign}},
+                        {"$group": {"_id": "$requests.iteration", "n": {"$sum": 1}}}]
+            by_iteration = {str(d["_id"]): d["n"] for d in self.db.labels.aggregate(pipeline)}
+        ok = {**match, "status": "ok"}
+        pressures = [d.get("pressure_GPa") for d in self.db.labels.find(ok, {"pressure_GPa": 1})]
+        pressures = [p for p in pressures if p is not None]
+        wall = [d.get("wall_time_s") or 0.0 for d in self.db.labels.find(match, {"wall_time_s": 1})]
+        return {
+            "structures": self.db.structures.count_documents(match),
+            "labels": self.db.labels.count_documents(match),
+            "labels_by_status": grouped("status"),
+            "labels_by_chemsys": grouped("chemsys"),
+            "labels_by_iteration": by_iteration,
+            "pressure_range_GPa": [min(pressures), max(pressures)] if pressures else None,
+            "wall_time_s": float(sum(wall)),
+            "models": self.db.models.count_documents({"campaign": campaign} if campaign else {}),
+        }
