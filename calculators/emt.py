@@ -25,12 +25,16 @@ class EMTOracle(Oracle):
     def version(self) -> str:
         return f"ase-{ase.__version__}"
 
-    def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
-        from quacc import change_settings, get_settings
-        from quacc.recipes.emt.core import static_job
+    def prepare(self) -> None:
+        from quacc import get_settings
+        from quacc.recipes.emt import core  # noqa: F401 (a 4 s import, paid once per process)
 
         if get_settings().WORKFLOW_ENGINE is not None:  # inside a Firetask the job must run now
             raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
+
+    def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
+        from quacc import change_settings
+        from quacc.recipes.emt.core import static_job
         changes = {"RESULTS_DIR": workdir, "CREATE_UNIQUE_DIR": False, "GZIP_FILES": False}
         with change_settings(changes):
             output = static_job(atoms, **self.settings)

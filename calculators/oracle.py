@@ -70,6 +70,10 @@ class Oracle(ABC):
     def version(self) -> str:
         """The version of the code that computes the labels."""
 
+    def prepare(self) -> None:
+        """Import or check what the code needs (not counted in a label's wall time)."""
+        return None
+
     @abstractmethod
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         """Run the code once; may raise, :meth:`label` turns exceptions into ``crashed``."""
@@ -91,6 +95,8 @@ class Oracle(ABC):
         workdir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         try:
+            self.prepare()
+            start = time.perf_counter()
             result = self._compute(atoms.copy(), workdir)
         except Exception as exc:  # a failure is data, never lost
             log.warning("%s failed on %s: %s", self.code, atoms.get_chemical_formula(), exc)

@@ -56,7 +56,12 @@ def open_store(database: str, data_dir: str | Path, uri: str | None = None,
         resolved = server.start()
     else:
         log.info("using MongoDB at %s", redact(resolved))
-    store = Store.connect(resolved, database, launchpad_database=launchpad_database)
+    try:
+        store = Store.connect(resolved, database, launchpad_database=launchpad_database)
+    except BaseException:  # do not leave a server we started running behind us
+        if server is not None:
+            server.stop()
+        raise
     try:
         yield store
     finally:

@@ -56,9 +56,10 @@ def structure_id(atoms: Atoms) -> str:
     wrapped = atoms.get_positions(wrap=True) if atoms.pbc.any() else atoms.get_positions()
     parts = [
         np.asarray(atoms.numbers, dtype=np.int64).tobytes(),
-        np.round(np.asarray(atoms.cell[:], dtype=float), 6).tobytes(),
+        # + 0.0 after rounding turns -0.0 (e.g. -1e-17 from wrapping) into 0.0
+        (np.round(np.asarray(atoms.cell[:], dtype=float), 6) + 0.0).tobytes(),
         np.asarray(atoms.pbc, dtype=bool).tobytes(),
-        np.round(wrapped + 0.0, 6).tobytes(),  # + 0.0 turns -0.0 into 0.0
+        (np.round(wrapped, 6) + 0.0).tobytes(),
     ]
     return hashlib.sha256(b"|".join(parts)).hexdigest()
 

@@ -61,6 +61,7 @@ def export_extxyz(store: Store, query: LabelQuery, path: str | Path) -> int:
 def export_ase_db(store: Store, query: LabelQuery, path: str | Path) -> int:
     """Append the matching labels to an ASE database (``.db`` SQLite or ``.json``)."""
     import ase.db
+    from ase.db.core import convert_str_to_int_float_bool_or_str
 
     count = 0
     with ase.db.connect(str(path)) as db:
@@ -68,8 +69,15 @@ def export_ase_db(store: Store, query: LabelQuery, path: str | Path) -> int:
             atoms = label_to_atoms(doc, store)
             pairs = {k: v for k, v in atoms.info.items()
                      if isinstance(v, (str, int, float, bool)) and k != "formula"}
-            db.write(atoms, key_value_pairs=pairs,
-                     data={"settings": doc.get("settings"), "software": doc.get("software")})
+            # ASE refuses strings that read as numbers (code_version "6.7", campaign "2024"):
+            # those go to the row's data instead
+            text = {k: v for k, v in pairs.items() if isinstance(v, str)
+                    and not isinstance(convert_str_to_int_float_bool_or_str(v), str)}
+            pairs = {k: v for k, v in pairs.items() if k not in text}
+            data = {"settings": doc.get("settings"), "software": doc.get("software")}
+            if text:
+                data["info"] = text
+            db.write(atoms, key_value_pairs=pairs, data=data)
             count += 1
     log.info("wrote %d labels to %s", count, path)
     return count

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 #: Statuses after which a label may be computed again (by a rerun of its Firework).
 RETRYABLE = ("unconverged", "killed", "input_error", "crashed")
 
+#: Fields of an earlier outcome kept in a label's ``history`` when it is computed again.
+HISTORY_KEYS = ("status", "error", "updated_at", "claimed_by", "wall_time_s")
+
 INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     "structures": [
         ([("requests.campaign", ASCENDING), ("requests.iteration", ASCENDING)], {}),
@@ -148,7 +151,8 @@ class Store:
 
         Returns the claimed document, or ``None`` when the label is done (``ok``) or being
         computed by another worker. A failed label, or one left ``running`` by an earlier
-        launch of the same Firework (``worker["fw_id"]``), is taken over.
+        launch of the same job (``worker["job_id"]``: a Firework's batch key, stable across
+        reruns), is taken over.
         """
         request = {"campaign": campaign, "iteration": iteration}
         structure = self.db.structures.find_one({"_id": sid}, {"arrays": 0})
@@ -175,14 +179,26 @@ class Store:
             pass
         key = {"structure_id": sid, "settings_hash": settings_hash}
         self.db.labels.update_one(key, {"$addToSet": {"requests": request}})
-        takeover = {"$or": [{"status": {"$in": list(RETRYABLE)}},
-                            {"status": "running", "claimed_by.fw_id": worker.get("fw_id")}]}
-        return self.db.labels.find_one_and_update(
-            {**key, **takeover},
-            {"$set": {"status": "running", "claimed_by": worker, "claimed_at": now},
-             "$inc": {"attempts": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
+        takeover: dict[str, Any] = {"status": {"$in": list(RETRYABLE)}}
+        if worker.get("job_id") is not None:  # no job id: never take over a running label
+            takeover = {"$or": [takeover, {"status": "running",
+                                           "claimed_by.job_id": worker["job_id"]}]}
+        while True:
+            current = self.db.labels.find_one({**key, **takeover}, {"arrays": 0})
+            if current is None:
+                return None
+            operation: dict[str, Any] = {
+                "$set": {"status": "running", "claimed_by": worker, "claimed_at": now},
+                "$inc": {"attempts": 1}}
+            if current["status"] != "running":  # keep the failed outcome being replaced
+                operation["$push"] = {"history": {k: current.get(k) for k in HISTORY_KEYS}}
+                operation["$unset"] = {"error": ""}  # now in history; not the new attempt's
+            # compare-and-set on the attempt counter: of two racing claims, one wins
+            claimed = self.db.labels.find_one_and_update(
+                {"_id": current["_id"], "attempts": current.get("attempts"), **takeover},
+                operation, return_document=ReturnDocument.AFTER)
+            if claimed is not None:
+                return claimed
 
     def complete_label(self, label_id: ObjectId, atoms: Atoms, fields: dict[str, Any],
                        forces: np.ndarray | None = None) -> None:
@@ -203,9 +219,8 @@ class Store:
             "updated_at": utcnow(),
         }
         push = {}
-        if previous.get("status") not in (None, "running") or previous.get("arrays_file"):
-            push = {"history": {k: previous.get(k) for k in
-                                ("status", "error", "updated_at", "claimed_by", "wall_time_s")}}
+        if previous.get("status") not in (None, "running"):  # a claim already kept a failure
+            push = {"history": {k: previous.get(k) for k in HISTORY_KEYS}}
         operation: dict[str, Any] = {"$set": update}
         if push:
             operation["$push"] = push

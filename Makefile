@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` (set up, run the demo campaign) and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/al-loop run configs/demo.yaml
+	$(BIN)/al-loop db query configs/demo.yaml --limit 10
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check al_loop calculators database launchers tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/db_bench.py
+	$(BIN)/python benchmarks/dispatch_bench.py
+
+clean:
+	rm -rf al-loop-runs

@@ -1,0 +1,273 @@
+"""The ``al-loop`` command line: the only place in al-loop that prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from al_loop.config import CampaignConfig, ConfigError, load_campaign
+
+app = typer.Typer(help="Active learning of machine-learned interatomic potentials.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Query, summarise and export the dataset.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+errors = Console(stderr=True)
+
+CampaignFile = Annotated[Path, typer.Argument(help="The campaign's YAML file.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # FireWorks sets its own loggers to DEBUG
+    for noisy in ("quacc", "launchpad", "rocket.launcher", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(path: Path) -> CampaignConfig:
+    try:
+        return load_campaign(path)
+    except ConfigError as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False
+          ) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def validate(campaign: CampaignFile) -> None:
+    """Check a campaign file; exit 2 with the key and the fix if it is wrong."""
+    config = _load(campaign)
+    console.print(f"{campaign}: valid campaign [bold]{config.name}[/] "
+                  f"({'-'.join(config.system.elements)}, oracle {config.oracle.code}, "
+                  f"workdir {config.resolved_workdir()})")
+
+
+def _progress(stage: str, info: dict[str, Any]) -> None:
+    if stage == "seed":
+        console.print(f"[cyan]seed[/]: {info['structures']} structures stored")
+    elif stage == "label":
+        console.print(f"[cyan]label[/]: {info['fireworks']} Fireworks "
+                      f"({'submitted' if info['added'] else 'already submitted'}) {info['states']}")
+    elif stage == "launch":
+        console.print(f"[cyan]launch[/]: {info['workers']} local rocket launchers for "
+                      f"{info['pending']} pending Fireworks")
+    elif stage == "labelled":
+        console.print(f"[cyan]labelled[/]: {info['labels_by_status']} "
+                      f"(Fireworks {info['fireworks']})")
+
+
+def _print_stats(title: str, stats: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for key in ("structures", "labels", "labels_by_status", "labels_by_chemsys",
+                "labels_by_iteration", "pressure_range_GPa", "wall_time_s", "models"):
+        value = stats.get(key)
+        if isinstance(value, float):
+            value = f"{value:.2f}"
+        elif isinstance(value, list):
+            value = " .. ".join(f"{v:.1f}" for v in value)
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def run(campaign: CampaignFile,
+        workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None
+        ) -> None:
+    """Run a campaign: seed structures, label them through FireWorks, summarise the dataset."""
+    from al_loop.campaign import run_campaign
+
+    config = _load(campaign)
+    start = time.perf_counter()
+    console.print(f"campaign [bold]{config.name}[/]: {'-'.join(config.system.elements)}, "
+                  f"{config.system.pressures_GPa} GPa, oracle {config.oracle.code}")
+    summary = run_campaign(config, workers=workers, progress=_progress)
+    _print_stats(f"dataset of {config.name}", summary)
+    failed = {k: v for k, v in summary["label_stage"]["labels_by_status"].items() if k != "ok"}
+    if failed:
+        console.print(f"[yellow]not labelled[/]: {failed}; `al-loop db query {campaign} "
+                      "--status crashed` shows them")
+    console.print(f"done in {time.perf_counter() - start:.1f} s; data in {summary['workdir']}")
+
+
+@app.command()
+def launch(campaign: CampaignFile,
+           workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None
+           ) -> None:
+    """Run local rockets (rlaunch rapidfire) until no Firework of the LaunchPad is ready."""
+    from al_loop.campaign import open_campaign
+    from launchers import run_workers
+
+    config = _load(campaign)
+    with open_campaign(config) as session:
+        n = workers or config.launcher.workers
+        codes = run_workers(session.launchpad_file, session.fworker_file,
+                            session.workdir / "launches", n, env=session.worker_env())
+        counts = session.launchpad.fireworks.aggregate(
+            [{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+        console.print(f"{n} launchers exited with {codes}; Fireworks: "
+                      f"{ {d['_id']: d['n'] for d in counts} }")
+
+
+@app.command()
+def status(campaign: CampaignFile) -> None:
+    """Where a campaign stands: its stages and its Fireworks."""
+    from al_loop.campaign import open_campaign
+
+    config = _load(campaign)
+    with open_campaign(config) as session:
+        doc = session.store.db.campaigns.find_one({"_id": config.name})
+        console.print(f"campaign [bold]{config.name}[/]: iteration {doc['iteration']}, "
+                      f"last stage {doc['stage']}, updated {doc['updated_at']:%Y-%m-%d %H:%M:%S}")
+        table = Table("iteration", "stage", "status", "finished", "result")
+        for rec in session.store.db.metrics.find({"campaign": config.name}).sort(
+                [("iteration", 1), ("finished_at", 1)]):
+            finished = rec.get("finished_at")
+            table.add_row(str(rec["iteration"]), rec["stage"], rec.get("status", ""),
+                          f"{finished:%H:%M:%S}" if finished else "",
+                          json.dumps(rec.get("result"), default=str)[:80])
+        console.print(table)
+        pipeline = [{"$match": {"spec.al_loop.campaign": config.name}},
+                    {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        states = {d["_id"]: d["n"] for d in session.launchpad.fireworks.aggregate(pipeline)}
+        console.print(f"Fireworks: {states}")
+
+
+def _query(campaign_name: str | None, iteration: int | None, elements: str | None,
+           chemsys: str | None, pmin: float | None, pmax: float | None, status: str | None):
+    from database import LabelQuery
+
+    return LabelQuery(campaign=campaign_name, iteration=iteration,
+                      elements=elements.split(",") if elements else None, chemsys=chemsys,
+                      pressure_min_GPa=pmin, pressure_max_GPa=pmax,
+                      status=status.split(",") if status and "," in status else status)
+
+
+IterationOpt = Annotated[int | None, typer.Option(help="Only this iteration.")]
+ElementsOpt = Annotated[str | None, typer.Option(help="Containing all of these, e.g. Fe,Ni.")]
+ChemsysOpt = Annotated[str | None, typer.Option(help="Exactly this system, e.g. Ca-Fe-Ni.")]
+PminOpt = Annotated[float | None, typer.Option("--pmin", help="Minimum pressure (GPa).")]
+PmaxOpt = Annotated[float | None, typer.Option("--pmax", help="Maximum pressure (GPa).")]
+StatusOpt = Annotated[str | None, typer.Option(help="ok, unconverged, killed, input_error, "
+                                                    "crashed, running (comma-separated).")]
+AllOpt = Annotated[bool, typer.Option("--all-campaigns", help="Labels of every campaign.")]
+
+
+@db_app.command("stats")
+def db_stats(campaign: CampaignFile,
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Counts of structures and labels by status, chemical system and iteration."""
+    from al_loop.campaign import open_campaign
+
+    config = _load(campaign)
+    with open_campaign(config) as session:
+        stats = session.store.stats(config.name)
+    if as_json:
+        console.print_json(json.dumps(stats, default=str))
+    else:
+        _print_stats(f"dataset of {config.name}", stats)
+
+
+@db_app.command("query")
+def db_query(campaign: CampaignFile, iteration: IterationOpt = None, elements: ElementsOpt = None,
+             chemsys: ChemsysOpt = None, pmin: PminOpt = None, pmax: PmaxOpt = None,
+             status: StatusOpt = None, all_campaigns: AllOpt = False,
+             limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
+             as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False
+             ) -> None:
+    """List labels by campaign, iteration, elements, pressure range and status."""
+    from al_loop.campaign import open_campaign
+
+    config = _load(campaign)
+    query = _query(None if all_campaigns else config.name, iteration, elements, chemsys, pmin,
+                   pmax, status)
+    with open_campaign(config) as session:
+        total = session.store.count_labels(query)
+        docs = list(session.store.find_labels(query, limit=limit, with_arrays=False))
+    if as_json:
+        for doc in docs:
+            sys.stdout.write(json.dumps(doc, default=str) + "\n")
+        return
+    table = Table("label", "formula", "status", "E/atom (eV)", "P (GPa)", "max F (eV/Å)",
+                  "code", "iteration", title=f"{total} labels match ({len(docs)} shown)")
+    for doc in docs:
+        def fmt(key: str, spec: str = ".3f", d: dict = doc) -> str:
+            return "" if d.get(key) is None else format(d[key], spec)
+        table.add_row(str(doc["_id"]), doc.get("formula", ""), doc["status"],
+                      fmt("energy_per_atom_eV", ".4f"), fmt("pressure_GPa", ".1f"),
+                      fmt("max_force_eV_A"), doc.get("code", ""),
+                      ",".join(str(r["iteration"]) for r in doc.get("requests", [])))
+    console.print(table)
+
+
+@db_app.command("export")
+def db_export(campaign: CampaignFile,
+              output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+              fmt: Annotated[str, typer.Option("--format", help="extxyz or ase-db (default: "
+                                                         "from the suffix).")] = "",
+              iteration: IterationOpt = None, elements: ElementsOpt = None,
+              chemsys: ChemsysOpt = None, pmin: PminOpt = None, pmax: PmaxOpt = None,
+              status: StatusOpt = "ok", all_campaigns: AllOpt = False) -> None:
+    """Export labels (default: the ok ones) to extxyz or an ASE database."""
+    from al_loop.campaign import open_campaign
+    from database import export_ase_db, export_extxyz
+
+    config = _load(campaign)
+    kind = fmt or ("ase-db" if output.suffix in (".db", ".json") else "extxyz")
+    if kind not in ("extxyz", "ase-db"):
+        errors.print(f"error: --format {kind!r}: use extxyz or ase-db")
+        raise typer.Exit(2)
+    query = _query(None if all_campaigns else config.name, iteration, elements, chemsys, pmin,
+                   pmax, status)
+    with open_campaign(config) as session:
+        writer = export_extxyz if kind == "extxyz" else export_ase_db
+        count = writer(session.store, query, output)
+    console.print(f"wrote {count} labels to {output} ({kind})")
+
+
+@db_app.command("serve")
+def db_serve(campaign: CampaignFile) -> None:
+    """Keep the campaign's embedded server running (for lpad, rlaunch, qlaunch) until Ctrl-C."""
+    from al_loop.campaign import open_campaign
+
+    config = _load(campaign)
+    with open_campaign(config) as session:
+        console.print(f"serving {session.store.database_name} at {session.store.uri}; "
+                      f"FireWorks: lpad -l {session.launchpad_file}; "
+                      f"rlaunch -l {session.launchpad_file} -w {session.fworker_file} rapidfire")
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        try:
+            while not stop["now"]:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""LaunchPad and FWorker for a campaign, and the YAML files FireWorks' own CLIs read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fireworks import FWorker, LaunchPad
+
+
+def make_launchpad(uri: str, launchpad_database: str) -> LaunchPad:
+    """The campaign's LaunchPad: on the dataset's server, in its own database.
+
+    A LaunchPad database that was never used is initialised (ids and indexes, as ``lpad
+    reset`` would); one that holds anything is left as it is.
+    """
+    lp = LaunchPad(host=uri, name=launchpad_database, uri_mode=True, strm_lvl="WARNING")
+    if lp.fw_id_assigner.count_documents({}) == 0 and lp.fireworks.count_documents({}) == 0:
+        lp.reset("", require_password=False, max_reset_wo_password=0)
+    return lp
+
+
+def fworker_env(data_dir: Path | None = None, uri_file: Path | None = None) -> dict[str, Any]:
+    """The FWorker ``env`` that tells Firetasks where the dataset is (never a password)."""
+    env: dict[str, Any] = {}
+    if uri_file is not None:
+        env["al_loop_store_uri_file"] = str(uri_file)
+    elif data_dir is not None:
+        env["al_loop_store_data_dir"] = str(data_dir)
+    return env
+
+
+def make_fworker(name: str, category: str | None, env: dict[str, Any]) -> FWorker:
+    return FWorker(name=name, category=category or "", env=env)
+
+
+def write_launchpad_file(path: Path, uri: str, launchpad_database: str) -> Path:
+    """``my_launchpad.yaml`` for ``lpad``/``rlaunch``/``qlaunch`` (mode 0600: it holds the URI)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({"host": uri, "name": launchpad_database, "uri_mode": True,
+                           "strm_lvl": "WARNING"})
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
+
+
+def write_fworker_file(path: Path, fworker: FWorker) -> Path:
+    """``my_fworker.yaml`` with the FWorker's name, category and env."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"name": fworker.name, "category": fworker.category,
+                                    "query": "{}", "env": fworker.env}))
+    return path

@@ -1,0 +1,91 @@
+"""The Firetask that labels structures with an oracle and writes label documents."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from fireworks import FiretaskBase, FWAction, explicit_serialize
+
+from calculators import LabelResult, oracle_class
+from database.documents import stress_fields
+from launchers.store_access import task_store
+
+log = logging.getLogger(__name__)
+
+
+class LabellingFailed(RuntimeError):
+    """Raised after a batch in which some structures failed, so that the Firework FIZZLEs."""
+
+
+def label_fields(result: LabelResult, natoms: int, worker: dict[str, Any]) -> dict[str, Any]:
+    """The label document's fields from an oracle result (arrays are stored separately)."""
+    fields = {k: v for k, v in dataclasses.asdict(result).items()
+              if k not in ("forces_eV_A", "stress_eV_A3", "extra")}
+    fields.update(stress_fields(result.stress_eV_A3))
+    fields["extra"] = result.extra
+    fields["energy_per_atom_eV"] = (result.energy_eV / natoms
+                                    if result.energy_eV is not None else None)
+    if result.forces_eV_A is not None:
+        fields["max_force_eV_A"] = float((result.forces_eV_A ** 2).sum(axis=1).max() ** 0.5)
+    fields["host"] = worker.get("host")
+    return fields
+
+
+def error_summary(error: str | None) -> str:
+    """The exception lines of a (possibly chained) traceback, root cause first.
+
+    ``quacc`` wraps a calculator's error in ``JobFailure``; the last line alone would hide the
+    original error (e.g. ``NotImplementedError: No EMT-potential for Fe``).
+    """
+    skip = ("Traceback (most recent call last)", "The above exception was the direct cause",
+            "During handling of the above exception")
+    lines = [line.strip() for line in (error or "").splitlines()
+             if line.strip() and not line[:1].isspace() and not line.startswith(skip)]
+    return " <- ".join(reversed(lines[::-1])) if lines else "(no error text)"
+
+
+@explicit_serialize
+class LabelStructuresTask(FiretaskBase):
+    """Label ``structure_ids`` with ``oracle`` (``{"code", "settings"}``) and store the labels.
+
+    Each structure is claimed first (unique per structure and settings hash), so racing
+    workers and reruns never label it twice. Failures are stored with their status; if any
+    structure failed and ``fail_on_error`` (default true), the task raises and the Firework
+    FIZZLES with the error; the failed labels are kept, and a rerun retries only them.
+    """
+
+    required_params = ["structure_ids", "campaign", "iteration", "oracle", "store", "job_id"]
+    optional_params = ["fail_on_error"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        store_spec = self["store"]
+        store = task_store(fw_spec.get("_fw_env"), store_spec["database"],
+                           store_spec.get("launchpad_database", "al_loop_fireworks"))
+        oracle = oracle_class(self["oracle"]["code"])(self["oracle"]["settings"])
+        worker = {"job_id": self["job_id"], "host": socket.gethostname(), "pid": os.getpid(),
+                  "launch_dir": os.getcwd()}
+        done, skipped, failed = [], [], []
+        for sid in self["structure_ids"]:
+            claim = store.claim_label(sid, oracle.settings_hash, self["campaign"],
+                                      int(self["iteration"]), worker)
+            if claim is None:
+                skipped.append(sid)
+                continue
+            atoms = store.get_structure(sid)
+            result = oracle.label(atoms, Path.cwd() / sid[:16])
+            store.complete_label(claim["_id"], atoms, label_fields(result, len(atoms), worker),
+                                 forces=result.forces_eV_A)
+            (done if result.status == "ok" else failed).append((sid, result))
+        summary = {"labelled": len(done), "skipped": len(skipped), "failed": len(failed),
+                   "settings_hash": oracle.settings_hash}
+        log.info("labelled %(labelled)d, skipped %(skipped)d, failed %(failed)d", summary)
+        if failed and self.get("fail_on_error", True):
+            lines = [f"{sid[:16]} {r.status}: {error_summary(r.error)}" for sid, r in failed]
+            raise LabellingFailed(f"{len(failed)} of {len(self['structure_ids'])} structures "
+                                  "failed (stored with their status):\n" + "\n".join(lines))
+        return FWAction(stored_data=summary)

@@ -1,0 +1,107 @@
+"""The demo campaign end to end through the CLI: embedded server, real rockets, queries, exports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.db
+import pytest
+import yaml
+from ase.io import read
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+AL_LOOP = str(Path(sys.executable).parent / "al-loop")
+
+
+def al_loop(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([AL_LOOP, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The demo campaign file, shrunk to 8 seeds, run once with its embedded server."""
+    tmp = tmp_path_factory.mktemp("demo")
+    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    config["seeds"]["n_structures"] = 8
+    config["workdir"] = str(tmp / "run")
+    path = tmp / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = al_loop("run", str(path), cwd=tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path, tmp
+
+
+def test_run_labels_every_seed(demo: tuple[Path, Path]) -> None:
+    path, tmp = demo
+    result = al_loop("db", "query", str(path), "--json", "--limit", "0", cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(docs) == 8
+    assert {d["status"] for d in docs} == {"ok"}
+    assert len({d["structure_id"] for d in docs}) == 8
+    assert all(d["code"] == "emt" and d["software"]["ase"] for d in docs)
+    # the embedded server was stopped at exit, its data kept on disk
+    assert not (tmp / "run" / "db" / "server.json").exists()
+    assert (tmp / "run" / "db" / "wiredtiger").is_dir()
+
+
+def test_rerun_is_idempotent(demo: tuple[Path, Path]) -> None:
+    path, tmp = demo
+    result = al_loop("run", str(path), cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(al_loop("db", "stats", str(path), "--json", cwd=tmp).stdout)
+    assert stats["labels"] == 8 and stats["structures"] == 8
+    assert stats["labels_by_status"] == {"ok": 8}
+
+
+def test_query_filters_and_exports(demo: tuple[Path, Path]) -> None:
+    path, tmp = demo
+    everything = al_loop("db", "query", str(path), "--json", "--limit", "0", cwd=tmp)
+    docs = [json.loads(line) for line in everything.stdout.splitlines()]
+    with_cu = [d for d in docs if "Cu" in d["elements"]]
+    compressed = [d for d in docs if d["pressure_GPa"] >= 10.0]
+    got = al_loop("db", "query", str(path), "--json", "--elements", "Cu", "--limit", "0",
+                  cwd=tmp)
+    assert len(got.stdout.splitlines()) == len(with_cu)
+    got = al_loop("db", "query", str(path), "--json", "--pmin", "10", "--limit", "0", cwd=tmp)
+    assert len(got.stdout.splitlines()) == len(compressed)
+    got = al_loop("db", "query", str(path), "--json", "--status", "crashed", cwd=tmp)
+    assert got.stdout.strip() == ""
+
+    xyz, db = tmp / "labels.extxyz", tmp / "labels.db"
+    assert al_loop("db", "export", str(path), "-o", str(xyz), cwd=tmp).returncode == 0
+    assert al_loop("db", "export", str(path), "-o", str(db), cwd=tmp).returncode == 0
+    frames = read(str(xyz), index=":")
+    assert len(frames) == 8
+    energies = sorted(d["energy_eV"] for d in docs)
+    assert sorted(f.get_potential_energy() for f in frames) == pytest.approx(energies)
+    assert all(f.get_forces().shape == (len(f), 3) for f in frames)
+    with ase.db.connect(str(db)) as handle:
+        rows = list(handle.select())
+    assert len(rows) == 8
+    assert sorted(r.energy for r in rows) == pytest.approx(energies)
+
+
+def test_status_shows_stages(demo: tuple[Path, Path]) -> None:
+    path, tmp = demo
+    result = al_loop("status", str(path), cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    assert "seed" in result.stdout and "label" in result.stdout
+    assert "COMPLETED" in result.stdout
+
+
+def test_bad_campaign_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsystem:\n  elements: [Cu, Xx]\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for command in (["run"], ["validate"], ["db", "query"], ["launch"]):
+        result = al_loop(*command, str(bad), cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "bad.yaml" in result.stderr and "system.elements" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -1,0 +1,485 @@
+"""The campaign-file schema: the demo loads, and every bad file gives one clear ConfigError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from al_loop.config import CampaignConfig, ConfigError, load_campaign
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+MINIMAL = "name: t\nsystem:\n  elements: [Cu, Ni]\n"
+
+
+def _write(folder: Path, text: str, name: str = "campaign.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def _load_error(path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path)
+    return info.value
+
+
+# --------------------------------------------------------------------------- (1) the demo
+
+
+def test_demo_loads_with_its_values() -> None:
+    config = load_campaign(DEMO)
+    assert config.name == "demo"
+    assert config.source_file == DEMO
+    assert config.system.elements == ["Cu", "Ni", "Al"]
+    assert config.system.pressures_GPa == [0.0, 25.0, 50.0]
+    assert config.system.temperatures_K == [300.0, 1000.0, 2000.0]
+    assert config.seeds.prototypes == ["fcc", "bcc", "hcp"]
+    assert (config.seeds.n_structures, config.seeds.max_atoms) == (24, 8)
+    assert (config.oracle.code, config.oracle.preset) == ("emt", "default")
+    assert config.store.uri is None and config.store.uri_file is None
+    assert (config.launcher.workers, config.launcher.batch_size) == (2, 4)
+
+
+def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
+    config = load_campaign(_write(tmp_path, MINIMAL))
+    assert config.description == "" and config.workdir is None and config.seed == 0
+    assert config.system.pressures_GPa == [0.0]
+    assert config.system.temperatures_K == [300.0]
+    s = config.seeds
+    assert s.prototypes == ["fcc", "bcc", "hcp"] and s.n_structures == 20 and s.max_atoms == 16
+    assert s.rattle_A == 0.05 and s.volume_scale_range == (0.75, 1.05) and s.files == []
+    assert config.oracle.model_dump() == {"code": "emt", "preset": "default", "overrides": {}}
+    assert config.committee.model_dump() == {
+        "n_models": 4,
+        "foundation_model": None,
+        "device": "auto",
+        "max_epochs": 50,
+        "bootstrap": True,
+    }
+    assert config.exploration.model_dump() == {
+        "ensembles": ["npt"],
+        "steps": 1000,
+        "timestep_fs": 1.0,
+        "frame_interval": 10,
+        "max_spread_eV_A": 1.0,
+    }
+    assert config.selection.model_dump() == {
+        "trust_lo_eV_A": 0.05,
+        "trust_hi_eV_A": 0.30,
+        "adaptive_percentile": None,
+        "max_per_iteration": 50,
+        "converged_fraction": 0.95,
+        "max_iterations": 10,
+    }
+    assert config.store.model_dump() == {
+        "uri": None,
+        "uri_file": None,
+        "uri_env": None,
+        "database": "al_loop",
+        "launchpad_database": "al_loop_fireworks",
+    }
+    assert config.launcher.model_dump() == {
+        "workers": 2,
+        "batch_size": 1,
+        "fworker_name": "al-loop-local",
+        "category": None,
+    }
+
+
+def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
+    config = load_campaign(_write(tmp_path, MINIMAL + "seeds:\nstore:\n"))
+    assert config.seeds.n_structures == 20 and config.store.database == "al_loop"
+
+
+# --------------------------------------------------------------------------- (2) bad files
+
+# (id, text appended to or replacing the minimal campaign, expected key path, expected substring)
+BAD = [
+    ("missing-name", "system:\n  elements: [Cu]\n", "name", "required key is missing"),
+    ("bad-name", "name: my run\nsystem:\n  elements: [Cu]\n", "name", "invalid name 'my run'"),
+    ("name-not-text", "name: [a]\nsystem:\n  elements: [Cu]\n", "name", "expected text"),
+    ("missing-system", "name: t\n", "system", "required key is missing"),
+    ("missing-elements", "name: t\nsystem:\n  pressures_GPa: [1]\n", "system.elements", "missing"),
+    ("typo-top-key", "name: t\nsytem:\n  elements: [Cu]\n", "sytem", "did you mean 'system'?"),
+    ("key-in-wrong-section", "name: t\nelements: [Cu]\n", "elements", "under system"),
+    ("unknown-seed-key", MINIMAL + "seeds:\n  n_struct: 3\n", "seeds.n_struct", "allowed keys"),
+    ("kbar", MINIMAL + "  pressures_kbar: [10]\n", "system.pressures_kbar", "'pressures_GPa'"),
+    ("celsius", MINIMAL + "  temperatures_C: [25]\n", "system.temperatures_C", "temperatures_K"),
+    (
+        "unit-in-value",
+        MINIMAL + "  pressures_GPa: [0, 50 GPa]\n",
+        "system.pressures_GPa[1]",
+        "give a plain number in GPa; units are in the key name",
+    ),
+    (
+        "unit-in-scalar",
+        MINIMAL + "exploration:\n  timestep_fs: 2 fs\n",
+        "exploration.timestep_fs",
+        "give a plain number in fs",
+    ),
+    ("scalar-not-list", MINIMAL + "  pressures_GPa: 50\n", "system.pressures_GPa", "write [50]"),
+    (
+        "unknown-element",
+        "name: t\nsystem:\n  elements: [Cu, Xx]\n",
+        "system.elements[1]",
+        "unknown element symbol 'Xx'",
+    ),
+    ("lowercase-element", "name: t\nsystem:\n  elements: [cu]\n", "system.elements[0]", "'Cu'"),
+    ("element-name", "name: t\nsystem:\n  elements: [Copper]\n", "system.elements[0]", "'Cu'"),
+    ("elements-string", "name: t\nsystem:\n  elements: Cu Ni\n", "system.elements", "[Cu, Ni]"),
+    (
+        "duplicate-element",
+        "name: t\nsystem:\n  elements: [Cu, Ni, Cu]\n",
+        "system.elements[2]",
+        "duplicate",
+    ),
+    ("no-elements", "name: t\nsystem:\n  elements: []\n", "system.elements", "must not be empty"),
+    (
+        "negative-pressure",
+        MINIMAL + "  pressures_GPa: [-5]\n",
+        "system.pressures_GPa[0]",
+        ">= 0 GPa",
+    ),
+    ("huge-pressure", MINIMAL + "  pressures_GPa: [2000]\n", "system.pressures_GPa[0]", "<= 1000"),
+    ("zero-temperature", MINIMAL + "  temperatures_K: [0]\n", "system.temperatures_K[0]", "> 0 K"),
+    (
+        "nan-temperature",
+        MINIMAL + "  temperatures_K: [.nan]\n",
+        "system.temperatures_K[0]",
+        "finite",
+    ),
+    ("empty-temperatures", MINIMAL + "  temperatures_K: []\n", "system.temperatures_K", "empty"),
+    (
+        "bad-prototype",
+        MINIMAL + "seeds:\n  prototypes: [fcc, FCC2]\n",
+        "seeds.prototypes[1]",
+        "one of",
+    ),
+    (
+        "volume-range-order",
+        MINIMAL + "seeds:\n  volume_scale_range: [1.1, 0.9]\n",
+        "seeds.volume_scale_range",
+        "lo must be <= hi",
+    ),
+    (
+        "volume-range-one-value",
+        MINIMAL + "seeds:\n  volume_scale_range: [0.9]\n",
+        "seeds.volume_scale_range",
+        "two numbers [lo, hi]",
+    ),
+    ("rattle-too-big", MINIMAL + "seeds:\n  rattle_A: 0.5\n", "seeds.rattle_A", "< 0.5 Å"),
+    ("int-as-float", MINIMAL + "seeds:\n  max_atoms: 8.5\n", "seeds.max_atoms", "whole number"),
+    ("quoted-number", MINIMAL + "seeds:\n  max_atoms: '8'\n", "seeds.max_atoms", "without quotes"),
+    ("no-seeds", MINIMAL + "seeds:\n  n_structures: 0\n", "seeds.n_structures", "no initial"),
+    (
+        "missing-seed-file",
+        MINIMAL + "seeds:\n  files: [nope.xyz]\n",
+        "seeds.files[0]",
+        "file not found",
+    ),
+    (
+        "seed-file-suffix",
+        MINIMAL + "seeds:\n  files: [notes.txt]\n",
+        "seeds.files[0]",
+        "not a structure",
+    ),
+    (
+        "unknown-oracle",
+        MINIMAL + "oracle:\n  code: vasp\n",
+        "oracle.code",
+        "unknown oracle code 'vasp'",
+    ),
+    ("oracle-typo", MINIMAL + "oracle:\n  code: EMT\n", "oracle.code", "did you mean 'emt'?"),
+    (
+        "unknown-preset",
+        MINIMAL + "oracle:\n  preset: fast\n",
+        "oracle.preset",
+        "available presets: default",
+    ),
+    ("preset-file", MINIMAL + "oracle:\n  preset: my.yaml\n", "oracle.preset", "my.yaml"),
+    (
+        "oracle-elements",
+        "name: t\nsystem:\n  elements: [Ca, Fe, Ni]\n",
+        "oracle.code",
+        "cannot handle Ca, Fe",
+    ),
+    ("one-model", MINIMAL + "committee:\n  n_models: 1\n", "committee.n_models", ">= 2"),
+    (
+        "n-models-text",
+        MINIMAL + "committee:\n  n_models: four\n",
+        "committee.n_models",
+        "whole number",
+    ),
+    (
+        "bool-as-int",
+        MINIMAL + "committee:\n  max_epochs: true\n",
+        "committee.max_epochs",
+        "boolean",
+    ),
+    ("bad-device", MINIMAL + "committee:\n  device: gpu\n", "committee.device", "auto, cpu, cuda"),
+    (
+        "missing-model-file",
+        MINIMAL + "committee:\n  foundation_model: models/mace.model\n",
+        "committee.foundation_model",
+        "file not found",
+    ),
+    (
+        "timestep",
+        MINIMAL + "exploration:\n  timestep_fs: 10\n",
+        "exploration.timestep_fs",
+        "<= 5 fs",
+    ),
+    (
+        "ensemble",
+        MINIMAL + "exploration:\n  ensembles: [NPT]\n",
+        "exploration.ensembles[0]",
+        "'npt'",
+    ),
+    (
+        "frames",
+        MINIMAL + "exploration:\n  steps: 5\n",
+        "exploration.frame_interval",
+        "must be <= steps",
+    ),
+    (
+        "trust-window",
+        MINIMAL + "selection:\n  trust_lo_eV_A: 0.3\n  trust_hi_eV_A: 0.2\n",
+        "selection.trust_lo_eV_A",
+        "must be below trust_hi_eV_A",
+    ),
+    (
+        "trust-equal",
+        MINIMAL + "selection:\n  trust_lo_eV_A: 0.3\n  trust_hi_eV_A: 0.3\n",
+        "selection.trust_lo_eV_A",
+        "must be below",
+    ),
+    (
+        "spread-below-window",
+        MINIMAL + "exploration:\n  max_spread_eV_A: 0.01\n",
+        "exploration.max_spread_eV_A",
+        "selection.trust_lo_eV_A",
+    ),
+    (
+        "percentile",
+        MINIMAL + "selection:\n  adaptive_percentile: 100\n",
+        "selection.adaptive_percentile",
+        "< 100",
+    ),
+    (
+        "fraction",
+        MINIMAL + "selection:\n  converged_fraction: 0\n",
+        "selection.converged_fraction",
+        "> 0",
+    ),
+    (
+        "password-in-uri",
+        MINIMAL + "store:\n  uri: mongodb://alice:s3cret@db.example.org/al\n",
+        "store.uri",
+        "store.uri_file",
+    ),
+    ("uri-scheme", MINIMAL + "store:\n  uri: http://db.example.org\n", "store.uri", "mongodb://"),
+    (
+        "uri-and-uri-file",
+        MINIMAL + "store:\n  uri: mongodb://db.example.org\n  uri_file: uri.txt\n",
+        "store.uri_file",
+        "only one of",
+    ),
+    (
+        "uri-file-missing",
+        MINIMAL + "store:\n  uri_file: nowhere.txt\n",
+        "store.uri_file",
+        "file not found",
+    ),
+    ("uri-env-is-uri", MINIMAL + "store:\n  uri_env: mongodb://h/x\n", "store.uri_env", "NAME"),
+    (
+        "same-databases",
+        MINIMAL + "store:\n  database: x\n  launchpad_database: x\n",
+        "store.launchpad_database",
+        "must differ",
+    ),
+    ("workers", MINIMAL + "launcher:\n  workers: 0\n", "launcher.workers", ">= 1"),
+    ("section-not-mapping", MINIMAL + "seeds: 5\n", "seeds", "expected a mapping"),
+    ("duplicate-key", MINIMAL + "seed: 1\nseed: 2\n", "seed", "duplicate key 'seed'"),
+    (
+        "overrides-not-mapping",
+        MINIMAL + "oracle:\n  overrides: [a]\n",
+        "oracle.overrides",
+        "mapping",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path", "expected"), [c[1:] for c in BAD], ids=[c[0] for c in BAD]
+)
+def test_bad_campaign(tmp_path: Path, text: str, key_path: str, expected: str) -> None:
+    (tmp_path / "uri.txt").write_text("mongodb://localhost\n")
+    (tmp_path / "notes.txt").write_text("not a structure\n")
+    path = _write(tmp_path, text)
+    err = _load_error(path)
+    assert err.key_path == key_path, str(err)
+    assert err.file == path
+    assert expected in err.message, str(err)
+    first = str(err).splitlines()[0]
+    assert first == f"{path}: {key_path}: {err.message}"
+    assert key_path in first and expected in first
+
+
+def test_bad_campaign_table_is_big() -> None:
+    assert len(BAD) >= 20
+
+
+def test_password_is_never_echoed(tmp_path: Path) -> None:
+    for uri in ("mongodb://alice:s3cret@db/al", "mongo://alice:s3cret@db/al"):
+        err = _load_error(_write(tmp_path, MINIMAL + f"store:\n  uri: {uri}\n"))
+        assert err.key_path == "store.uri"
+        assert "s3cret" not in str(err)
+
+
+def test_error_gives_the_line(tmp_path: Path) -> None:
+    err = _load_error(_write(tmp_path, "name: t\nsystem:\n  elements:\n    - Cu\n    - Qq\n"))
+    assert err.key_path == "system.elements[1]"
+    assert err.line == 5 and "(line 5)" in err.message
+
+
+def test_several_problems_one_error_one_line_each(tmp_path: Path) -> None:
+    text = "name: t\nsystem:\n  elements: [Cu]\n  pressures_GPa: [-1]\n  temperatures_K: [-1]\n"
+    err = _load_error(_write(tmp_path, text))
+    lines = str(err).splitlines()
+    assert len(lines) == 2
+    assert "system.pressures_GPa[0]" in lines[0] and "system.temperatures_K[0]" in lines[1]
+    assert [p for p, _ in err.problems] == ["system.pressures_GPa[0]", "system.temperatures_K[0]"]
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+    err = _load_error(_write(tmp_path, MINIMAL + "  pressures_kbar: [10]\n"))
+    assert "allowed keys: elements, pressures_GPa, temperatures_K" in err.message
+    assert "units are part of the key name" in err.message
+
+
+# (id, how to make the file, expected substring); the key path is empty for file-level problems
+FILE_PROBLEMS = [
+    ("missing", None, "campaign file not found"),
+    ("empty", "", "the file is empty"),
+    ("only-comments", "# nothing yet\n", "the file is empty"),
+    ("yaml-syntax", "name: t\nsystem:\n  elements: [Cu, Ni\n", "invalid YAML at line"),
+    ("yaml-mapping", "name: t\n  system: x\n", "line 2, column 9"),
+    ("tabs", "name: t\nsystem:\n\telements: [Cu]\n", "not tabs"),
+    ("top-list", "- name: t\n", "top level must be a mapping"),
+    ("top-text", "hello\n", "top level must be a mapping"),
+    ("two-documents", "name: t\n---\nname: u\n", "invalid YAML"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"), [c[1:] for c in FILE_PROBLEMS], ids=[c[0] for c in FILE_PROBLEMS]
+)
+def test_bad_file(tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "campaign.yaml"
+    if content is not None:
+        path.write_text(content)
+    err = _load_error(path)
+    assert err.key_path == "" and err.file == path
+    assert expected in err.message, str(err)
+    assert str(err).startswith(f"{path}: ")
+
+
+def test_folder_instead_of_file(tmp_path: Path) -> None:
+    _write(tmp_path, MINIMAL, "a.yaml")
+    err = _load_error(tmp_path)
+    assert "is a folder" in str(err) and "a.yaml" in str(err)
+
+
+def test_config_error_str_omits_empty_parts() -> None:
+    assert str(ConfigError("boom")) == "boom"
+    assert str(ConfigError("boom", key_path="a.b[1]")) == "a.b[1]: boom"
+    assert str(ConfigError("boom", file="x.yaml")) == "x.yaml: boom"
+
+
+# --------------------------------------------------------------------------- (3) no writes
+
+
+def test_loading_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    camp = tmp_path / "camp"
+    camp.mkdir()
+    (camp / "a.xyz").write_text("1\n\nCu 0 0 0\n")
+    _write(camp, MINIMAL + "seeds:\n  files: [a.xyz]\n")
+    _write(camp, "name: t\nsystem:\n  elements: [Xx]\n", "bad.yaml")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    before = _listing(tmp_path)
+    config = load_campaign(camp / "campaign.yaml")
+    assert config.resolved_workdir() == cwd / "al-loop-runs" / "t"
+    load_campaign(DEMO).resolved_workdir()
+    with pytest.raises(ConfigError):
+        load_campaign(camp / "bad.yaml")
+    assert _listing(tmp_path) == before
+    assert not (cwd / "al-loop-runs").exists()
+
+
+# --------------------------------------------------------------------------- (4) relative paths
+
+
+def test_relative_paths_resolve_against_the_campaign_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    camp = tmp_path / "camp"
+    (camp / "structures").mkdir(parents=True)
+    (camp / "structures" / "a.xyz").write_text("1\n\nCu 0 0 0\n")
+    (camp / "POSCAR").write_text("")
+    (camp / "mace.model").write_text("")
+    (camp / "uri.txt").write_text("mongodb://localhost\n")
+    (camp / "preset.yaml").write_text("asap_cutoff: true\n")
+    text = (
+        MINIMAL
+        + "workdir: runs\n"
+        + "seeds:\n  files: [structures/a.xyz, POSCAR]\n"
+        + "committee:\n  foundation_model: mace.model\n"
+        + "store:\n  uri_file: uri.txt\n"
+        + "oracle:\n  preset: preset.yaml\n"
+    )
+    _write(camp, text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_campaign(Path("..") / "camp" / "campaign.yaml")
+    assert config.source_file == camp / "campaign.yaml"
+    assert config.workdir == camp / "runs" == config.resolved_workdir()
+    assert config.seeds.files == [camp / "structures" / "a.xyz", camp / "POSCAR"]
+    assert config.committee.foundation_model == str(camp / "mace.model")
+    assert config.store.uri_file == camp / "uri.txt"
+    assert config.oracle.preset == str(camp / "preset.yaml")
+
+
+def test_named_foundation_model_is_kept(tmp_path: Path) -> None:
+    config = load_campaign(
+        _write(tmp_path, MINIMAL + "committee:\n  foundation_model: medium-mpa-0\n")
+    )
+    assert config.committee.foundation_model == "medium-mpa-0"
+
+
+# --------------------------------------------------------------------------- (5) document, hash
+
+
+def test_document_and_hash(tmp_path: Path) -> None:
+    (tmp_path / "a.xyz").write_text("1\n\nCu 0 0 0\n")
+    text = MINIMAL + "workdir: runs\nseeds:\n  files: [a.xyz]\n"
+    first = load_campaign(_write(tmp_path, text))
+    document = first.to_document()
+    assert json.loads(json.dumps(document)) == document
+    assert "source_file" not in document
+    assert document["workdir"] == str(tmp_path / "runs")
+    assert document["seeds"]["files"] == [str(tmp_path / "a.xyz")]
+    assert len(first.config_hash()) == 64
+    assert load_campaign(tmp_path / "campaign.yaml").config_hash() == first.config_hash()
+    assert load_campaign(DEMO).config_hash() == load_campaign(DEMO).config_hash()
+    changed = load_campaign(_write(tmp_path, text.replace("[Cu, Ni]", "[Cu, Al]"), "b.yaml"))
+    assert changed.config_hash() != first.config_hash()
+    assert CampaignConfig.model_validate(document).to_document() == document
