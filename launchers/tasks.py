@@ -37,7 +37,7 @@ def label_fields(result: LabelResult, natoms: int, worker: dict[str, Any]) -> di
 
 
 def error_summary(error: str | None) -> str:
-    """The exception lines of a (possibly chained) traceback, root cause first.
+    """The exception lines of a (possibly chained) traceback: root cause -> ... -> last raised.
 
     ``quacc`` wraps a calculator's error in ``JobFailure``; the last line alone would hide the
     original error (e.g. ``NotImplementedError: No EMT-potential for Fe``).
@@ -46,7 +46,7 @@ def error_summary(error: str | None) -> str:
             "During handling of the above exception")
     lines = [line.strip() for line in (error or "").splitlines()
              if line.strip() and not line[:1].isspace() and not line.startswith(skip)]
-    return " <- ".join(reversed(lines[::-1])) if lines else "(no error text)"
+    return " -> ".join(lines) if lines else "(no error text)"
 
 
 @explicit_serialize
