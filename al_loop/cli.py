@@ -265,7 +265,8 @@ def db_serve(campaign: CampaignFile) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (SIGTERM exits cleanly: servers stopped, data kept)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     app()
 
 

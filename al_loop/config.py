@@ -436,7 +436,7 @@ class LauncherConfig(_Section):
     """FireWorks: how many local workers, how many structures per Firework."""
 
     workers: Annotated[Int, Field(ge=1)] = 2
-    batch_size: Annotated[Int, Field(ge=1)] = 1
+    batch_size: Annotated[Int, Field(ge=1)] = 10  # FireWorks costs ~0.1-0.7 s per Firework
     fworker_name: NonEmptyStr = "al-loop-local"
     category: NonEmptyStr | None = None
 

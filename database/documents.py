@@ -6,10 +6,10 @@ GridFS (one ``.npz`` file per document) when it would come near MongoDB's 16 MB 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import platform
-import socket
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -31,21 +31,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def software_versions() -> dict[str, str]:
-    """Versions of the packages that made a result (recorded in every stored document)."""
-    versions = {"python": platform.python_version()}
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    versions = [("python", platform.python_version())]
     for name in _VERSIONED:
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions)
 
 
-def host_info() -> dict[str, Any]:
-    import os
-
-    return {"hostname": socket.gethostname(), "pid": os.getpid()}
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that made a result (recorded in every stored document)."""
+    return dict(_installed_versions())
 
 
 def structure_id(atoms: Atoms) -> str:

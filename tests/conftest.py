@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 os.environ.pop("QUACC_WORKFLOW_ENGINE", None)
 
-from database import EmbeddedServer, Store  # noqa: E402
+from database import EmbeddedServer, Store
 
 
 @pytest.fixture(scope="session")

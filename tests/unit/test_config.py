@@ -86,7 +86,7 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
     }
     assert config.launcher.model_dump() == {
         "workers": 2,
-        "batch_size": 1,
+        "batch_size": 10,
         "fworker_name": "al-loop-local",
         "category": None,
     }
