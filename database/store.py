@@ -231,18 +231,20 @@ class Store:
     def find_labels(self, query: LabelQuery | None = None, limit: int = 0,
                     with_arrays: bool = True) -> Iterator[dict[str, Any]]:
         """Label documents matching ``query`` (oldest first); arrays unpacked on request."""
-        query = query or LabelQuery()
-        projection = None if with_arrays else {"arrays": 0}
-        cursor = self.db.labels.find(query.to_filter(), projection).sort("_id", ASCENDING)
+        pipeline = (query or LabelQuery()).to_pipeline() + [{"$sort": {"_id": ASCENDING}}]
         if limit:
-            cursor = cursor.limit(limit)
-        for doc in cursor:
+            pipeline.append({"$limit": limit})
+        if not with_arrays:
+            pipeline.append({"$project": {"arrays": 0}})
+        for doc in self.db.labels.aggregate(pipeline):
             if with_arrays:
                 doc["arrays"] = self.unpack_arrays(doc)
             yield doc
 
     def count_labels(self, query: LabelQuery | None = None) -> int:
-        return self.db.labels.count_documents((query or LabelQuery()).to_filter())
+        pipeline = (query or LabelQuery()).to_pipeline() + [{"$count": "n"}]
+        counted = list(self.db.labels.aggregate(pipeline))
+        return counted[0]["n"] if counted else 0
 
     def label_atoms(self, doc: dict[str, Any]) -> Atoms:
         """An ``Atoms`` with the label's energy, forces and stress attached (ASE units)."""

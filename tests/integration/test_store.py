@@ -397,6 +397,10 @@ def _build_dataset(store: Store) -> dict[str, Any]:
             {"cafe_a1_ok_140", "ni_a1_ok_300", "cafeni_a1_unconv"},
         ),
         (LabelQuery(campaign="B", iteration=2), {"ca_b2_running", "feni_a0_ok_120"}),
+        (
+            LabelQuery(campaign="A", iteration=1, status="ok", pressure_min_GPa=200),
+            {"ni_a1_ok_300"},
+        ),
         # {A,0} and {B,2} on one label must not match campaign A + iteration 2
         (LabelQuery(campaign="A", iteration=2), set()),
         (LabelQuery(iteration=0), {"fe_a0_ok_50", "feni_a0_ok_120", "feni_b0_ok_100"}),
