@@ -293,7 +293,7 @@ def run(
     series = [
         ("find_labels, Store indexes", lambda: find(indexed), args.queries),
         ("find_labels, unique index only", lambda: find(plain), args.baseline_queries),
-        ("aggregate, index-shaped $match", lambda: find_split(indexed), args.queries),
+        ("find, one $match, Store indexes", lambda: find_one_filter(indexed), args.queries),
     ]
     results: dict[str, list[float]] = {}
     for label, fn, repeat in series:
@@ -335,7 +335,8 @@ def run(
     med = {k: statistics.median(v) * 1e3 for k, v in results.items()}
     p9 = {k: p90(v) * 1e3 for k, v in results.items()}
     main_q, base_q, split_q = (label for label, _fn, _n in series)
-    index_part, rest = split_filter(QUERY.to_filter())
+    stages = QUERY.to_pipeline()
+    index_part, rest = stages[0]["$match"], (stages[1]["$match"] if len(stages) > 1 else {})
     rows = [
         ("labels inserted (insert_many)", f"{args.n_labels:,}", f"batches of {args.batch:,}"),
         ("insert rate, Store indexes", f"{rate_indexed:,.0f} /s", f"{t_indexed:.1f} s"),
@@ -358,9 +359,9 @@ def run(
             f"{med[base_q] / med[main_q]:.1f}x faster with the Store's indexes",
         ),
         (
-            "  ratio index-shaped/unindexed",
-            f"{med[split_q] / med[base_q]:.3f}",
-            f"{med[base_q] / med[split_q]:.1f}x faster",
+            "  ratio Store pipeline/one $match",
+            f"{med[main_q] / med[split_q]:.3f}",
+            f"{med[split_q] / med[main_q]:.1f}x faster with the two-stage pipeline",
         ),
         (f"insert_one, {SAMPLE:,} docs", f"{SAMPLE / t_one:,.0f} /s", f"{t_one:.2f} s"),
         (f"insert_many, {SAMPLE:,} docs", f"{SAMPLE / t_many:,.0f} /s", f"{t_many:.2f} s"),
@@ -380,7 +381,7 @@ def run(
         print(f"{name:<{width}}  {value:>{vwidth}}  {note}")
     print(f"plan (explain) of the Store's filter: {explain(indexed, QUERY.to_filter())}")
     print(
-        f"plan (explain) of its index-shaped part: {explain(indexed, index_part)}, "
+        f"plan (explain) of the pipeline's first stage: {explain(indexed, index_part)}, "
         f"then {sorted(rest)} on what it finds"
     )
     return 0
@@ -391,28 +392,10 @@ def find(store: Store) -> int:
     return sum(1 for _ in store.find_labels(QUERY, with_arrays=False))
 
 
-def split_filter(flt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The part of ``flt`` shaped like the (campaign, status, pressure) index, and the rest."""
-    shaped = ("requests.campaign", "status", "pressure_GPa")
-    return (
-        {k: v for k, v in flt.items() if k in shaped},
-        {k: v for k, v in flt.items() if k not in shaped},
-    )
-
-
-def find_split(store: Store) -> int:
-    """The same query as two $match stages, the first one shaped like a compound index.
-
-    Not what the Store does: a measurement of what the server could do for this query.
-    """
-    index_part, rest = split_filter(QUERY.to_filter())
-    pipeline = [
-        {"$match": index_part},
-        {"$match": rest},
-        {"$sort": {"_id": 1}},
-        {"$project": {"arrays": 0}},
-    ]
-    return sum(1 for _ in store.db.labels.aggregate(pipeline))
+def find_one_filter(store: Store) -> int:
+    """The same query as one filter document (what ``find(filter)`` does): the comparison."""
+    cursor = store.db.labels.find(QUERY.to_filter(), {"arrays": 0}).sort("_id", 1)
+    return sum(1 for _ in cursor)
 
 
 def bson_bytes(doc: dict[str, Any]) -> bytes:

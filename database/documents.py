@@ -15,13 +15,13 @@ from importlib import metadata
 from typing import Any
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 
 #: A document whose arrays take more than this many bytes keeps them in GridFS.
 INLINE_ARRAY_LIMIT_BYTES = 2 * 1024 * 1024
 
-#: Conversion from eV/Å^3 to GPa.
-EV_A3_TO_GPA = 160.21766208
+#: Conversion from eV/Å^3 to GPa (ASE's CODATA constants).
+EV_A3_TO_GPA = 1.0 / units.GPa
 
 _VERSIONED = ("al-loop", "ase", "numpy", "pymongo", "fireworks", "quacc", "pymatgen", "mace-torch",
               "torch")

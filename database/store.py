@@ -231,7 +231,7 @@ class Store:
     def find_labels(self, query: LabelQuery | None = None, limit: int = 0,
                     with_arrays: bool = True) -> Iterator[dict[str, Any]]:
         """Label documents matching ``query`` (oldest first); arrays unpacked on request."""
-        pipeline = (query or LabelQuery()).to_pipeline() + [{"$sort": {"_id": ASCENDING}}]
+        pipeline = [*(query or LabelQuery()).to_pipeline(), {"$sort": {"_id": ASCENDING}}]
         if limit:
             pipeline.append({"$limit": limit})
         if not with_arrays:
@@ -242,7 +242,7 @@ class Store:
             yield doc
 
     def count_labels(self, query: LabelQuery | None = None) -> int:
-        pipeline = (query or LabelQuery()).to_pipeline() + [{"$count": "n"}]
+        pipeline = [*(query or LabelQuery()).to_pipeline(), {"$count": "n"}]
         counted = list(self.db.labels.aggregate(pipeline))
         return counted[0]["n"] if counted else 0
 

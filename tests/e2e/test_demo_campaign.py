@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ase.db
@@ -105,3 +106,28 @@ def test_bad_campaign_exits_2_and_writes_nothing(tmp_path: Path) -> None:
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert "bad.yaml" in result.stderr and "system.elements" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_fireworks_cli_works_on_a_served_campaign(demo: tuple[Path, Path]) -> None:
+    """`al-loop db serve` keeps the embedded server up; FireWorks' own `lpad` then reads it."""
+    path, tmp = demo
+    state = tmp / "run" / "db" / "server.json"
+    serve = subprocess.Popen([AL_LOOP, "db", "serve", str(path)], cwd=tmp,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert state.exists(), serve.stderr.read() if serve.poll() is not None else "no server"
+        time.sleep(1.0)  # my_launchpad.yaml is written after the server answers
+        lpad = str(Path(sys.executable).parent / "lpad")
+        result = subprocess.run(
+            [lpad, "-l", str(tmp / "run" / "my_launchpad.yaml"), "get_fws", "-s", "COMPLETED",
+             "-d", "count"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().splitlines()[-1] == "2"  # 8 seeds, 4 per Firework
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+    assert serve.returncode == 0
+    assert not state.exists()  # stopped cleanly by SIGTERM

@@ -1,0 +1,67 @@
+"""Campaign stages on the session's real server: seeds, labels, recorded stages, resumption."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from al_loop.campaign import open_campaign, run_campaign, stage_record
+from al_loop.config import load_campaign
+
+pytestmark = pytest.mark.integration
+
+
+def write_campaign(tmp_path: Path, mongo_uri: str, database: str, **changes: Any) -> Path:
+    config = {
+        "name": "cu-ni-test",
+        "workdir": str(tmp_path / "run"),
+        "system": {"elements": ["Cu", "Ni"], "pressures_GPa": [0, 20]},
+        "seeds": {"prototypes": ["fcc"], "n_structures": 6, "max_atoms": 4},
+        "store": {"uri": mongo_uri, "database": database,
+                  "launchpad_database": f"{database}_fw"},
+        "launcher": {"workers": 1, "batch_size": 3},
+        **changes,
+    }
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_run_resume_and_changed_configuration(tmp_path: Path, mongo_uri: str) -> None:
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    config = load_campaign(write_campaign(tmp_path, mongo_uri, database))
+    seen: list[str] = []
+    summary = run_campaign(config, progress=lambda stage, info: seen.append(stage))
+    assert seen == ["seed", "label", "launch", "labelled"]
+    assert summary["structures"] == 6 and summary["labels"] == 6
+    assert summary["labels_by_status"] == {"ok": 6}
+    assert summary["label_stage"]["fireworks"] == {"COMPLETED": 2}
+
+    # the workers found the dataset through my_fworker.yaml's env, not through the spec
+    fworker = yaml.safe_load((tmp_path / "run" / "my_fworker.yaml").read_text())
+    assert fworker["env"] == {"al_loop_store_uri": mongo_uri}
+
+    # resuming does nothing new: recorded stages are skipped, nothing relaunched
+    seen.clear()
+    again = run_campaign(config, progress=lambda stage, info: seen.append(stage))
+    assert seen == ["seed"]
+    assert again["labels"] == 6
+
+    # a changed campaign file is used and the old one kept
+    changed = load_campaign(write_campaign(tmp_path, mongo_uri, database,
+                                           description="second try"))
+    run_campaign(changed)
+    with open_campaign(changed) as session:
+        doc = session.store.db.campaigns.find_one({"_id": "cu-ni-test"})
+        assert doc["config_hash"] == changed.config_hash()
+        assert [h["config_hash"] for h in doc["config_history"]] == [config.config_hash()]
+        assert doc["software"]["ase"]
+        for stage in ("seed", "label"):
+            record = stage_record(session.store, "cu-ni-test", 0, stage)
+            assert record is not None and record["software"]["fireworks"]
+        session.store.client.drop_database(database)
+        session.store.client.drop_database(f"{database}_fw")
