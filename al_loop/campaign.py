@@ -21,12 +21,13 @@ from pymongo.errors import DuplicateKeyError
 from al_loop.config import CampaignConfig
 from al_loop.seeds import file_seeds, lattice_seeds
 from calculators import Oracle, make_oracle
-from database import Store, open_store
+from database import Store, open_store, resolve_uri
 from database.documents import software_versions, utcnow
 from launchers import (
     fworker_env,
     make_fworker,
     make_launchpad,
+    rerun_lost_local_runs,
     run_workers,
     submit_label_workflow,
     workflow_states,
@@ -78,21 +79,37 @@ class CampaignSession:
                 "launchpad_database": self.config.store.launchpad_database}
 
 
+class CampaignNotFound(RuntimeError):
+    """A command that reads a campaign found no dataset for it."""
+
+
 @contextlib.contextmanager
-def open_campaign(config: CampaignConfig) -> Iterator[CampaignSession]:
-    """Connect to the campaign's dataset (embedded server if no URI) and register it."""
+def open_campaign(config: CampaignConfig, create: bool = True) -> Iterator[CampaignSession]:
+    """Connect to the campaign's dataset (embedded server if no URI) and register it.
+
+    With ``create=False`` (commands that only read) nothing new is made: a campaign without a
+    dataset raises :class:`CampaignNotFound` naming where it looked.
+    """
     workdir = config.resolved_workdir()
-    workdir.mkdir(parents=True, exist_ok=True)
     store_cfg = config.store
-    with open_store(store_cfg.database, workdir / "db", uri=store_cfg.uri,
-                    uri_file=store_cfg.uri_file, uri_env=store_cfg.uri_env,
+    uri = resolve_uri(store_cfg.uri, store_cfg.uri_file, store_cfg.uri_env)  # fails early
+    embedded = uri is None
+    where = f"`al-loop run {config.source_file or config.name}` first, or set workdir"
+    if not create and embedded and not (workdir / "db" / "wiredtiger").exists():
+        raise CampaignNotFound(f"no dataset of campaign {config.name!r} in {workdir / 'db'}: "
+                               f"run {where}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open_store(store_cfg.database, workdir / "db", uri=uri,
                     launchpad_database=store_cfg.launchpad_database) as store:
-        embedded = not (store_cfg.uri or store_cfg.uri_file or store_cfg.uri_env)
+        if not create and store.db.campaigns.count_documents({"_id": config.name}) == 0:
+            raise CampaignNotFound(f"campaign {config.name!r} is not in database "
+                                   f"{store_cfg.database!r}: run {where}")
         env = fworker_env(data_dir=workdir / "db" if embedded else None,
                           uri_file=store_cfg.uri_file)
         if store_cfg.uri and not env:
             env["al_loop_store_uri"] = store_cfg.uri  # validated: holds no password
-        fworker = make_fworker(config.launcher.fworker_name, config.launcher.category, env)
+        fworker = make_fworker(config.launcher.fworker_name, config.launcher.category, env,
+                               campaign=config.name)
         session = CampaignSession(
             config=config,
             store=store,
@@ -101,7 +118,8 @@ def open_campaign(config: CampaignConfig) -> Iterator[CampaignSession]:
                                                 store_cfg.launchpad_database),
             fworker_file=write_fworker_file(workdir / "my_fworker.yaml", fworker),
         )
-        register_campaign(store, config)
+        if create:
+            register_campaign(store, config)
         yield session
 
 
@@ -169,16 +187,19 @@ def label_stage(session: CampaignSession, iteration: int, structure_ids: list[st
                 workers: int | None = None, progress: Progress = _quiet) -> dict[str, Any]:
     """Label ``structure_ids`` through FireWorks: submit (once), run local rockets, report."""
     store, cfg = session.store, session.config
-    done = stage_record(store, session.name, iteration, "label")
-    if done:
-        return done["result"]
     oracle = session.oracle()
     lp = session.launchpad
+    done = stage_record(store, session.name, iteration, "label")
+    if done:  # report what is true now (a rerun may have changed it), not the stored counts
+        return {**done["result"], "fireworks": workflow_states(lp, session.name, iteration),
+                "labels_by_status": _label_counts(store, structure_ids, oracle.settings_hash)}
     _fw_id, added = submit_label_workflow(lp, structure_ids, session.name, iteration, oracle,
                                          session.store_spec(), cfg.launcher.batch_size,
                                          cfg.launcher.category)
+    recovered = rerun_lost_local_runs(lp, session.name, session.workdir / "launches")
     states = workflow_states(lp, session.name, iteration)
-    progress("label", {"fireworks": sum(states.values()), "states": states, "added": added})
+    progress("label", {"fireworks": sum(states.values()), "states": states, "added": added,
+                       "recovered": recovered})
     pending = sum(n for state, n in states.items() if state not in TERMINAL_STATES)
     if pending:
         n_workers = workers or cfg.launcher.workers

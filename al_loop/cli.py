@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +38,25 @@ def _setup_logging(verbose: bool) -> None:
         handler.setLevel(level)  # FireWorks sets its own loggers to DEBUG
     for noisy in ("quacc", "launchpad", "rocket.launcher", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into a message and an exit code (2: input, 1: server)."""
+    from pymongo.errors import PyMongoError
+
+    from al_loop.campaign import CampaignNotFound
+    from database import redact
+
+    try:
+        yield
+    except (CampaignNotFound, ValueError, FileNotFoundError) as err:
+        errors.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False)
+        raise typer.Exit(2) from None
+    except PyMongoError as err:
+        errors.print(f"[bold red]error:[/] cannot use the MongoDB server: {redact(str(err))}",
+                     highlight=False)
+        raise typer.Exit(1) from None
 
 
 def _load(path: Path) -> CampaignConfig:
@@ -67,6 +88,9 @@ def _progress(stage: str, info: dict[str, Any]) -> None:
     elif stage == "label":
         console.print(f"[cyan]label[/]: {info['fireworks']} Fireworks "
                       f"({'submitted' if info['added'] else 'already submitted'}) {info['states']}")
+        if info["recovered"]:
+            console.print(f"[yellow]rerunning[/] {len(info['recovered'])} Fireworks left "
+                          "RUNNING by a stopped launcher")
     elif stage == "launch":
         console.print(f"[cyan]launch[/]: {info['workers']} local rocket launchers for "
                       f"{info['pending']} pending Fireworks")
@@ -101,30 +125,48 @@ def run(campaign: CampaignFile,
     start = time.perf_counter()
     console.print(f"campaign [bold]{config.name}[/]: {'-'.join(config.system.elements)}, "
                   f"{config.system.pressures_GPa} GPa, oracle {config.oracle.code}")
-    summary = run_campaign(config, workers=workers, progress=_progress)
+    with _user_errors():
+        summary = run_campaign(config, workers=workers, progress=_progress)
     _print_stats(f"dataset of {config.name}", summary)
     failed = {k: v for k, v in summary["label_stage"]["labels_by_status"].items() if k != "ok"}
     if failed:
-        console.print(f"[yellow]not labelled[/]: {failed}; `al-loop db query {campaign} "
-                      "--status crashed` shows them")
+        statuses = ",".join(k for k in failed if k != "unlabelled")
+        console.print(f"[yellow]not labelled[/]: {failed}; see them with `al-loop db query "
+                      f"{campaign} --status {statuses or 'running'}`; retry with `al-loop launch "
+                      f"{campaign} --rerun-fizzled`")
     console.print(f"done in {time.perf_counter() - start:.1f} s; data in {summary['workdir']}")
 
 
 @app.command()
 def launch(campaign: CampaignFile,
-           workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None
+           workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None,
+           rerun_fizzled: Annotated[bool, typer.Option(
+               "--rerun-fizzled", help="Rerun the campaign's FIZZLED Fireworks first (only "
+                                       "their structures that are not labelled ok).")] = False
            ) -> None:
-    """Run local rockets (rlaunch rapidfire) until no Firework of the LaunchPad is ready."""
+    """Run local rockets (rlaunch rapidfire) until no Firework of the campaign is ready."""
     from al_loop.campaign import open_campaign
-    from launchers import run_workers
+    from launchers import rerun_lost_local_runs, run_workers
 
     config = _load(campaign)
-    with open_campaign(config) as session:
+    with _user_errors(), open_campaign(config, create=False) as session:
+        lp = session.launchpad
+        mine = {"spec.al_loop.campaign": config.name}
+        recovered = rerun_lost_local_runs(lp, config.name, session.workdir / "launches")
+        if recovered:
+            console.print(f"rerunning {len(recovered)} Fireworks left RUNNING by a stopped "
+                          "local launcher")
+        if rerun_fizzled:
+            fizzled = [d["fw_id"] for d in lp.fireworks.find({**mine, "state": "FIZZLED"},
+                                                            {"fw_id": 1})]
+            for fw_id in fizzled:
+                lp.rerun_fw(fw_id)
+            console.print(f"rerunning {len(fizzled)} FIZZLED Fireworks")
         n = workers or config.launcher.workers
         codes = run_workers(session.launchpad_file, session.fworker_file,
                             session.workdir / "launches", n, env=session.worker_env())
-        counts = session.launchpad.fireworks.aggregate(
-            [{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+        counts = lp.fireworks.aggregate([{"$match": mine},
+                                         {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
         console.print(f"{n} launchers exited with {codes}; Fireworks: "
                       f"{ {d['_id']: d['n'] for d in counts} }")
 
@@ -135,7 +177,7 @@ def status(campaign: CampaignFile) -> None:
     from al_loop.campaign import open_campaign
 
     config = _load(campaign)
-    with open_campaign(config) as session:
+    with _user_errors(), open_campaign(config, create=False) as session:
         doc = session.store.db.campaigns.find_one({"_id": config.name})
         console.print(f"campaign [bold]{config.name}[/]: iteration {doc['iteration']}, "
                       f"last stage {doc['stage']}, updated {doc['updated_at']:%Y-%m-%d %H:%M:%S}")
@@ -155,12 +197,32 @@ def status(campaign: CampaignFile) -> None:
 
 def _query(campaign_name: str | None, iteration: int | None, elements: str | None,
            chemsys: str | None, pmin: float | None, pmax: float | None, status: str | None):
+    """A LabelQuery from CLI options; a bad option exits 2 naming it and what is allowed."""
+    from ase.data import chemical_symbols
+
+    from calculators import STATUSES
     from database import LabelQuery
 
+    def bad(option: str, message: str) -> typer.Exit:
+        errors.print(f"[bold red]error:[/] {option}: {message}", highlight=False)
+        return typer.Exit(2)
+
+    statuses = status.split(",") if status else None
+    allowed = (*STATUSES, "running")
+    for value in statuses or []:
+        if value not in allowed:
+            raise bad("--status", f"{value!r} is not a label status; use {', '.join(allowed)}")
+    symbols = [*(elements.split(",") if elements else []), *(chemsys.split("-") if chemsys else [])]
+    for symbol in symbols:
+        if symbol not in chemical_symbols[1:]:
+            raise bad("--elements/--chemsys", f"{symbol!r} is not an element symbol "
+                      "(symbols are case-sensitive: Fe, not fe)")
+    if pmin is not None and pmax is not None and pmin > pmax:
+        raise bad("--pmin/--pmax", f"the range {pmin}..{pmax} GPa is empty")
     return LabelQuery(campaign=campaign_name, iteration=iteration,
                       elements=elements.split(",") if elements else None, chemsys=chemsys,
                       pressure_min_GPa=pmin, pressure_max_GPa=pmax,
-                      status=status.split(",") if status and "," in status else status)
+                      status=statuses[0] if statuses and len(statuses) == 1 else statuses)
 
 
 IterationOpt = Annotated[int | None, typer.Option(help="Only this iteration.")]
@@ -180,7 +242,7 @@ def db_stats(campaign: CampaignFile,
     from al_loop.campaign import open_campaign
 
     config = _load(campaign)
-    with open_campaign(config) as session:
+    with _user_errors(), open_campaign(config, create=False) as session:
         stats = session.store.stats(config.name)
     if as_json:
         console.print_json(json.dumps(stats, default=str))
@@ -201,7 +263,7 @@ def db_query(campaign: CampaignFile, iteration: IterationOpt = None, elements: E
     config = _load(campaign)
     query = _query(None if all_campaigns else config.name, iteration, elements, chemsys, pmin,
                    pmax, status)
-    with open_campaign(config) as session:
+    with _user_errors(), open_campaign(config, create=False) as session:
         total = session.store.count_labels(query)
         docs = list(session.store.find_labels(query, limit=limit, with_arrays=False))
     if as_json:
@@ -239,7 +301,7 @@ def db_export(campaign: CampaignFile,
         raise typer.Exit(2)
     query = _query(None if all_campaigns else config.name, iteration, elements, chemsys, pmin,
                    pmax, status)
-    with open_campaign(config) as session:
+    with _user_errors(), open_campaign(config, create=False) as session:
         writer = export_extxyz if kind == "extxyz" else export_ase_db
         count = writer(session.store, query, output)
     console.print(f"wrote {count} labels to {output} ({kind})")
@@ -249,10 +311,11 @@ def db_export(campaign: CampaignFile,
 def db_serve(campaign: CampaignFile) -> None:
     """Keep the campaign's embedded server running (for lpad, rlaunch, qlaunch) until Ctrl-C."""
     from al_loop.campaign import open_campaign
+    from database import redact
 
     config = _load(campaign)
-    with open_campaign(config) as session:
-        console.print(f"serving {session.store.database_name} at {session.store.uri}; "
+    with _user_errors(), open_campaign(config, create=False) as session:
+        console.print(f"serving {session.store.database_name} at {redact(session.store.uri)}; "
                       f"FireWorks: lpad -l {session.launchpad_file}; "
                       f"rlaunch -l {session.launchpad_file} -w {session.fworker_file} rapidfire")
         stop = {"now": False}

@@ -32,7 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from calculators import available_oracles, available_presets, oracle_class
+from al_loop.seeds import file_seeds
+from calculators import available_oracles, available_presets, oracle_class, resolve_settings
 from calculators.registry import preset_path
 
 __all__ = [
@@ -301,6 +302,15 @@ class OracleConfig(_Section):
                 f"{_did_you_mean(self.preset, shipped)}; "
                 f"available presets: {', '.join(shipped) or 'none'}",
             )
+        try:
+            settings = resolve_settings(self.code, self.preset, self.overrides)
+        except yaml.YAMLError as exc:
+            raise _Problem(("preset",), f"{path} is not valid YAML: {exc}") from None
+        problem = oracle_class(self.code).settings_problem(settings)
+        if problem:
+            key, message = problem
+            where = ("overrides", key) if key in self.overrides else ("preset",)
+            raise _Problem(where, message)
         return self
 
 
@@ -488,6 +498,11 @@ class CampaignConfig(_Section):
                 f"must be above selection.trust_lo_eV_A ({trust_lo}), or MD stops before any "
                 f"frame can be selected; got {spread}",
             )
+        for index, path in enumerate(self.seeds.files):
+            try:
+                file_seeds([path], self.system.elements)
+            except ValueError as exc:
+                raise _Problem(("seeds", "files", index), str(exc)) from None
         return self
 
     @property
@@ -496,10 +511,12 @@ class CampaignConfig(_Section):
         return self._source_file
 
     def resolved_workdir(self) -> Path:
-        """The campaign's folder: ``workdir``, or ``<cwd>/al-loop-runs/<name>``. Not created."""
+        """The campaign's folder: ``workdir``, or ``al-loop-runs/<name>`` beside the campaign
+        file (the current directory for a config built in Python). Not created."""
         if self.workdir is not None:
             return self.workdir
-        return Path.cwd() / "al-loop-runs" / self.name
+        base = self.source_file.parent if self.source_file is not None else Path.cwd()
+        return base / "al-loop-runs" / self.name
 
     def to_document(self) -> dict[str, Any]:
         """The resolved settings as JSON-compatible data (paths as strings)."""

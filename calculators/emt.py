@@ -6,11 +6,14 @@ off), so what works for EMT works for the codes that come later.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+from typing import Any
 
 import ase
 import numpy as np
 from ase import Atoms
+from ase.calculators.emt import EMT
 from ase.calculators.emt import parameters as emt_parameters
 
 from calculators.oracle import LabelResult, Oracle
@@ -21,6 +24,17 @@ class EMTOracle(Oracle):
 
     code = "emt"
     supported_elements = frozenset(emt_parameters)
+
+    @classmethod
+    def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
+        allowed = sorted(EMT.default_parameters)
+        for key in settings:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                return key, (f"EMT has no setting {key!r}{suggestion}; "
+                             f"its settings are: {', '.join(allowed)}")
+        return None
 
     def version(self) -> str:
         return f"ase-{ase.__version__}"

@@ -62,6 +62,15 @@ class Oracle(ABC):
     #: Elements the code can handle with these settings; ``None`` means any element.
     supported_elements: ClassVar[frozenset[str] | None] = None
 
+    @classmethod
+    def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
+        """The first problem with ``settings`` as (key, message), or ``None`` if they are usable.
+
+        Called when a campaign file is loaded, so a typo in a setting is an input error, not a
+        run-time failure (nor, worse, a setting silently ignored).
+        """
+        return None
+
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = dict(settings)
         self.settings_hash = settings_hash(self.code, self.settings)

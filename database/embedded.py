@@ -6,6 +6,7 @@ server through ``server.json`` and reuses it instead of starting another on the 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import pymongo
 log = logging.getLogger(__name__)
 
 STATE_FILE = "server.json"
+LOCK_FILE = "server.lock"
 
 
 def free_port() -> int:
@@ -94,13 +96,25 @@ class EmbeddedServer:
         return None
 
     def start(self) -> str:
-        """Start the server or reuse a running one; returns its URI."""
+        """Start the server or reuse a running one; returns its URI.
+
+        Check-and-start holds an exclusive lock on ``server.lock``, so two processes starting
+        at once end up with one server.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._start_locked()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _start_locked(self) -> str:
         existing = self.running_uri()
         if existing:
             log.info("reusing the embedded server at %s", existing)
             self.uri = existing
             return existing
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         storage = self.storage or str(self.data_dir / "wiredtiger")
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = free_port()
@@ -113,7 +127,9 @@ class EmbeddedServer:
             uri = f"mongodb://127.0.0.1:{port}"
             if self._wait_ready(uri):
                 self.uri = uri
-                self.state_path.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+                scratch = self.state_path.with_suffix(".tmp")
+                scratch.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+                os.replace(scratch, self.state_path)  # readers never see a partial file
                 log.info("embedded server on %s, data in %s", uri, storage)
                 return uri
             self._terminate()

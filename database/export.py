@@ -59,13 +59,19 @@ def export_extxyz(store: Store, query: LabelQuery, path: str | Path) -> int:
 
 
 def export_ase_db(store: Store, query: LabelQuery, path: str | Path) -> int:
-    """Append the matching labels to an ASE database (``.db`` SQLite or ``.json``)."""
+    """Add the matching labels to an ASE database (``.db`` SQLite or ``.json``).
+
+    Labels already in it (same ``label_id``) are skipped; returns how many were written.
+    """
     import ase.db
     from ase.db.core import convert_str_to_int_float_bool_or_str
 
     count = 0
     with ase.db.connect(str(path)) as db:
+        present = {row.get("label_id") for row in db.select(columns=["key_value_pairs"])}
         for doc in store.find_labels(query):
+            if str(doc["_id"]) in present:
+                continue
             atoms = label_to_atoms(doc, store)
             pairs = {k: v for k, v in atoms.info.items()
                      if isinstance(v, (str, int, float, bool)) and k != "formula"}

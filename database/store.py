@@ -8,6 +8,7 @@ Uniqueness: a structure is stored once (``_id`` = geometry hash); a label once p
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -15,7 +16,6 @@ import gridfs
 import numpy as np
 import pymongo
 from ase import Atoms
-from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -155,6 +155,7 @@ class Store:
         reruns), is taken over.
         """
         request = {"campaign": campaign, "iteration": iteration}
+        worker = {**worker, "token": uuid.uuid4().hex}  # this claim, and no other, completes it
         structure = self.db.structures.find_one({"_id": sid}, {"arrays": 0})
         if structure is None:
             raise KeyError(f"no structure {sid} to label in database {self.database_name}")
@@ -200,33 +201,39 @@ class Store:
             if claimed is not None:
                 return claimed
 
-    def complete_label(self, label_id: ObjectId, atoms: Atoms, fields: dict[str, Any],
-                       forces: np.ndarray | None = None) -> None:
-        """Write the outcome of a claimed label: status, results, provenance, arrays.
+    def complete_label(self, claim: dict[str, Any], atoms: Atoms, fields: dict[str, Any],
+                       forces: np.ndarray | None = None) -> bool:
+        """Write the outcome of a claim (from :meth:`claim_label`): status, results, arrays.
 
-        The previous outcome of a retried label is kept in ``history``.
+        Only the claim that holds the label writes it: if another claim took the label over
+        meanwhile (a rerun of a Firework whose first launch was still alive), this outcome goes
+        to ``history`` marked ``stale`` and the label is left as it is. Returns whether the
+        label was written.
         """
-        previous = self.db.labels.find_one({"_id": label_id}, {"arrays": 0})
-        if previous is None:
-            raise KeyError(f"label {label_id} vanished from database {self.database_name}")
+        label_id = claim["_id"]
         arrays = structure_arrays(atoms)
         if forces is not None:
             arrays["forces"] = np.asarray(forces, dtype=float)
-        update: dict[str, Any] = {
-            **fields,
-            **self.pack_arrays(arrays, f"label-{label_id}"),
-            "software": software_versions(),
-            "updated_at": utcnow(),
-        }
-        push = {}
-        if previous.get("status") not in (None, "running"):  # a claim already kept a failure
-            push = {"history": {k: previous.get(k) for k in HISTORY_KEYS}}
-        operation: dict[str, Any] = {"$set": update}
-        if push:
-            operation["$push"] = push
-        self.db.labels.update_one({"_id": label_id}, operation)
+        packed = self.pack_arrays(arrays, f"label-{label_id}")
+        update: dict[str, Any] = {**fields, **packed, "software": software_versions(),
+                                  "updated_at": utcnow()}
+        mine = {"_id": label_id, "status": "running",
+                "claimed_by.token": claim["claimed_by"]["token"]}
+        previous = self.db.labels.find_one_and_update(
+            mine, {"$set": update}, projection={"arrays": 0},
+            return_document=ReturnDocument.BEFORE)
+        if previous is None:
+            log.warning("label %s was taken over by another claim; this outcome (%s) is kept "
+                        "in its history only", label_id, fields.get("status"))
+            stale = {k: fields.get(k) for k in (*HISTORY_KEYS, "energy_eV")}
+            stale.update(stale=True, claimed_by=claim["claimed_by"], updated_at=utcnow())
+            self.db.labels.update_one({"_id": label_id}, {"$push": {"history": stale}})
+            if packed["arrays_file"] is not None:
+                self.fs.delete(packed["arrays_file"])
+            return False
         if previous.get("arrays_file") is not None:
             self.fs.delete(previous["arrays_file"])
+        return True
 
     def find_labels(self, query: LabelQuery | None = None, limit: int = 0,
                     with_arrays: bool = True) -> Iterator[dict[str, Any]]:

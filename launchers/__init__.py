@@ -7,7 +7,7 @@ from launchers.launchpad import (
     write_fworker_file,
     write_launchpad_file,
 )
-from launchers.rockets import run_workers, start_workers
+from launchers.rockets import rerun_lost_local_runs, run_workers, start_workers
 from launchers.tasks import LabellingFailed, LabelStructuresTask
 from launchers.workflows import label_workflow, submit_label_workflow, workflow_states
 
@@ -18,6 +18,7 @@ __all__ = [
     "label_workflow",
     "make_fworker",
     "make_launchpad",
+    "rerun_lost_local_runs",
     "run_workers",
     "start_workers",
     "submit_label_workflow",

@@ -32,24 +32,33 @@ def fworker_env(data_dir: Path | None = None, uri_file: Path | None = None) -> d
     return env
 
 
-def make_fworker(name: str, category: str | None, env: dict[str, Any]) -> FWorker:
-    return FWorker(name=name, category=category or "", env=env)
+def make_fworker(name: str, category: str | None, env: dict[str, Any],
+                 campaign: str | None = None) -> FWorker:
+    """An FWorker; with ``campaign`` it pulls only that campaign's Fireworks."""
+    query = {"spec.al_loop.campaign": campaign} if campaign else {}
+    return FWorker(name=name, category=category or "", env=env, query=query)
+
+
+def _write_private(path: Path, text: str) -> Path:
+    """Write ``text`` atomically with mode 0600, and only if it changed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        os.chmod(path, 0o600)
+        return path
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(scratch, path)  # a reader (rlaunch, lpad) never sees a partial file
+    return path
 
 
 def write_launchpad_file(path: Path, uri: str, launchpad_database: str) -> Path:
     """``my_launchpad.yaml`` for ``lpad``/``rlaunch``/``qlaunch`` (mode 0600: it holds the URI)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump({"host": uri, "name": launchpad_database, "uri_mode": True,
-                           "strm_lvl": "WARNING"})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    return path
+    return _write_private(path, yaml.safe_dump({"host": uri, "name": launchpad_database,
+                                                "uri_mode": True, "strm_lvl": "WARNING"}))
 
 
 def write_fworker_file(path: Path, fworker: FWorker) -> Path:
-    """``my_fworker.yaml`` with the FWorker's name, category and env."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"name": fworker.name, "category": fworker.category,
-                                    "query": "{}", "env": fworker.env}))
-    return path
+    """``my_fworker.yaml`` with the FWorker's name, category, query and env."""
+    return _write_private(path, yaml.safe_dump(fworker.to_dict()))

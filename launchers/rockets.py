@@ -5,11 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from fireworks import LaunchPad
+
 log = logging.getLogger(__name__)
+
+#: Each local launcher's pid, in its folder: how a later run tells its Fireworks were lost.
+PID_FILE = "rlaunch.pid"
 
 
 def rlaunch_executable() -> str:
@@ -39,6 +45,7 @@ def start_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, wo
             cmd, cwd=worker_dir, stdout=log_file, stderr=subprocess.STDOUT,
             env=worker_env))
         log_file.close()
+        (worker_dir / PID_FILE).write_text(str(processes[-1].pid))
     log.info("started %d rocket launchers in %s", workers, launch_dir)
     return processes
 
@@ -58,3 +65,52 @@ def run_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, work
         for process in processes:
             if process.poll() is None:
                 process.terminate()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tuple[int, int]]:
+    """(fw_id, launch_id) of ``campaign``'s Fireworks left RUNNING by a local launcher (under
+    ``launch_dir``) that no longer exists: killed with al-loop, or by hand. Runs of other
+    machines are never counted."""
+    lost = []
+    root = launch_dir.resolve()
+    for fw in lp.fireworks.find({"spec.al_loop.campaign": campaign, "state": "RUNNING"},
+                                {"fw_id": 1}):
+        launch = lp.launches.find_one({"fw_id": fw["fw_id"], "state": "RUNNING"},
+                                      sort=[("launch_id", -1)])
+        if launch is None or socket.gethostname() != launch.get("host"):
+            continue
+        path = Path(launch.get("launch_dir", "")).resolve()
+        if root not in path.parents:
+            continue
+        pid_file = root / path.relative_to(root).parts[0] / PID_FILE
+        try:
+            pid = int(pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        if not _alive(pid):
+            lost.append((fw["fw_id"], launch["launch_id"]))
+    return lost
+
+
+def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[int]:
+    """Mark lost local runs FIZZLED and rerun them (as ``lpad detect_lostruns --rerun`` does);
+    their labels are taken over by the same job. Returns the Fireworks rerun."""
+    lost = lost_local_runs(lp, campaign, launch_dir)
+    for fw_id, launch_id in lost:
+        lp.mark_fizzled(launch_id)
+        lp.rerun_fw(fw_id)
+    if lost:
+        log.warning("%d Fireworks of %s were left RUNNING by a stopped local launcher; "
+                    "rerunning them: %s", len(lost), campaign, [fw for fw, _ in lost])
+    return [fw for fw, _ in lost]
+

@@ -78,7 +78,7 @@ class LabelStructuresTask(FiretaskBase):
                 continue
             atoms = store.get_structure(sid)
             result = oracle.label(atoms, Path.cwd() / sid[:16])
-            store.complete_label(claim["_id"], atoms, label_fields(result, len(atoms), worker),
+            store.complete_label(claim, atoms, label_fields(result, len(atoms), worker),
                                  forces=result.forces_eV_A)
             (done if result.status == "ok" else failed).append((sid, result))
         summary = {"labelled": len(done), "skipped": len(skipped), "failed": len(failed),

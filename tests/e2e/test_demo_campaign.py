@@ -131,3 +131,71 @@ def test_fireworks_cli_works_on_a_served_campaign(demo: tuple[Path, Path]) -> No
         serve.wait(timeout=60)
     assert serve.returncode == 0
     assert not state.exists()  # stopped cleanly by SIGTERM
+
+
+def test_interrupted_run_resumes_without_losing_or_repeating_labels(tmp_path: Path) -> None:
+    """SIGTERM `al-loop run` in the middle of labelling, then run it again."""
+    import pymongo
+
+    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    config["seeds"]["n_structures"] = 12
+    config["launcher"] = {"workers": 1, "batch_size": 1}
+    config["workdir"] = str(tmp_path / "run")
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    state = tmp_path / "run" / "db" / "server.json"
+
+    run = subprocess.Popen([AL_LOOP, "run", str(path)], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        labelled = 0
+        while labelled < 2 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.3)
+            if state.exists():
+                port = json.loads(state.read_text())["port"]
+                with pymongo.MongoClient(f"mongodb://127.0.0.1:{port}",
+                                         serverSelectionTimeoutMS=2000) as client:
+                    labelled = client.al_loop.labels.count_documents({"status": "ok"})
+        assert run.poll() is None and labelled >= 2, "the run ended before it could be stopped"
+        run.terminate()
+        run.wait(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, run.stderr.read()
+    assert not state.exists()  # the embedded server was stopped, its data kept
+
+    resumed = al_loop("run", str(path), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "already submitted" in resumed.stdout
+    docs = [json.loads(line) for line in
+            al_loop("db", "query", str(path), "--json", "--limit", "0", cwd=tmp_path)
+            .stdout.splitlines()]
+    assert len(docs) == 12 and {d["status"] for d in docs} == {"ok"}
+    assert len({d["structure_id"] for d in docs}) == 12
+    # at most the one label being computed at the kill was computed again
+    assert sum(d["attempts"] for d in docs) <= 13
+    status = al_loop("status", str(path), cwd=tmp_path).stdout
+    assert "'COMPLETED': 12" in status and "RUNNING" not in status
+
+
+def test_read_only_commands_refuse_a_campaign_without_data(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    config["workdir"] = str(tmp_path / "nowhere")
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for command in (["db", "query"], ["db", "stats"], ["status"], ["launch"]):
+        result = al_loop(*command, str(path), cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "no dataset of campaign 'demo'" in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_query_options_are_checked(demo: tuple[Path, Path]) -> None:
+    path, tmp = demo
+    for args, message in ((["--status", "failed"], "--status"),
+                          (["--elements", "fe"], "not an element symbol"),
+                          (["--pmin", "200", "--pmax", "100"], "is empty")):
+        result = al_loop("db", "query", str(path), *args, cwd=tmp)
+        assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -423,3 +423,25 @@ def test_rerun_of_a_completed_firework_does_not_relabel(make_rig: Any) -> None:
         assert doc["attempts"] == 1 and doc["history"] == []
         assert doc["updated_at"] == before[sid]["updated_at"]
         assert doc["energy_eV"] == before[sid]["energy_eV"]
+
+
+@pytest.mark.timeout(150)
+def test_overlapping_workflows_label_each_structure_once(make_rig: Any) -> None:
+    """Two workflows over the same structures (iterations 0 and 1, opposite orders) run by two
+    concurrent workers: the claims, not FireWorks, keep each structure from being computed twice."""
+    rig = make_rig("uri")
+    ids = rig.store.add_structures(random_cells(30, seed=99), CAMPAIGN, 0, {"kind": "seed"})
+    rig.store.add_structures([rig.store.get_structure(i) for i in ids], CAMPAIGN, 1)
+    assert rig.submit(ids, iteration=0, batch_size=5)[1]
+    assert rig.submit(list(reversed(ids)), iteration=1, batch_size=5)[1]
+    rig.run(workers=2, timeout_s=120)
+
+    launches = rig.launches()
+    assert {la["state"] for la in launches} == {"COMPLETED"} and len(launches) == 12
+    done = [la["action"]["stored_data"] for la in launches]
+    assert sum(d["labelled"] for d in done) == 30
+    assert sum(d["labelled"] + d["skipped"] for d in done) == 60
+    labels = rig.labels()
+    assert len(labels) == 30 and {d["status"] for d in labels} == {"ok"}
+    assert all(d["attempts"] == 1 for d in labels)
+    assert all({r["iteration"] for r in d["requests"]} == {0, 1} for d in labels)

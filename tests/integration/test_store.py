@@ -64,7 +64,7 @@ def complete_ok(
         **stress_fields(stress),
         **extra,
     }
-    store.complete_label(label["_id"], atoms, fields, forces=forces)
+    store.complete_label(label, atoms, fields, forces=forces)
     return forces, stress
 
 
@@ -172,7 +172,7 @@ def test_failed_label_is_reclaimed_and_keeps_its_history(store: Store, failure: 
     sid = store.add_structure(atoms, "cafeni", 0)
     label = store.claim_label(sid, SETTINGS, "cafeni", 0, worker(1))
     store.complete_label(
-        label["_id"], atoms, {"status": failure, "error": f"{failure}: boom", "wall_time_s": 12.0}
+        label, atoms, {"status": failure, "error": f"{failure}: boom", "wall_time_s": 12.0}
     )
 
     again = store.claim_label(sid, SETTINGS, "cafeni", 0, worker(2))
@@ -356,7 +356,7 @@ def _build_dataset(store: Store) -> dict[str, Any]:
         label = store.claim_label(sid, SETTINGS, campaign, iteration, worker(seed))
         if status == "unconverged":
             store.complete_label(
-                label["_id"], atoms, {"status": status, "error": "scf", "wall_time_s": 10.0}
+                label, atoms, {"status": status, "error": "scf", "wall_time_s": 10.0}
             )
         elif status == "ok":
             complete_ok(store, label, atoms, energy=-float(seed), pressure_GPa=pressure, seed=seed)
@@ -567,9 +567,10 @@ def test_export_ase_db_round_trip(
         assert row.data["info"]["code_version"] == "1.0"
         atoms = row.toatoms()
         np.testing.assert_array_equal(atoms.positions, doc["arrays"]["positions"])
-    # appending exports again: the file grows, nothing is overwritten
-    assert export_ase_db(store, LabelQuery(campaign="B", status="ok"), path) == 3
-    assert ase.db.connect(str(path)).count() == 9
+    # exporting again adds nothing twice: B's ok labels are all among the 6 already there
+    assert export_ase_db(store, LabelQuery(campaign="B", status="ok"), path) == 0
+    assert export_ase_db(store, LabelQuery(), path) == 2  # the unconverged and running ones
+    assert ase.db.connect(str(path)).count() == 8
 
 
 # -- large labels (GridFS) ------------------------------------------------------------------------
@@ -597,7 +598,7 @@ def test_large_label_goes_to_gridfs(store: Store) -> None:
 
     label = store.claim_label(sid, SETTINGS, "big", 0, worker(1))
     store.complete_label(
-        label["_id"],
+        label,
         atoms,
         {"status": "ok", "energy_eV": -1.5e6, **stress_fields(np.zeros(6))},
         forces=forces,
@@ -621,18 +622,32 @@ def test_large_label_goes_to_gridfs(store: Store) -> None:
     out = store.label_atoms(doc)
     np.testing.assert_array_equal(out.get_forces(), forces)
 
-    # completing it again replaces the file and leaves no orphan behind
-    store.complete_label(
-        label["_id"], atoms, {"status": "ok", "energy_eV": -1.6e6}, forces=forces * 2
+    # a second completion by the same (now finished) claim is stale: kept in history only,
+    # the label and its GridFS file stay, and the stale arrays leave no orphan behind
+    assert not store.complete_label(
+        label, atoms, {"status": "crashed", "error": "late"}, forces=forces * 2
     )
     raw = store.db.labels.find_one({"_id": label["_id"]})
-    assert raw["arrays_file"] not in (None, first_file)
+    assert raw["status"] == "ok" and raw["arrays_file"] == first_file
     assert store.db.fs.files.count_documents({}) == 2
-    assert store.db.fs.files.count_documents({"_id": first_file}) == 0
-    assert store.db.fs.chunks.count_documents({"files_id": first_file}) == 0
-    assert [h["status"] for h in raw["history"]] == ["ok"]
+    assert [(h["status"], h["stale"]) for h in raw["history"]] == [("crashed", True)]
     again = next(store.find_labels(LabelQuery(campaign="big")))
-    np.testing.assert_array_equal(again["arrays"]["forces"], forces * 2)
+    np.testing.assert_array_equal(again["arrays"]["forces"], forces)
+
+
+def test_a_stale_claim_never_overwrites_the_label(store: Store) -> None:
+    """A rerun takes a label over while the first launch still runs: the first one's late
+    result must not replace the rerun's."""
+    atoms = crystal(seed=11)
+    sid = store.add_structure(atoms, "cafeni", 0)
+    first = store.claim_label(sid, SETTINGS, "cafeni", 0, worker(1))
+    rerun = store.claim_label(sid, SETTINGS, "cafeni", 0, worker(1))  # same job: takeover
+    assert rerun is not None and rerun["attempts"] == 2
+    complete_ok(store, rerun, atoms, energy=-5.0, pressure_GPa=10.0, seed=1)
+    assert not store.complete_label(first, atoms, {"status": "killed", "error": "late"})
+    doc = store.db.labels.find_one({"_id": first["_id"]})
+    assert (doc["status"], doc["energy_eV"]) == ("ok", -5.0)
+    assert doc["history"][-1]["stale"] is True and doc["history"][-1]["status"] == "killed"
 
 
 def test_failed_large_label_rerun_keeps_one_history_entry_and_no_orphan(store: Store) -> None:
@@ -646,13 +661,13 @@ def test_failed_large_label_rerun_keeps_one_history_entry_and_no_orphan(store: S
     )
     sid = store.add_structure(atoms, "big", 0)
     label = store.claim_label(sid, SETTINGS, "big", 0, worker(1))
-    store.complete_label(label["_id"], atoms, {"status": "killed", "error": "walltime"})
+    store.complete_label(label, atoms, {"status": "killed", "error": "walltime"})
     failed_file = store.db.labels.find_one({"_id": label["_id"]})["arrays_file"]
     assert failed_file is not None
 
     again = store.claim_label(sid, SETTINGS, "big", 0, worker(2))
     store.complete_label(
-        again["_id"], atoms, {"status": "ok", "energy_eV": -8.0e5}, forces=np.ones((n, 3))
+        again, atoms, {"status": "ok", "energy_eV": -8.0e5}, forces=np.ones((n, 3))
     )
     doc = store.db.labels.find_one({"_id": label["_id"]})
     assert [h["status"] for h in doc["history"]] == ["killed"]

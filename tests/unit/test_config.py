@@ -416,12 +416,13 @@ def test_loading_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.chdir(cwd)
     before = _listing(tmp_path)
     config = load_campaign(camp / "campaign.yaml")
-    assert config.resolved_workdir() == cwd / "al-loop-runs" / "t"
+    assert config.resolved_workdir() == camp / "al-loop-runs" / "t"  # beside the file
     load_campaign(DEMO).resolved_workdir()
     with pytest.raises(ConfigError):
         load_campaign(camp / "bad.yaml")
     assert _listing(tmp_path) == before
     assert not (cwd / "al-loop-runs").exists()
+    assert not (camp / "al-loop-runs").exists()
 
 
 # --------------------------------------------------------------------------- (4) relative paths
