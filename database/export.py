@@ -26,7 +26,10 @@ def label_to_atoms(doc: dict[str, Any], store: Store) -> Atoms:
     """``Atoms`` of a label with its results in a ``SinglePointCalculator`` and ids in ``info``."""
     arrays = doc["arrays"] if isinstance(doc.get("arrays"), dict) else store.unpack_arrays(doc)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    atoms = atoms_from_arrays(arrays)
+    if "numbers" in arrays:
+        atoms = atoms_from_arrays(arrays)
+    else:  # a label still running has no arrays yet: its structure has them
+        atoms = store.get_structure(doc["structure_id"])
     results: dict[str, Any] = {}
     if doc.get("energy_eV") is not None:
         results["energy"] = float(doc["energy_eV"])

@@ -65,3 +65,32 @@ def test_run_resume_and_changed_configuration(tmp_path: Path, mongo_uri: str) ->
             assert record is not None and record["software"]["fireworks"]
         session.store.client.drop_database(database)
         session.store.client.drop_database(f"{database}_fw")
+
+
+@pytest.mark.parametrize("route", ["uri_env", "uri_file"])
+def test_uri_from_environment_or_file(tmp_path: Path, mongo_uri: str, route: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers reach the dataset without the URI in any Firework or in my_fworker.yaml."""
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    store: dict[str, Any] = {"database": database, "launchpad_database": f"{database}_fw"}
+    if route == "uri_env":
+        monkeypatch.setenv("MY_MONGO_URI", mongo_uri)
+        store["uri_env"] = "MY_MONGO_URI"
+    else:
+        secret = tmp_path / "mongo-uri"
+        secret.write_text(mongo_uri + "\n")
+        store["uri_file"] = str(secret)
+    path = write_campaign(tmp_path, mongo_uri, database, store=store,
+                          seeds={"prototypes": ["fcc"], "n_structures": 3, "max_atoms": 4})
+    config = load_campaign(path)
+    summary = run_campaign(config)
+    assert summary["labels_by_status"] == {"ok": 3}
+    fworker_text = (tmp_path / "run" / "my_fworker.yaml").read_text()
+    assert mongo_uri not in fworker_text
+    launchpad_file = tmp_path / "run" / "my_launchpad.yaml"
+    assert launchpad_file.stat().st_mode & 0o777 == 0o600
+    with open_campaign(config, create=False) as session:
+        specs = [fw["spec"] for fw in session.launchpad.fireworks.find({}, {"spec": 1})]
+        assert specs and all(mongo_uri not in str(spec) for spec in specs)
+        session.store.client.drop_database(database)
+        session.store.client.drop_database(f"{database}_fw")

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from ase.build import bulk
+from ase.io import write
 
 from al_loop.config import CampaignConfig, ConfigError, load_campaign
 
@@ -434,7 +436,7 @@ def test_relative_paths_resolve_against_the_campaign_folder(
     camp = tmp_path / "camp"
     (camp / "structures").mkdir(parents=True)
     (camp / "structures" / "a.xyz").write_text("1\n\nCu 0 0 0\n")
-    (camp / "POSCAR").write_text("")
+    write(str(camp / "POSCAR"), bulk("Cu"), format="vasp")
     (camp / "mace.model").write_text("")
     (camp / "uri.txt").write_text("mongodb://localhost\n")
     (camp / "preset.yaml").write_text("asap_cutoff: true\n")
