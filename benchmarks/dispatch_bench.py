@@ -55,6 +55,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
+from al_loop.config import LauncherConfig
 from calculators import make_oracle
 from database import EmbeddedServer, Store, redact
 from launchers import (
@@ -253,6 +254,7 @@ def report(
     print("  ratio     = steady worker-seconds per structure / t_oracle")
     print(f"  target    : overhead < {TARGET_OVERHEAD_S} s per structure")
     all_pass = True
+    verdicts: dict[int, str] = {}
     for r in rounds:
         print("-" * 78)
         print(
@@ -281,6 +283,7 @@ def report(
             continue
         verdict = "PASS" if overhead < TARGET_OVERHEAD_S else "FAIL"
         all_pass &= verdict == "PASS"
+        verdicts[r["batch_size"]] = verdict
         print(
             f"  steady: {r['steady_structures']} structures in {r['steady_worker_s']:.2f} "
             f"worker-s = {r['cost_per_structure_s']:.3f} worker-s per structure "
@@ -292,7 +295,9 @@ def report(
             f"target < {TARGET_OVERHEAD_S} s: {verdict}"
         )
     print("=" * 78)
-    print("overall:", "PASS" if all_pass else "FAIL")
+    default = LauncherConfig().batch_size
+    print(f"verdict per batch size: {verdicts}; al-loop's default batch size ({default}): "
+          f"{verdicts.get(default, 'not measured')}")
     return all_pass
 
 
