@@ -32,14 +32,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_executable() -> str:
-    """Path of ``secantusd-py`` beside this interpreter, or on ``PATH``."""
-    beside = Path(sys.executable).parent / "secantusd-py"
+def executable(name: str, package: str) -> str:
+    """Path of the console script ``name`` beside this interpreter, or on ``PATH``."""
+    beside = Path(sys.executable).parent / name
     if beside.exists():
         return str(beside)
-    found = shutil.which("secantusd-py")
+    found = shutil.which(name)
     if not found:
-        raise RuntimeError("secantusd-py not found: install secantusdb (pip install secantusdb)")
+        raise RuntimeError(f"{name} not found: install {package} (pip install {package})")
     return found
 
 
@@ -55,14 +55,19 @@ def ping(uri: str, timeout_s: float = 1.0) -> bool:
         client.close()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a live process (not a zombie left unreaped) has this pid on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # zombie or dead
 
 
 class EmbeddedServer:
@@ -91,7 +96,7 @@ class EmbeddedServer:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         uri = f"mongodb://127.0.0.1:{state['port']}"
-        if _pid_alive(int(state["pid"])) and ping(uri):
+        if pid_alive(int(state["pid"])) and ping(uri):
             return uri
         return None
 
@@ -119,8 +124,8 @@ class EmbeddedServer:
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = free_port()
             logfile = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 (lives with the process)
-            cmd = [server_executable(), "--host", "127.0.0.1", "--port", str(port),
-                   "--storage-path", storage, "--log-level", "WARNING"]
+            cmd = [executable("secantusd-py", "secantusdb"), "--host", "127.0.0.1",
+                   "--port", str(port), "--storage-path", storage, "--log-level", "WARNING"]
             self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT,
                                             start_new_session=True)
             logfile.close()

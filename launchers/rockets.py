@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from fireworks import LaunchPad
+
+from database.embedded import executable, pid_alive
 
 log = logging.getLogger(__name__)
 
 #: Each local launcher's pid, in its folder: how a later run tells its Fireworks were lost.
 PID_FILE = "rlaunch.pid"
-
-
-def rlaunch_executable() -> str:
-    beside = Path(sys.executable).parent / "rlaunch"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("rlaunch")
-    if not found:
-        raise RuntimeError("rlaunch not found: install fireworks")
-    return found
 
 
 def start_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, workers: int,
@@ -38,8 +28,8 @@ def start_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, wo
     for index in range(workers):
         worker_dir = launch_dir / f"worker{index}"
         worker_dir.mkdir(exist_ok=True)
-        cmd = [rlaunch_executable(), "-l", str(launchpad_file), "-w", str(fworker_file),
-               "--loglvl", "WARNING", "rapidfire", "--nlaunches", "0"]
+        cmd = [executable("rlaunch", "fireworks"), "-l", str(launchpad_file),
+               "-w", str(fworker_file), "--loglvl", "WARNING", "rapidfire", "--nlaunches", "0"]
         log_file = open(worker_dir / "rlaunch.log", "ab")  # noqa: SIM115 (lives with the process)
         processes.append(subprocess.Popen(
             cmd, cwd=worker_dir, stdout=log_file, stderr=subprocess.STDOUT,
@@ -65,16 +55,12 @@ def run_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, work
         for process in processes:
             if process.poll() is None:
                 process.terminate()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        for process in processes:  # reap them: a zombie would look alive to lost_local_runs
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tuple[int, int]]:
@@ -92,12 +78,16 @@ def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tupl
         path = Path(launch.get("launch_dir", "")).resolve()
         if root not in path.parents:
             continue
-        pid_file = root / path.relative_to(root).parts[0] / PID_FILE
+        # the launcher's folder: the nearest folder above the launch with a pid file
+        pid_files = [d / PID_FILE for d in path.parents if root in (d, *d.parents)]
+        pid_file = next((f for f in pid_files if f.exists()), None)
         try:
-            pid = int(pid_file.read_text())
-        except (FileNotFoundError, ValueError):
+            pid = int(pid_file.read_text()) if pid_file else None
+        except ValueError:
+            pid = None
+        if pid is None:
             continue
-        if not _alive(pid):
+        if not pid_alive(pid):
             lost.append((fw["fw_id"], launch["launch_id"]))
     return lost
 

@@ -27,6 +27,7 @@ from launchers import (
     fworker_env,
     make_fworker,
     make_launchpad,
+    rerun_lost_local_runs,
     run_workers,
     start_workers,
     submit_label_workflow,
@@ -445,3 +446,41 @@ def test_overlapping_workflows_label_each_structure_once(make_rig: Any) -> None:
     assert len(labels) == 30 and {d["status"] for d in labels} == {"ok"}
     assert all(d["attempts"] == 1 for d in labels)
     assert all({r["iteration"] for r in d["requests"]} == {0, 1} for d in labels)
+
+
+@pytest.mark.timeout(150)
+def test_killed_local_launcher_is_found_and_its_firework_rerun(make_rig: Any) -> None:
+    """kill -9 a launcher in the middle of a 40-structure Firework: the run is found lost (its
+    pid is gone), rerun, and finishes the batch; the labels done before the kill stay done."""
+    rig = make_rig("uri")
+    ids = rig.store.add_structures(random_cells(40, seed=5), CAMPAIGN, 0)
+    rig.submit(ids, batch_size=40)
+    launch_dir = rig.launch_dir()
+    (process,) = start_workers(rig.launchpad_file, rig.fworker_file, launch_dir, 1)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            if rig.store.count_labels(LabelQuery(status="ok")) >= 3:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, worker_logs(launch_dir)
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    done_before = rig.store.count_labels(LabelQuery(status="ok"))
+    assert 3 <= done_before < 40
+    assert set(rig.fw_states().values()) == {"RUNNING"}
+
+    assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == list(rig.fw_states())
+    assert set(rig.fw_states().values()) == {"READY"}
+    assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == []
+    rig.run(workers=1, timeout_s=120)
+
+    assert set(rig.fw_states().values()) == {"COMPLETED"}
+    labels = rig.labels()
+    assert len(labels) == 40 and {d["status"] for d in labels} == {"ok"}
+    assert sum(d["attempts"] for d in labels) <= 41  # only the one in flight was redone
+    stored = rig.launches()[-1]["action"]["stored_data"]
+    assert stored["skipped"] >= done_before and stored["labelled"] + stored["skipped"] == 40
