@@ -330,6 +330,7 @@ def db_serve(campaign: CampaignFile) -> None:
 def main() -> None:
     """Console-script entry point (SIGTERM exits cleanly: servers stopped, data kept)."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    os.environ.setdefault("TQDM_DISABLE", "1")  # FireWorks' bulk insert draws a progress bar
     app()
 
 

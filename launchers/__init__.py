@@ -9,13 +9,13 @@ from launchers.launchpad import (
 )
 from launchers.rockets import rerun_lost_local_runs, run_workers, start_workers
 from launchers.tasks import LabellingFailed, LabelStructuresTask
-from launchers.workflows import label_workflow, submit_label_workflow, workflow_states
+from launchers.workflows import label_workflows, submit_label_workflow, workflow_states
 
 __all__ = [
     "LabelStructuresTask",
     "LabellingFailed",
     "fworker_env",
-    "label_workflow",
+    "label_workflows",
     "make_fworker",
     "make_launchpad",
     "rerun_lost_local_runs",

@@ -97,6 +97,9 @@ def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> lis
     their labels are taken over by the same job. Returns the Fireworks rerun."""
     lost = lost_local_runs(lp, campaign, launch_dir)
     for fw_id, launch_id in lost:
+        # a launcher killed inside FireWorks' workflow lock leaves it set; the workflow holds
+        # this Firework alone (launchers.workflows), so no one else can be holding it
+        lp.workflows.update_one({"nodes": fw_id}, {"$unset": {"locked": ""}})
         lp.mark_fizzled(launch_id)
         lp.rerun_fw(fw_id)
     if lost:

@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 os.environ.pop("QUACC_WORKFLOW_ENGINE", None)
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 from database import EmbeddedServer, Store
 
