@@ -219,9 +219,13 @@ class Store:
                                   "updated_at": utcnow()}
         mine = {"_id": label_id, "status": "running",
                 "claimed_by.token": claim["claimed_by"]["token"]}
-        previous = self.db.labels.find_one_and_update(
-            mine, {"$set": update}, projection={"arrays": 0},
-            return_document=ReturnDocument.BEFORE)
+        # read, then update conditionally: only this claim's holder changes the arrays, so the
+        # file read here is the one replaced (no find_one_and_update pre-image: secantusdb's
+        # can be stale under concurrent writes, see launchers/fireworks_compat.py)
+        previous = self.db.labels.find_one(mine, {"arrays_file": 1})
+        if previous is not None and self.db.labels.update_one(mine, {"$set": update}
+                                                              ).matched_count == 0:
+            previous = None
         if previous is None:
             log.warning("label %s was taken over by another claim; this outcome (%s) is kept "
                         "in its history only", label_id, fields.get("status"))

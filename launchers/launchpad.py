@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 from fireworks import FWorker, LaunchPad
 
+from launchers import fireworks_compat
+
 
 def make_launchpad(uri: str, launchpad_database: str) -> LaunchPad:
     """The campaign's LaunchPad: on the dataset's server, in its own database.
@@ -16,6 +18,7 @@ def make_launchpad(uri: str, launchpad_database: str) -> LaunchPad:
     A LaunchPad database that was never used is initialised (ids and indexes, as ``lpad
     reset`` would); one that holds anything is left as it is.
     """
+    fireworks_compat.patch()
     lp = LaunchPad(host=uri, name=launchpad_database, uri_mode=True, strm_lvl="WARNING")
     if lp.fw_id_assigner.count_documents({}) == 0 and lp.fireworks.count_documents({}) == 0:
         lp.reset("", require_password=False, max_reset_wo_password=0)

@@ -6,11 +6,12 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from fireworks import LaunchPad
 
-from database.embedded import executable, pid_alive
+from database.embedded import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def start_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, wo
     for index in range(workers):
         worker_dir = launch_dir / f"worker{index}"
         worker_dir.mkdir(exist_ok=True)
-        cmd = [executable("rlaunch", "fireworks"), "-l", str(launchpad_file),
+        cmd = [sys.executable, "-m", "launchers.rlaunch", "-l", str(launchpad_file),
                "-w", str(fworker_file), "--loglvl", "WARNING", "rapidfire", "--nlaunches", "0"]
         log_file = open(worker_dir / "rlaunch.log", "ab")  # noqa: SIM115 (lives with the process)
         processes.append(subprocess.Popen(
