@@ -270,8 +270,11 @@ def db_query(campaign: CampaignFile, iteration: IterationOpt = None, elements: E
         for doc in docs:
             sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return
-    table = Table("label", "formula", "status", "E/atom (eV)", "P (GPa)", "max F (eV/Å)",
-                  "code", "iteration", title=f"{total} labels match ({len(docs)} shown)")
+    table = Table(title=f"{total} labels match ({len(docs)} shown)")
+    table.add_column("label", no_wrap=True, min_width=24)  # the full id, for --json lookups
+    for header in ("formula", "status", "E/atom (eV)", "P (GPa)", "max F (eV/Å)", "code",
+                   "iteration"):
+        table.add_column(header)
     for doc in docs:
         def fmt(key: str, spec: str = ".3f", d: dict = doc) -> str:
             return "" if d.get(key) is None else format(d[key], spec)
