@@ -146,18 +146,18 @@ def launch(campaign: CampaignFile,
            ) -> None:
     """Run local rockets (rlaunch rapidfire) until no Firework of the campaign is ready."""
     from al_loop.campaign import open_campaign
-    from launchers import rerun_lost_local_runs, run_workers
+    from launchers import rerun_lost_local_runs, run_workers, workflow_states
 
     config = _load(campaign)
     with _user_errors(), open_campaign(config, create=False) as session:
         lp = session.launchpad
-        mine = {"spec.al_loop.campaign": config.name}
         recovered = rerun_lost_local_runs(lp, config.name, session.workdir / "launches")
         if recovered:
             console.print(f"rerunning {len(recovered)} Fireworks left RUNNING by a stopped "
                           "local launcher")
         if rerun_fizzled:
-            fizzled = [d["fw_id"] for d in lp.fireworks.find({**mine, "state": "FIZZLED"},
+            fizzled = [d["fw_id"] for d in lp.fireworks.find({"spec.al_loop.campaign": config.name,
+                                                             "state": "FIZZLED"},
                                                             {"fw_id": 1})]
             for fw_id in fizzled:
                 lp.rerun_fw(fw_id)
@@ -165,16 +165,15 @@ def launch(campaign: CampaignFile,
         n = workers or config.launcher.workers
         codes = run_workers(session.launchpad_file, session.fworker_file,
                             session.workdir / "launches", n, env=session.worker_env())
-        counts = lp.fireworks.aggregate([{"$match": mine},
-                                         {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
         console.print(f"{n} launchers exited with {codes}; Fireworks: "
-                      f"{ {d['_id']: d['n'] for d in counts} }")
+                      f"{workflow_states(lp, config.name)}")
 
 
 @app.command()
 def status(campaign: CampaignFile) -> None:
     """Where a campaign stands: its stages and its Fireworks."""
     from al_loop.campaign import open_campaign
+    from launchers import workflow_states
 
     config = _load(campaign)
     with _user_errors(), open_campaign(config, create=False) as session:
@@ -189,10 +188,7 @@ def status(campaign: CampaignFile) -> None:
                           f"{finished:%H:%M:%S}" if finished else "",
                           json.dumps(rec.get("result"), default=str)[:80])
         console.print(table)
-        pipeline = [{"$match": {"spec.al_loop.campaign": config.name}},
-                    {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
-        states = {d["_id"]: d["n"] for d in session.launchpad.fireworks.aggregate(pipeline)}
-        console.print(f"Fireworks: {states}")
+        console.print(f"Fireworks: {workflow_states(session.launchpad, config.name)}")
 
 
 def _query(campaign_name: str | None, iteration: int | None, elements: str | None,

@@ -78,9 +78,11 @@ def submit_label_workflow(lp: LaunchPad, structure_ids: list[str], campaign: str
     return min(wf.fws[0].fw_id for wf in workflows), True
 
 
-def workflow_states(lp: LaunchPad, campaign: str, iteration: int) -> dict[str, int]:
-    """Counts of the labelling Fireworks of an iteration by FireWorks state."""
-    pipeline = [{"$match": {"spec.al_loop.campaign": campaign,
-                            "spec.al_loop.iteration": iteration}},
-                {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+def workflow_states(lp: LaunchPad, campaign: str, iteration: int | None = None
+                    ) -> dict[str, int]:
+    """Counts of a campaign's Fireworks (of one iteration, if given) by FireWorks state."""
+    match: dict[str, Any] = {"spec.al_loop.campaign": campaign}
+    if iteration is not None:
+        match["spec.al_loop.iteration"] = iteration
+    pipeline = [{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
     return {d["_id"]: d["n"] for d in lp.fireworks.aggregate(pipeline)}
