@@ -21,8 +21,11 @@ from rich.table import Table
 
 from al_loop.config import CampaignConfig, ConfigError, load_campaign
 
-app = typer.Typer(help="Active learning of machine-learned interatomic potentials.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Active learning of machine-learned interatomic potentials.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Query, summarise and export the dataset.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
@@ -54,8 +57,10 @@ def _user_errors() -> Iterator[None]:
         errors.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False)
         raise typer.Exit(2) from None
     except PyMongoError as err:
-        errors.print(f"[bold red]error:[/] cannot use the MongoDB server: {redact(str(err))}",
-                     highlight=False)
+        errors.print(
+            f"[bold red]error:[/] cannot use the MongoDB server: {redact(str(err))}",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
 
 
@@ -68,8 +73,9 @@ def _load(path: Path) -> CampaignConfig:
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False
-          ) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+) -> None:
     _setup_logging(verbose)
 
 
@@ -77,34 +83,51 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 def validate(campaign: CampaignFile) -> None:
     """Check a campaign file; exit 2 with the key and the fix if it is wrong."""
     config = _load(campaign)
-    console.print(f"{campaign}: valid campaign [bold]{config.name}[/] "
-                  f"({'-'.join(config.system.elements)}, oracle {config.oracle.code}, "
-                  f"workdir {config.resolved_workdir()})")
+    console.print(
+        f"{campaign}: valid campaign [bold]{config.name}[/] "
+        f"({'-'.join(config.system.elements)}, oracle {config.oracle.code}, "
+        f"workdir {config.resolved_workdir()})"
+    )
 
 
 def _progress(stage: str, info: dict[str, Any]) -> None:
     if stage == "seed":
         console.print(f"[cyan]seed[/]: {info['structures']} structures stored")
     elif stage == "label":
-        console.print(f"[cyan]label[/]: {info['fireworks']} Fireworks "
-                      f"({'submitted' if info['added'] else 'already submitted'}) {info['states']}")
+        console.print(
+            f"[cyan]label[/]: {info['fireworks']} Fireworks "
+            f"({'submitted' if info['added'] else 'already submitted'}) {info['states']}"
+        )
         if info["recovered"]:
-            console.print(f"[yellow]rerunning[/] {len(info['recovered'])} Fireworks left "
-                          "RUNNING by a stopped launcher")
+            console.print(
+                f"[yellow]rerunning[/] {len(info['recovered'])} Fireworks left "
+                "RUNNING by a stopped launcher"
+            )
     elif stage == "launch":
-        console.print(f"[cyan]launch[/]: {info['workers']} local rocket launchers for "
-                      f"{info['pending']} pending Fireworks")
+        console.print(
+            f"[cyan]launch[/]: {info['workers']} local rocket launchers for "
+            f"{info['pending']} pending Fireworks"
+        )
     elif stage == "labelled":
-        console.print(f"[cyan]labelled[/]: {info['labels_by_status']} "
-                      f"(Fireworks {info['fireworks']})")
+        console.print(
+            f"[cyan]labelled[/]: {info['labels_by_status']} (Fireworks {info['fireworks']})"
+        )
 
 
 def _print_stats(title: str, stats: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False)
     table.add_column("what")
     table.add_column("value")
-    for key in ("structures", "labels", "labels_by_status", "labels_by_chemsys",
-                "labels_by_iteration", "pressure_range_GPa", "wall_time_s", "models"):
+    for key in (
+        "structures",
+        "labels",
+        "labels_by_status",
+        "labels_by_chemsys",
+        "labels_by_iteration",
+        "pressure_range_GPa",
+        "wall_time_s",
+        "models",
+    ):
         value = stats.get(key)
         if isinstance(value, float):
             value = f"{value:.2f}"
@@ -115,35 +138,46 @@ def _print_stats(title: str, stats: dict[str, Any]) -> None:
 
 
 @app.command()
-def run(campaign: CampaignFile,
-        workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None
-        ) -> None:
+def run(
+    campaign: CampaignFile,
+    workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None,
+) -> None:
     """Run a campaign: seed structures, label them through FireWorks, summarise the dataset."""
     from al_loop.campaign import run_campaign
 
     config = _load(campaign)
     start = time.perf_counter()
-    console.print(f"campaign [bold]{config.name}[/]: {'-'.join(config.system.elements)}, "
-                  f"{config.system.pressures_GPa} GPa, oracle {config.oracle.code}")
+    console.print(
+        f"campaign [bold]{config.name}[/]: {'-'.join(config.system.elements)}, "
+        f"{config.system.pressures_GPa} GPa, oracle {config.oracle.code}"
+    )
     with _user_errors():
         summary = run_campaign(config, workers=workers, progress=_progress)
     _print_stats(f"dataset of {config.name}", summary)
     failed = {k: v for k, v in summary["label_stage"]["labels_by_status"].items() if k != "ok"}
     if failed:
         statuses = ",".join(k for k in failed if k != "unlabelled")
-        console.print(f"[yellow]not labelled[/]: {failed}; see them with `al-loop db query "
-                      f"{campaign} --status {statuses or 'running'}`; retry with `al-loop launch "
-                      f"{campaign} --rerun-fizzled`")
+        console.print(
+            f"[yellow]not labelled[/]: {failed}; see them with `al-loop db query "
+            f"{campaign} --status {statuses or 'running'}`; retry with `al-loop launch "
+            f"{campaign} --rerun-fizzled`"
+        )
     console.print(f"done in {time.perf_counter() - start:.1f} s; data in {summary['workdir']}")
 
 
 @app.command()
-def launch(campaign: CampaignFile,
-           workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None,
-           rerun_fizzled: Annotated[bool, typer.Option(
-               "--rerun-fizzled", help="Rerun the campaign's FIZZLED Fireworks first (only "
-                                       "their structures that are not labelled ok).")] = False
-           ) -> None:
+def launch(
+    campaign: CampaignFile,
+    workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None,
+    rerun_fizzled: Annotated[
+        bool,
+        typer.Option(
+            "--rerun-fizzled",
+            help="Rerun the campaign's FIZZLED Fireworks first (only "
+            "their structures that are not labelled ok).",
+        ),
+    ] = False,
+) -> None:
     """Run local rockets (rlaunch rapidfire) until no Firework of the campaign is ready."""
     from al_loop.campaign import open_campaign
     from launchers import rerun_lost_local_runs, run_workers, workflow_states
@@ -153,20 +187,30 @@ def launch(campaign: CampaignFile,
         lp = session.launchpad
         recovered = rerun_lost_local_runs(lp, config.name, session.workdir / "launches")
         if recovered:
-            console.print(f"rerunning {len(recovered)} Fireworks left RUNNING by a stopped "
-                          "local launcher")
+            console.print(
+                f"rerunning {len(recovered)} Fireworks left RUNNING by a stopped local launcher"
+            )
         if rerun_fizzled:
-            fizzled = [d["fw_id"] for d in lp.fireworks.find({"spec.al_loop.campaign": config.name,
-                                                             "state": "FIZZLED"},
-                                                            {"fw_id": 1})]
+            fizzled = [
+                d["fw_id"]
+                for d in lp.fireworks.find(
+                    {"spec.al_loop.campaign": config.name, "state": "FIZZLED"}, {"fw_id": 1}
+                )
+            ]
             for fw_id in fizzled:
                 lp.rerun_fw(fw_id)
             console.print(f"rerunning {len(fizzled)} FIZZLED Fireworks")
         n = workers or config.launcher.workers
-        codes = run_workers(session.launchpad_file, session.fworker_file,
-                            session.workdir / "launches", n, env=session.worker_env())
-        console.print(f"{n} launchers exited with {codes}; Fireworks: "
-                      f"{workflow_states(lp, config.name)}")
+        codes = run_workers(
+            session.launchpad_file,
+            session.fworker_file,
+            session.workdir / "launches",
+            n,
+            env=session.worker_env(),
+        )
+        console.print(
+            f"{n} launchers exited with {codes}; Fireworks: {workflow_states(lp, config.name)}"
+        )
 
 
 @app.command()
@@ -178,21 +222,35 @@ def status(campaign: CampaignFile) -> None:
     config = _load(campaign)
     with _user_errors(), open_campaign(config, create=False) as session:
         doc = session.store.db.campaigns.find_one({"_id": config.name})
-        console.print(f"campaign [bold]{config.name}[/]: iteration {doc['iteration']}, "
-                      f"last stage {doc['stage']}, updated {doc['updated_at']:%Y-%m-%d %H:%M:%S}")
+        console.print(
+            f"campaign [bold]{config.name}[/]: iteration {doc['iteration']}, "
+            f"last stage {doc['stage']}, updated {doc['updated_at']:%Y-%m-%d %H:%M:%S}"
+        )
         table = Table("iteration", "stage", "status", "finished", "result")
         for rec in session.store.db.metrics.find({"campaign": config.name}).sort(
-                [("iteration", 1), ("finished_at", 1)]):
+            [("iteration", 1), ("finished_at", 1)]
+        ):
             finished = rec.get("finished_at")
-            table.add_row(str(rec["iteration"]), rec["stage"], rec.get("status", ""),
-                          f"{finished:%H:%M:%S}" if finished else "",
-                          json.dumps(rec.get("result"), default=str)[:80])
+            table.add_row(
+                str(rec["iteration"]),
+                rec["stage"],
+                rec.get("status", ""),
+                f"{finished:%H:%M:%S}" if finished else "",
+                json.dumps(rec.get("result"), default=str)[:80],
+            )
         console.print(table)
         console.print(f"Fireworks: {workflow_states(session.launchpad, config.name)}")
 
 
-def _query(campaign_name: str | None, iteration: int | None, elements: str | None,
-           chemsys: str | None, pmin: float | None, pmax: float | None, status: str | None):
+def _query(
+    campaign_name: str | None,
+    iteration: int | None,
+    elements: str | None,
+    chemsys: str | None,
+    pmin: float | None,
+    pmax: float | None,
+    status: str | None,
+):
     """A LabelQuery from CLI options; a bad option exits 2 naming it and what is allowed."""
     from ase.data import chemical_symbols
 
@@ -211,14 +269,21 @@ def _query(campaign_name: str | None, iteration: int | None, elements: str | Non
     symbols = [*(elements.split(",") if elements else []), *(chemsys.split("-") if chemsys else [])]
     for symbol in symbols:
         if symbol not in chemical_symbols[1:]:
-            raise bad("--elements/--chemsys", f"{symbol!r} is not an element symbol "
-                      "(symbols are case-sensitive: Fe, not fe)")
+            raise bad(
+                "--elements/--chemsys",
+                f"{symbol!r} is not an element symbol (symbols are case-sensitive: Fe, not fe)",
+            )
     if pmin is not None and pmax is not None and pmin > pmax:
         raise bad("--pmin/--pmax", f"the range {pmin}..{pmax} GPa is empty")
-    return LabelQuery(campaign=campaign_name, iteration=iteration,
-                      elements=elements.split(",") if elements else None, chemsys=chemsys,
-                      pressure_min_GPa=pmin, pressure_max_GPa=pmax,
-                      status=statuses[0] if statuses and len(statuses) == 1 else statuses)
+    return LabelQuery(
+        campaign=campaign_name,
+        iteration=iteration,
+        elements=elements.split(",") if elements else None,
+        chemsys=chemsys,
+        pressure_min_GPa=pmin,
+        pressure_max_GPa=pmax,
+        status=statuses[0] if statuses and len(statuses) == 1 else statuses,
+    )
 
 
 IterationOpt = Annotated[int | None, typer.Option(help="Only this iteration.")]
@@ -226,14 +291,17 @@ ElementsOpt = Annotated[str | None, typer.Option(help="Containing all of these, 
 ChemsysOpt = Annotated[str | None, typer.Option(help="Exactly this system, e.g. Ca-Fe-Ni.")]
 PminOpt = Annotated[float | None, typer.Option("--pmin", help="Minimum pressure (GPa).")]
 PmaxOpt = Annotated[float | None, typer.Option("--pmax", help="Maximum pressure (GPa).")]
-StatusOpt = Annotated[str | None, typer.Option(help="ok, unconverged, killed, input_error, "
-                                                    "crashed, running (comma-separated).")]
+StatusOpt = Annotated[
+    str | None,
+    typer.Option(help="ok, unconverged, killed, input_error, crashed, running (comma-separated)."),
+]
 AllOpt = Annotated[bool, typer.Option("--all-campaigns", help="Labels of every campaign.")]
 
 
 @db_app.command("stats")
-def db_stats(campaign: CampaignFile,
-             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def db_stats(
+    campaign: CampaignFile, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Counts of structures and labels by status, chemical system and iteration."""
     from al_loop.campaign import open_campaign
 
@@ -247,18 +315,25 @@ def db_stats(campaign: CampaignFile,
 
 
 @db_app.command("query")
-def db_query(campaign: CampaignFile, iteration: IterationOpt = None, elements: ElementsOpt = None,
-             chemsys: ChemsysOpt = None, pmin: PminOpt = None, pmax: PmaxOpt = None,
-             status: StatusOpt = None, all_campaigns: AllOpt = False,
-             limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
-             as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False
-             ) -> None:
+def db_query(
+    campaign: CampaignFile,
+    iteration: IterationOpt = None,
+    elements: ElementsOpt = None,
+    chemsys: ChemsysOpt = None,
+    pmin: PminOpt = None,
+    pmax: PmaxOpt = None,
+    status: StatusOpt = None,
+    all_campaigns: AllOpt = False,
+    limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
     """List labels by campaign, iteration, elements, pressure range and status."""
     from al_loop.campaign import open_campaign
 
     config = _load(campaign)
-    query = _query(None if all_campaigns else config.name, iteration, elements, chemsys, pmin,
-                   pmax, status)
+    query = _query(
+        None if all_campaigns else config.name, iteration, elements, chemsys, pmin, pmax, status
+    )
     with _user_errors(), open_campaign(config, create=False) as session:
         total = session.store.count_labels(query)
         docs = list(session.store.find_labels(query, limit=limit, with_arrays=False))
@@ -268,27 +343,49 @@ def db_query(campaign: CampaignFile, iteration: IterationOpt = None, elements: E
         return
     table = Table(title=f"{total} labels match ({len(docs)} shown)")
     table.add_column("label", no_wrap=True, min_width=24)  # the full id, for --json lookups
-    for header in ("formula", "status", "E/atom (eV)", "P (GPa)", "max F (eV/Å)", "code",
-                   "iteration"):
+    for header in (
+        "formula",
+        "status",
+        "E/atom (eV)",
+        "P (GPa)",
+        "max F (eV/Å)",
+        "code",
+        "iteration",
+    ):
         table.add_column(header)
     for doc in docs:
+
         def fmt(key: str, spec: str = ".3f", d: dict = doc) -> str:
             return "" if d.get(key) is None else format(d[key], spec)
-        table.add_row(str(doc["_id"]), doc.get("formula", ""), doc["status"],
-                      fmt("energy_per_atom_eV", ".4f"), fmt("pressure_GPa", ".1f"),
-                      fmt("max_force_eV_A"), doc.get("code", ""),
-                      ",".join(str(r["iteration"]) for r in doc.get("requests", [])))
+
+        table.add_row(
+            str(doc["_id"]),
+            doc.get("formula", ""),
+            doc["status"],
+            fmt("energy_per_atom_eV", ".4f"),
+            fmt("pressure_GPa", ".1f"),
+            fmt("max_force_eV_A"),
+            doc.get("code", ""),
+            ",".join(str(r["iteration"]) for r in doc.get("requests", [])),
+        )
     console.print(table)
 
 
 @db_app.command("export")
-def db_export(campaign: CampaignFile,
-              output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
-              fmt: Annotated[str, typer.Option("--format", help="extxyz or ase-db (default: "
-                                                         "from the suffix).")] = "",
-              iteration: IterationOpt = None, elements: ElementsOpt = None,
-              chemsys: ChemsysOpt = None, pmin: PminOpt = None, pmax: PmaxOpt = None,
-              status: StatusOpt = "ok", all_campaigns: AllOpt = False) -> None:
+def db_export(
+    campaign: CampaignFile,
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="extxyz or ase-db (default: from the suffix).")
+    ] = "",
+    iteration: IterationOpt = None,
+    elements: ElementsOpt = None,
+    chemsys: ChemsysOpt = None,
+    pmin: PminOpt = None,
+    pmax: PmaxOpt = None,
+    status: StatusOpt = "ok",
+    all_campaigns: AllOpt = False,
+) -> None:
     """Export labels (default: the ok ones) to extxyz or an ASE database."""
     from al_loop.campaign import open_campaign
     from database import export_ase_db, export_extxyz
@@ -298,8 +395,9 @@ def db_export(campaign: CampaignFile,
     if kind not in ("extxyz", "ase-db"):
         errors.print(f"error: --format {kind!r}: use extxyz or ase-db")
         raise typer.Exit(2)
-    query = _query(None if all_campaigns else config.name, iteration, elements, chemsys, pmin,
-                   pmax, status)
+    query = _query(
+        None if all_campaigns else config.name, iteration, elements, chemsys, pmin, pmax, status
+    )
     with _user_errors(), open_campaign(config, create=False) as session:
         writer = export_extxyz if kind == "extxyz" else export_ase_db
         count = writer(session.store, query, output)
@@ -314,9 +412,11 @@ def db_serve(campaign: CampaignFile) -> None:
 
     config = _load(campaign)
     with _user_errors(), open_campaign(config, create=False) as session:
-        console.print(f"serving {session.store.database_name} at {redact(session.store.uri)}; "
-                      f"FireWorks: lpad -l {session.launchpad_file}; "
-                      f"rlaunch -l {session.launchpad_file} -w {session.fworker_file} rapidfire")
+        console.print(
+            f"serving {session.store.database_name} at {redact(session.store.uri)}; "
+            f"FireWorks: lpad -l {session.launchpad_file}; "
+            f"rlaunch -l {session.launchpad_file} -w {session.fworker_file} rapidfire"
+        )
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         try:

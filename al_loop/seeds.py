@@ -65,8 +65,13 @@ def _repeat_for(kind: str, max_atoms: int, rng: np.random.Generator) -> tuple[in
     return fitting[rng.integers(len(fitting))]
 
 
-def _finish(atoms: Atoms, symbols: Sequence[str], volume_scale: float, rattle_A: float,
-            rng: np.random.Generator) -> Atoms:
+def _finish(
+    atoms: Atoms,
+    symbols: Sequence[str],
+    volume_scale: float,
+    rattle_A: float,
+    rng: np.random.Generator,
+) -> Atoms:
     atoms = atoms.copy()
     atoms.set_chemical_symbols(list(symbols))
     mean_volume = float(np.mean([atomic_volume_A3(s) for s in symbols]))
@@ -79,9 +84,15 @@ def _finish(atoms: Atoms, symbols: Sequence[str], volume_scale: float, rattle_A:
     return atoms
 
 
-def lattice_seeds(elements: Sequence[str], prototypes: Sequence[str], n_structures: int,
-                  max_atoms: int, rattle_A: float, volume_scale_range: Sequence[float],
-                  seed: int) -> list[Seed]:
+def lattice_seeds(
+    elements: Sequence[str],
+    prototypes: Sequence[str],
+    n_structures: int,
+    max_atoms: int,
+    rattle_A: float,
+    volume_scale_range: Sequence[float],
+    seed: int,
+) -> list[Seed]:
     """Pure elements on every prototype, then random substitutions up to ``n_structures``.
 
     Compositions of the substituted cells are drawn from a flat Dirichlet distribution; volumes
@@ -98,8 +109,7 @@ def lattice_seeds(elements: Sequence[str], prototypes: Sequence[str], n_structur
             scale = float(rng.uniform(lo, hi))
             cell = prototype(kind, 1.0) * _repeat_for(kind, max_atoms, rng)
             atoms = _finish(cell, [element] * len(cell), scale, rattle_A, rng)
-            seeds.append(Seed(atoms, {"kind": "lattice", "prototype": kind,
-                                      "volume_scale": scale}))
+            seeds.append(Seed(atoms, {"kind": "lattice", "prototype": kind, "volume_scale": scale}))
     while len(seeds) < n_structures:
         kind = prototypes[rng.integers(len(prototypes))]
         cell = prototype(kind, 1.0) * _repeat_for(kind, max_atoms, rng)
@@ -107,8 +117,9 @@ def lattice_seeds(elements: Sequence[str], prototypes: Sequence[str], n_structur
         symbols = list(rng.choice(list(elements), size=len(cell), p=fractions))
         scale = float(rng.uniform(lo, hi))
         atoms = _finish(cell, symbols, scale, rattle_A, rng)
-        seeds.append(Seed(atoms, {"kind": "substitution", "prototype": kind,
-                                  "volume_scale": scale}))
+        seeds.append(
+            Seed(atoms, {"kind": "substitution", "prototype": kind, "volume_scale": scale})
+        )
     return seeds
 
 
@@ -120,13 +131,16 @@ def file_seeds(paths: Sequence[Path], elements: Sequence[str]) -> list[Seed]:
         try:
             frames = read(str(path), index=":")
         except Exception as exc:
-            raise ValueError(f"{path}: cannot read structures ({exc}); give CIF, extxyz or "
-                             "POSCAR files") from exc
+            raise ValueError(
+                f"{path}: cannot read structures ({exc}); give CIF, extxyz or POSCAR files"
+            ) from exc
         for index, atoms in enumerate(frames):
             extra = set(atoms.get_chemical_symbols()) - allowed
             if extra:
-                raise ValueError(f"{path}: structure {index} contains {', '.join(sorted(extra))}, "
-                                 f"not in system.elements ({', '.join(elements)})")
+                raise ValueError(
+                    f"{path}: structure {index} contains {', '.join(sorted(extra))}, "
+                    f"not in system.elements ({', '.join(elements)})"
+                )
             atoms.calc = None
             seeds.append(Seed(atoms, {"kind": "file", "path": str(path), "index": index}))
     return seeds

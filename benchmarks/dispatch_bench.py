@@ -296,8 +296,10 @@ def report(
         )
     print("=" * 78)
     default = LauncherConfig().batch_size
-    print(f"verdict per batch size: {verdicts}; al-loop's default batch size ({default}): "
-          f"{verdicts.get(default, 'not measured')}")
+    print(
+        f"verdict per batch size: {verdicts}; al-loop's default batch size ({default}): "
+        f"{verdicts.get(default, 'not measured')}"
+    )
     return all_pass
 
 

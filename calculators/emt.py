@@ -32,8 +32,10 @@ class EMTOracle(Oracle):
             if key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                return key, (f"EMT has no setting {key!r}{suggestion}; "
-                             f"its settings are: {', '.join(allowed)}")
+                return key, (
+                    f"EMT has no setting {key!r}{suggestion}; "
+                    f"its settings are: {', '.join(allowed)}"
+                )
         return None
 
     def version(self) -> str:
@@ -49,6 +51,7 @@ class EMTOracle(Oracle):
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         from quacc import change_settings
         from quacc.recipes.emt.core import static_job
+
         changes = {"RESULTS_DIR": workdir, "CREATE_UNIQUE_DIR": False, "GZIP_FILES": False}
         with change_settings(changes):
             output = static_job(atoms, **self.settings)

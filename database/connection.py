@@ -20,8 +20,9 @@ def redact(uri: str) -> str:
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", uri)
 
 
-def resolve_uri(uri: str | None = None, uri_file: str | Path | None = None,
-                uri_env: str | None = None) -> str | None:
+def resolve_uri(
+    uri: str | None = None, uri_file: str | Path | None = None, uri_env: str | None = None
+) -> str | None:
     """The MongoDB URI from, in order: ``uri``, the file ``uri_file``, the variable ``uri_env``.
 
     ``None`` means: use the embedded server.
@@ -42,9 +43,14 @@ def resolve_uri(uri: str | None = None, uri_file: str | Path | None = None,
 
 
 @contextlib.contextmanager
-def open_store(database: str, data_dir: str | Path, uri: str | None = None,
-               uri_file: str | Path | None = None, uri_env: str | None = None,
-               launchpad_database: str = "al_loop_fireworks") -> Iterator[Store]:
+def open_store(
+    database: str,
+    data_dir: str | Path,
+    uri: str | None = None,
+    uri_file: str | Path | None = None,
+    uri_env: str | None = None,
+    launchpad_database: str = "al_loop_fireworks",
+) -> Iterator[Store]:
     """Connect to the dataset; start the embedded server under ``data_dir`` when no URI is set.
 
     The embedded server, if this call started it, is stopped on exit.

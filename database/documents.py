@@ -23,8 +23,17 @@ INLINE_ARRAY_LIMIT_BYTES = 2 * 1024 * 1024
 #: Conversion from eV/Å^3 to GPa (ASE's CODATA constants).
 EV_A3_TO_GPA = 1.0 / units.GPa
 
-_VERSIONED = ("al-loop", "ase", "numpy", "pymongo", "fireworks", "quacc", "pymatgen", "mace-torch",
-              "torch")
+_VERSIONED = (
+    "al-loop",
+    "ase",
+    "numpy",
+    "pymongo",
+    "fireworks",
+    "quacc",
+    "pymatgen",
+    "mace-torch",
+    "torch",
+)
 
 
 def utcnow() -> datetime:

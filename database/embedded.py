@@ -77,8 +77,9 @@ class EmbeddedServer:
     is stopped at exit only if this object started it.
     """
 
-    def __init__(self, data_dir: str | Path, storage: str | None = None,
-                 start_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, data_dir: str | Path, storage: str | None = None, start_timeout_s: float = 60.0
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.storage = storage
         self.start_timeout_s = start_timeout_s
@@ -124,10 +125,20 @@ class EmbeddedServer:
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = free_port()
             logfile = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 (lives with the process)
-            cmd = [executable("secantusd-py", "secantusdb"), "--host", "127.0.0.1",
-                   "--port", str(port), "--storage-path", storage, "--log-level", "WARNING"]
-            self.process = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            cmd = [
+                executable("secantusd-py", "secantusdb"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                storage,
+                "--log-level",
+                "WARNING",
+            ]
+            self.process = subprocess.Popen(
+                cmd, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
+            )
             logfile.close()
             uri = f"mongodb://127.0.0.1:{port}"
             if self._wait_ready(uri):

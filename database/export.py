@@ -18,8 +18,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_INFO_KEYS = ("status", "settings_hash", "structure_id", "code", "code_version", "pressure_GPa",
-              "energy_per_atom_eV", "wall_time_s", "formula")
+_INFO_KEYS = (
+    "status",
+    "settings_hash",
+    "structure_id",
+    "code",
+    "code_version",
+    "pressure_GPa",
+    "energy_per_atom_eV",
+    "wall_time_s",
+    "formula",
+)
 
 
 def label_to_atoms(doc: dict[str, Any], store: Store) -> Atoms:
@@ -76,12 +85,19 @@ def export_ase_db(store: Store, query: LabelQuery, path: str | Path) -> int:
             if str(doc["_id"]) in present:
                 continue
             atoms = label_to_atoms(doc, store)
-            pairs = {k: v for k, v in atoms.info.items()
-                     if isinstance(v, (str, int, float, bool)) and k != "formula"}
+            pairs = {
+                k: v
+                for k, v in atoms.info.items()
+                if isinstance(v, (str, int, float, bool)) and k != "formula"
+            }
             # ASE refuses strings that read as numbers (code_version "6.7", campaign "2024"):
             # those go to the row's data instead
-            text = {k: v for k, v in pairs.items() if isinstance(v, str)
-                    and not isinstance(convert_str_to_int_float_bool_or_str(v), str)}
+            text = {
+                k: v
+                for k, v in pairs.items()
+                if isinstance(v, str)
+                and not isinstance(convert_str_to_int_float_bool_or_str(v), str)
+            }
             pairs = {k: v for k, v in pairs.items() if k not in text}
             data = {"settings": doc.get("settings"), "software": doc.get("software")}
             if text:

@@ -75,4 +75,3 @@ class LabelQuery:
         flt.pop("requests.campaign", None)
         stages = [{"$match": stage} for stage in (first, flt) if stage]
         return stages or [{"$match": {}}]
-

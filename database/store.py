@@ -48,26 +48,43 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     ],
     "labels": [
         ([("structure_id", ASCENDING), ("settings_hash", ASCENDING)], {"unique": True}),
-        ([("requests.campaign", ASCENDING), ("requests.iteration", ASCENDING),
-          ("status", ASCENDING)], {}),
-        ([("requests.campaign", ASCENDING), ("status", ASCENDING), ("pressure_GPa", ASCENDING)],
-         {}),
+        (
+            [
+                ("requests.campaign", ASCENDING),
+                ("requests.iteration", ASCENDING),
+                ("status", ASCENDING),
+            ],
+            {},
+        ),
+        (
+            [("requests.campaign", ASCENDING), ("status", ASCENDING), ("pressure_GPa", ASCENDING)],
+            {},
+        ),
         ([("elements", ASCENDING)], {}),
         ([("chemsys", ASCENDING)], {}),
         ([("settings_hash", ASCENDING)], {}),
         ([("status", ASCENDING)], {}),
     ],
     "models": [([("campaign", ASCENDING), ("iteration", ASCENDING)], {})],
-    "metrics": [([("campaign", ASCENDING), ("iteration", ASCENDING), ("stage", ASCENDING)],
-                 {"unique": True})],
+    "metrics": [
+        (
+            [("campaign", ASCENDING), ("iteration", ASCENDING), ("stage", ASCENDING)],
+            {"unique": True},
+        )
+    ],
 }
 
 
 class Store:
     """The al-loop dataset on one MongoDB database (the LaunchPad uses its own database)."""
 
-    def __init__(self, client: pymongo.MongoClient, database: str,
-                 launchpad_database: str = "al_loop_fireworks", uri: str | None = None) -> None:
+    def __init__(
+        self,
+        client: pymongo.MongoClient,
+        database: str,
+        launchpad_database: str = "al_loop_fireworks",
+        uri: str | None = None,
+    ) -> None:
         self.client = client
         self.db = client[database]
         self.database_name = database
@@ -77,11 +94,17 @@ class Store:
         self.ensure_indexes()
 
     @classmethod
-    def connect(cls, uri: str, database: str, launchpad_database: str = "al_loop_fireworks",
-                timeout_s: float = 10.0) -> Store:
+    def connect(
+        cls,
+        uri: str,
+        database: str,
+        launchpad_database: str = "al_loop_fireworks",
+        timeout_s: float = 10.0,
+    ) -> Store:
         """Connect to ``uri`` and check that the server answers."""
-        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=int(timeout_s * 1000),
-                                     tz_aware=True)
+        client = pymongo.MongoClient(
+            uri, serverSelectionTimeoutMS=int(timeout_s * 1000), tz_aware=True
+        )
         client.admin.command("ping")
         return cls(client, database, launchpad_database=launchpad_database, uri=uri)
 
@@ -97,8 +120,10 @@ class Store:
     def pack_arrays(self, arrays: dict[str, np.ndarray], name: str) -> dict[str, Any]:
         """Fields that hold ``arrays``: inline lists, or a GridFS file when they are large."""
         if arrays_nbytes(arrays) <= INLINE_ARRAY_LIMIT_BYTES:
-            return {"arrays": {k: np.asarray(v).tolist() for k, v in arrays.items()},
-                    "arrays_file": None}
+            return {
+                "arrays": {k: np.asarray(v).tolist() for k, v in arrays.items()},
+                "arrays_file": None,
+            }
         file_id = self.fs.put(encode_npz(arrays), filename=f"{name}.npz")
         return {"arrays": None, "arrays_file": file_id}
 
@@ -109,15 +134,20 @@ class Store:
         return {k: np.asarray(v) for k, v in (doc.get("arrays") or {}).items()}
 
     # -- structures ------------------------------------------------------------------------------
-    def add_structure(self, atoms: Atoms, campaign: str, iteration: int,
-                      source: dict[str, Any] | None = None) -> str:
+    def add_structure(
+        self, atoms: Atoms, campaign: str, iteration: int, source: dict[str, Any] | None = None
+    ) -> str:
         """Store a structure once; record that ``campaign`` asked for it. Returns its id."""
         sid = structure_id(atoms)
         request = {"campaign": campaign, "iteration": iteration, **(source or {})}
         if self.db.structures.count_documents({"_id": sid}, limit=1) == 0:
-            doc = {"_id": sid, **composition_fields(atoms),
-                   **self.pack_arrays(structure_arrays(atoms), f"structure-{sid}"),
-                   "requests": [request], "created_at": utcnow()}
+            doc = {
+                "_id": sid,
+                **composition_fields(atoms),
+                **self.pack_arrays(structure_arrays(atoms), f"structure-{sid}"),
+                "requests": [request],
+                "created_at": utcnow(),
+            }
             try:
                 self.db.structures.insert_one(doc)
                 return sid
@@ -127,8 +157,13 @@ class Store:
         self.db.structures.update_one({"_id": sid}, {"$addToSet": {"requests": request}})
         return sid
 
-    def add_structures(self, structures: Iterable[Atoms], campaign: str, iteration: int,
-                       source: dict[str, Any] | None = None) -> list[str]:
+    def add_structures(
+        self,
+        structures: Iterable[Atoms],
+        campaign: str,
+        iteration: int,
+        source: dict[str, Any] | None = None,
+    ) -> list[str]:
         return [self.add_structure(a, campaign, iteration, source) for a in structures]
 
     def get_structure(self, sid: str) -> Atoms:
@@ -145,8 +180,9 @@ class Store:
         return [d["_id"] for d in cursor.sort("created_at", ASCENDING)]
 
     # -- labels ----------------------------------------------------------------------------------
-    def claim_label(self, sid: str, settings_hash: str, campaign: str, iteration: int,
-                    worker: dict[str, Any]) -> dict[str, Any] | None:
+    def claim_label(
+        self, sid: str, settings_hash: str, campaign: str, iteration: int, worker: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Reserve the label of ``sid`` under ``settings_hash`` for ``worker``.
 
         Returns the claimed document, or ``None`` when the label is done (``ok``) or being
@@ -165,8 +201,18 @@ class Store:
             "settings_hash": settings_hash,
             "status": "running",
             "requests": [request],
-            **{k: structure[k] for k in ("formula", "elements", "chemsys", "natoms",
-                                         "composition", "volume_per_atom_A3") if k in structure},
+            **{
+                k: structure[k]
+                for k in (
+                    "formula",
+                    "elements",
+                    "chemsys",
+                    "natoms",
+                    "composition",
+                    "volume_per_atom_A3",
+                )
+                if k in structure
+            },
             "claimed_by": worker,
             "claimed_at": now,
             "created_at": now,
@@ -182,27 +228,36 @@ class Store:
         self.db.labels.update_one(key, {"$addToSet": {"requests": request}})
         takeover: dict[str, Any] = {"status": {"$in": list(RETRYABLE)}}
         if worker.get("job_id") is not None:  # no job id: never take over a running label
-            takeover = {"$or": [takeover, {"status": "running",
-                                           "claimed_by.job_id": worker["job_id"]}]}
+            takeover = {
+                "$or": [takeover, {"status": "running", "claimed_by.job_id": worker["job_id"]}]
+            }
         while True:
             current = self.db.labels.find_one({**key, **takeover}, {"arrays": 0})
             if current is None:
                 return None
             operation: dict[str, Any] = {
                 "$set": {"status": "running", "claimed_by": worker, "claimed_at": now},
-                "$inc": {"attempts": 1}}
+                "$inc": {"attempts": 1},
+            }
             if current["status"] != "running":  # keep the failed outcome being replaced
                 operation["$push"] = {"history": {k: current.get(k) for k in HISTORY_KEYS}}
                 operation["$unset"] = {"error": ""}  # now in history; not the new attempt's
             # compare-and-set on the attempt counter: of two racing claims, one wins
             claimed = self.db.labels.find_one_and_update(
                 {"_id": current["_id"], "attempts": current.get("attempts"), **takeover},
-                operation, return_document=ReturnDocument.AFTER)
+                operation,
+                return_document=ReturnDocument.AFTER,
+            )
             if claimed is not None:
                 return claimed
 
-    def complete_label(self, claim: dict[str, Any], atoms: Atoms, fields: dict[str, Any],
-                       forces: np.ndarray | None = None) -> bool:
+    def complete_label(
+        self,
+        claim: dict[str, Any],
+        atoms: Atoms,
+        fields: dict[str, Any],
+        forces: np.ndarray | None = None,
+    ) -> bool:
         """Write the outcome of a claim (from :meth:`claim_label`): status, results, arrays.
 
         Only the claim that holds the label writes it: if another claim took the label over
@@ -215,20 +270,33 @@ class Store:
         if forces is not None:
             arrays["forces"] = np.asarray(forces, dtype=float)
         packed = self.pack_arrays(arrays, f"label-{label_id}")
-        update: dict[str, Any] = {**fields, **packed, "software": software_versions(),
-                                  "updated_at": utcnow()}
-        mine = {"_id": label_id, "status": "running",
-                "claimed_by.token": claim["claimed_by"]["token"]}
+        update: dict[str, Any] = {
+            **fields,
+            **packed,
+            "software": software_versions(),
+            "updated_at": utcnow(),
+        }
+        mine = {
+            "_id": label_id,
+            "status": "running",
+            "claimed_by.token": claim["claimed_by"]["token"],
+        }
         # read, then update conditionally: only this claim's holder changes the arrays, so the
         # file read here is the one replaced (no find_one_and_update pre-image: secantusdb's
         # can be stale under concurrent writes, see launchers/fireworks_compat.py)
         previous = self.db.labels.find_one(mine, {"arrays_file": 1})
-        if previous is not None and self.db.labels.update_one(mine, {"$set": update}
-                                                              ).matched_count == 0:
+        if (
+            previous is not None
+            and self.db.labels.update_one(mine, {"$set": update}).matched_count == 0
+        ):
             previous = None
         if previous is None:
-            log.warning("label %s was taken over by another claim; this outcome (%s) is kept "
-                        "in its history only", label_id, fields.get("status"))
+            log.warning(
+                "label %s was taken over by another claim; this outcome (%s) is kept "
+                "in its history only",
+                label_id,
+                fields.get("status"),
+            )
             stale = {k: fields.get(k) for k in (*HISTORY_KEYS, "energy_eV")}
             stale.update(stale=True, claimed_by=claim["claimed_by"], updated_at=utcnow())
             self.db.labels.update_one({"_id": label_id}, {"$push": {"history": stale}})
@@ -239,8 +307,9 @@ class Store:
             self.fs.delete(previous["arrays_file"])
         return True
 
-    def find_labels(self, query: LabelQuery | None = None, limit: int = 0,
-                    with_arrays: bool = True) -> Iterator[dict[str, Any]]:
+    def find_labels(
+        self, query: LabelQuery | None = None, limit: int = 0, with_arrays: bool = True
+    ) -> Iterator[dict[str, Any]]:
         """Label documents matching ``query`` (oldest first); arrays unpacked on request."""
         pipeline = [*(query or LabelQuery()).to_pipeline(), {"$sort": {"_id": ASCENDING}}]
         if limit:
@@ -273,9 +342,12 @@ class Store:
 
         by_iteration: dict[str, int] = {}
         if campaign:
-            pipeline = [{"$match": match}, {"$unwind": "$requests"},
-                        {"$match": {"requests.campaign": campaign}},
-                        {"$group": {"_id": "$requests.iteration", "n": {"$sum": 1}}}]
+            pipeline = [
+                {"$match": match},
+                {"$unwind": "$requests"},
+                {"$match": {"requests.campaign": campaign}},
+                {"$group": {"_id": "$requests.iteration", "n": {"$sum": 1}}},
+            ]
             by_iteration = {str(d["_id"]): d["n"] for d in self.db.labels.aggregate(pipeline)}
         ok = {**match, "status": "ok"}
         pressures = [d.get("pressure_GPa") for d in self.db.labels.find(ok, {"pressure_GPa": 1})]

@@ -19,10 +19,13 @@ from pymongo import ReturnDocument
 
 def _next(lp: LaunchPad, field: str, quantity: int) -> int:
     doc = lp.fw_id_assigner.find_one_and_update(
-        {}, {"$inc": {field: quantity}}, return_document=ReturnDocument.AFTER)
+        {}, {"$inc": {field: quantity}}, return_document=ReturnDocument.AFTER
+    )
     if doc is None:
-        raise ValueError(f"Could not get the next {field}: initialise the LaunchPad first "
-                         "(`lpad reset`, or any al-loop command that opens it)")
+        raise ValueError(
+            f"Could not get the next {field}: initialise the LaunchPad first "
+            "(`lpad reset`, or any al-loop command that opens it)"
+        )
     return int(doc[field]) - quantity
 
 

@@ -35,8 +35,9 @@ def fworker_env(data_dir: Path | None = None, uri_file: Path | None = None) -> d
     return env
 
 
-def make_fworker(name: str, category: str | None, env: dict[str, Any],
-                 campaign: str | None = None) -> FWorker:
+def make_fworker(
+    name: str, category: str | None, env: dict[str, Any], campaign: str | None = None
+) -> FWorker:
     """An FWorker; with ``campaign`` it pulls only that campaign's Fireworks."""
     query = {"spec.al_loop.campaign": campaign} if campaign else {}
     return FWorker(name=name, category=category or "", env=env, query=query)
@@ -58,8 +59,12 @@ def _write_private(path: Path, text: str) -> Path:
 
 def write_launchpad_file(path: Path, uri: str, launchpad_database: str) -> Path:
     """``my_launchpad.yaml`` for ``lpad``/``rlaunch``/``qlaunch`` (mode 0600: it holds the URI)."""
-    return _write_private(path, yaml.safe_dump({"host": uri, "name": launchpad_database,
-                                                "uri_mode": True, "strm_lvl": "WARNING"}))
+    return _write_private(
+        path,
+        yaml.safe_dump(
+            {"host": uri, "name": launchpad_database, "uri_mode": True, "strm_lvl": "WARNING"}
+        ),
+    )
 
 
 def write_fworker_file(path: Path, fworker: FWorker) -> Path:

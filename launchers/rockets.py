@@ -19,8 +19,13 @@ log = logging.getLogger(__name__)
 PID_FILE = "rlaunch.pid"
 
 
-def start_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, workers: int,
-                  env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+def start_workers(
+    launchpad_file: Path,
+    fworker_file: Path,
+    launch_dir: Path,
+    workers: int,
+    env: dict[str, str] | None = None,
+) -> list[subprocess.Popen]:
     """Start ``workers`` rapidfire rocket launchers; each runs until no Firework is ready."""
     launch_dir.mkdir(parents=True, exist_ok=True)
     worker_env = {k: v for k, v in os.environ.items() if k != "QUACC_WORKFLOW_ENGINE"}
@@ -29,12 +34,26 @@ def start_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, wo
     for index in range(workers):
         worker_dir = launch_dir / f"worker{index}"
         worker_dir.mkdir(exist_ok=True)
-        cmd = [sys.executable, "-m", "launchers.rlaunch", "-l", str(launchpad_file),
-               "-w", str(fworker_file), "--loglvl", "WARNING", "rapidfire", "--nlaunches", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "launchers.rlaunch",
+            "-l",
+            str(launchpad_file),
+            "-w",
+            str(fworker_file),
+            "--loglvl",
+            "WARNING",
+            "rapidfire",
+            "--nlaunches",
+            "0",
+        ]
         log_file = open(worker_dir / "rlaunch.log", "ab")  # noqa: SIM115 (lives with the process)
-        processes.append(subprocess.Popen(
-            cmd, cwd=worker_dir, stdout=log_file, stderr=subprocess.STDOUT,
-            env=worker_env))
+        processes.append(
+            subprocess.Popen(
+                cmd, cwd=worker_dir, stdout=log_file, stderr=subprocess.STDOUT, env=worker_env
+            )
+        )
         log_file.close()
         (worker_dir / PID_FILE).write_text(str(processes[-1].pid))
     log.info("started %d rocket launchers in %s", workers, launch_dir)
@@ -46,8 +65,14 @@ def wait_workers(processes: list[subprocess.Popen], timeout_s: float | None = No
     return [p.wait(timeout=timeout_s) for p in processes]
 
 
-def run_workers(launchpad_file: Path, fworker_file: Path, launch_dir: Path, workers: int,
-                timeout_s: float | None = None, env: dict[str, str] | None = None) -> list[int]:
+def run_workers(
+    launchpad_file: Path,
+    fworker_file: Path,
+    launch_dir: Path,
+    workers: int,
+    timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
+) -> list[int]:
     """Start the launchers and wait for all of them; kill them all on interruption."""
     processes = start_workers(launchpad_file, fworker_file, launch_dir, workers, env)
     try:
@@ -70,10 +95,12 @@ def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tupl
     machines are never counted."""
     lost = []
     root = launch_dir.resolve()
-    for fw in lp.fireworks.find({"spec.al_loop.campaign": campaign, "state": "RUNNING"},
-                                {"fw_id": 1}):
-        launch = lp.launches.find_one({"fw_id": fw["fw_id"], "state": "RUNNING"},
-                                      sort=[("launch_id", -1)])
+    for fw in lp.fireworks.find(
+        {"spec.al_loop.campaign": campaign, "state": "RUNNING"}, {"fw_id": 1}
+    ):
+        launch = lp.launches.find_one(
+            {"fw_id": fw["fw_id"], "state": "RUNNING"}, sort=[("launch_id", -1)]
+        )
         if launch is None or socket.gethostname() != launch.get("host"):
             continue
         path = Path(launch.get("launch_dir", "")).resolve()
@@ -104,7 +131,10 @@ def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> lis
         lp.mark_fizzled(launch_id)
         lp.rerun_fw(fw_id)
     if lost:
-        log.warning("%d Fireworks of %s were left RUNNING by a stopped local launcher; "
-                    "rerunning them: %s", len(lost), campaign, [fw for fw, _ in lost])
+        log.warning(
+            "%d Fireworks of %s were left RUNNING by a stopped local launcher; rerunning them: %s",
+            len(lost),
+            campaign,
+            [fw for fw, _ in lost],
+        )
     return [fw for fw, _ in lost]
-

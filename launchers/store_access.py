@@ -28,11 +28,15 @@ def store_uri(fw_env: dict[str, Any] | None) -> str:
         data_dir = Path(env["al_loop_store_data_dir"])
         uri = EmbeddedServer(data_dir).running_uri()
         if uri is None:
-            raise RuntimeError(f"no embedded al-loop server is running for {data_dir}; "
-                               "start one with `al-loop db serve CAMPAIGN.yaml`")
+            raise RuntimeError(
+                f"no embedded al-loop server is running for {data_dir}; "
+                "start one with `al-loop db serve CAMPAIGN.yaml`"
+            )
     if uri is None:
-        raise RuntimeError("this worker does not know where the al-loop dataset is: set "
-                           f"{ENV_VAR} or al_loop_store_uri[_file] in the FWorker's env")
+        raise RuntimeError(
+            "this worker does not know where the al-loop dataset is: set "
+            f"{ENV_VAR} or al_loop_store_uri[_file] in the FWorker's env"
+        )
     return uri
 
 

@@ -24,14 +24,18 @@ class LabellingFailed(RuntimeError):
 
 def label_fields(result: LabelResult, natoms: int, worker: dict[str, Any]) -> dict[str, Any]:
     """The label document's fields from an oracle result (arrays are stored separately)."""
-    fields = {k: v for k, v in dataclasses.asdict(result).items()
-              if k not in ("forces_eV_A", "stress_eV_A3", "extra")}
+    fields = {
+        k: v
+        for k, v in dataclasses.asdict(result).items()
+        if k not in ("forces_eV_A", "stress_eV_A3", "extra")
+    }
     fields.update(stress_fields(result.stress_eV_A3))
     fields["extra"] = result.extra
-    fields["energy_per_atom_eV"] = (result.energy_eV / natoms
-                                    if result.energy_eV is not None else None)
+    fields["energy_per_atom_eV"] = (
+        result.energy_eV / natoms if result.energy_eV is not None else None
+    )
     if result.forces_eV_A is not None:
-        fields["max_force_eV_A"] = float((result.forces_eV_A ** 2).sum(axis=1).max() ** 0.5)
+        fields["max_force_eV_A"] = float((result.forces_eV_A**2).sum(axis=1).max() ** 0.5)
     fields["host"] = worker.get("host")
     return fields
 
@@ -42,10 +46,16 @@ def error_summary(error: str | None) -> str:
     ``quacc`` wraps a calculator's error in ``JobFailure``; the last line alone would hide the
     original error (e.g. ``NotImplementedError: No EMT-potential for Fe``).
     """
-    skip = ("Traceback (most recent call last)", "The above exception was the direct cause",
-            "During handling of the above exception")
-    lines = [line.strip() for line in (error or "").splitlines()
-             if line.strip() and not line[:1].isspace() and not line.startswith(skip)]
+    skip = (
+        "Traceback (most recent call last)",
+        "The above exception was the direct cause",
+        "During handling of the above exception",
+    )
+    lines = [
+        line.strip()
+        for line in (error or "").splitlines()
+        if line.strip() and not line[:1].isspace() and not line.startswith(skip)
+    ]
     return " -> ".join(lines) if lines else "(no error text)"
 
 
@@ -64,28 +74,43 @@ class LabelStructuresTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         store_spec = self["store"]
-        store = task_store(fw_spec.get("_fw_env"), store_spec["database"],
-                           store_spec.get("launchpad_database", "al_loop_fireworks"))
+        store = task_store(
+            fw_spec.get("_fw_env"),
+            store_spec["database"],
+            store_spec.get("launchpad_database", "al_loop_fireworks"),
+        )
         oracle = oracle_class(self["oracle"]["code"])(self["oracle"]["settings"])
-        worker = {"job_id": self["job_id"], "host": socket.gethostname(), "pid": os.getpid(),
-                  "launch_dir": os.getcwd()}
+        worker = {
+            "job_id": self["job_id"],
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "launch_dir": os.getcwd(),
+        }
         done, skipped, failed = [], [], []
         for sid in self["structure_ids"]:
-            claim = store.claim_label(sid, oracle.settings_hash, self["campaign"],
-                                      int(self["iteration"]), worker)
+            claim = store.claim_label(
+                sid, oracle.settings_hash, self["campaign"], int(self["iteration"]), worker
+            )
             if claim is None:
                 skipped.append(sid)
                 continue
             atoms = store.get_structure(sid)
             result = oracle.label(atoms, Path.cwd() / sid[:16])
-            store.complete_label(claim, atoms, label_fields(result, len(atoms), worker),
-                                 forces=result.forces_eV_A)
+            store.complete_label(
+                claim, atoms, label_fields(result, len(atoms), worker), forces=result.forces_eV_A
+            )
             (done if result.status == "ok" else failed).append((sid, result))
-        summary = {"labelled": len(done), "skipped": len(skipped), "failed": len(failed),
-                   "settings_hash": oracle.settings_hash}
+        summary = {
+            "labelled": len(done),
+            "skipped": len(skipped),
+            "failed": len(failed),
+            "settings_hash": oracle.settings_hash,
+        }
         log.info("labelled %(labelled)d, skipped %(skipped)d, failed %(failed)d", summary)
         if failed and self.get("fail_on_error", True):
             lines = [f"{sid[:16]} {r.status}: {error_summary(r.error)}" for sid, r in failed]
-            raise LabellingFailed(f"{len(failed)} of {len(self['structure_ids'])} structures "
-                                  "failed (stored with their status):\n" + "\n".join(lines))
+            raise LabellingFailed(
+                f"{len(failed)} of {len(self['structure_ids'])} structures "
+                "failed (stored with their status):\n" + "\n".join(lines)
+            )
         return FWAction(stored_data=summary)

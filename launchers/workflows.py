@@ -14,9 +14,15 @@ from launchers.tasks import LabelStructuresTask
 log = logging.getLogger(__name__)
 
 
-def label_workflows(structure_ids: list[str], campaign: str, iteration: int, oracle: Oracle,
-                    store_spec: dict[str, str], batch_size: int = 1,
-                    category: str | None = None) -> list[Workflow]:
+def label_workflows(
+    structure_ids: list[str],
+    campaign: str,
+    iteration: int,
+    oracle: Oracle,
+    store_spec: dict[str, str],
+    batch_size: int = 1,
+    category: str | None = None,
+) -> list[Workflow]:
     """One single-Firework workflow per batch of ``batch_size`` structures.
 
     Independent workflows, not one big one: FireWorks refreshes and locks a whole workflow on
@@ -29,16 +35,26 @@ def label_workflows(structure_ids: list[str], campaign: str, iteration: int, ora
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     oracle_spec = {"code": oracle.code, "settings": oracle.settings}
-    metadata = {"al_loop_campaign": campaign, "al_loop_iteration": iteration,
-                "al_loop_stage": "label", "settings_hash": oracle.settings_hash}
+    metadata = {
+        "al_loop_campaign": campaign,
+        "al_loop_iteration": iteration,
+        "al_loop_stage": "label",
+        "settings_hash": oracle.settings_hash,
+    }
     workflows = []
     for start in range(0, len(structure_ids), batch_size):
-        batch = structure_ids[start:start + batch_size]
-        task = LabelStructuresTask(structure_ids=batch, campaign=campaign, iteration=iteration,
-                                   oracle=oracle_spec, store=store_spec,
-                                   job_id=uuid.uuid4().hex)
-        spec: dict[str, Any] = {"al_loop": {"campaign": campaign, "iteration": iteration,
-                                            "stage": "label"}}
+        batch = structure_ids[start : start + batch_size]
+        task = LabelStructuresTask(
+            structure_ids=batch,
+            campaign=campaign,
+            iteration=iteration,
+            oracle=oracle_spec,
+            store=store_spec,
+            job_id=uuid.uuid4().hex,
+        )
+        spec: dict[str, Any] = {
+            "al_loop": {"campaign": campaign, "iteration": iteration, "stage": "label"}
+        }
         if category:
             spec["_category"] = category
         name = f"label {campaign} it{iteration} {start // batch_size:04d}"
@@ -47,39 +63,54 @@ def label_workflows(structure_ids: list[str], campaign: str, iteration: int, ora
     return workflows
 
 
-def find_label_workflow(lp: LaunchPad, campaign: str, iteration: int,
-                        settings_hash: str) -> int | None:
+def find_label_workflow(
+    lp: LaunchPad, campaign: str, iteration: int, settings_hash: str
+) -> int | None:
     """The first fw_id of the labelling workflows of this iteration and settings, if any."""
-    doc = lp.workflows.find_one({"metadata.al_loop_campaign": campaign,
-                                 "metadata.al_loop_iteration": iteration,
-                                 "metadata.al_loop_stage": "label",
-                                 "metadata.settings_hash": settings_hash}, {"nodes": 1},
-                                sort=[("nodes", 1)])
+    doc = lp.workflows.find_one(
+        {
+            "metadata.al_loop_campaign": campaign,
+            "metadata.al_loop_iteration": iteration,
+            "metadata.al_loop_stage": "label",
+            "metadata.settings_hash": settings_hash,
+        },
+        {"nodes": 1},
+        sort=[("nodes", 1)],
+    )
     return doc["nodes"][0] if doc and doc.get("nodes") else None
 
 
-def submit_label_workflow(lp: LaunchPad, structure_ids: list[str], campaign: str, iteration: int,
-                          oracle: Oracle, store_spec: dict[str, str], batch_size: int = 1,
-                          category: str | None = None) -> tuple[int, bool]:
+def submit_label_workflow(
+    lp: LaunchPad,
+    structure_ids: list[str],
+    campaign: str,
+    iteration: int,
+    oracle: Oracle,
+    store_spec: dict[str, str],
+    batch_size: int = 1,
+    category: str | None = None,
+) -> tuple[int, bool]:
     """Add the labelling workflows unless they exist (idempotent); returns (first fw_id, added).
 
     All of them go in with two ``insert_many`` calls (workflows, then Fireworks).
     """
     existing = find_label_workflow(lp, campaign, iteration, oracle.settings_hash)
     if existing is not None:
-        log.info("labelling workflow for %s iteration %d exists (fw %d)", campaign, iteration,
-                 existing)
+        log.info(
+            "labelling workflow for %s iteration %d exists (fw %d)", campaign, iteration, existing
+        )
         return existing, False
-    workflows = label_workflows(structure_ids, campaign, iteration, oracle, store_spec,
-                                batch_size, category)
+    workflows = label_workflows(
+        structure_ids, campaign, iteration, oracle, store_spec, batch_size, category
+    )
     lp.bulk_add_wfs(workflows)
-    log.info("added %d labelling Fireworks for %s iteration %d", len(workflows), campaign,
-             iteration)
+    log.info(
+        "added %d labelling Fireworks for %s iteration %d", len(workflows), campaign, iteration
+    )
     return min(wf.fws[0].fw_id for wf in workflows), True
 
 
-def workflow_states(lp: LaunchPad, campaign: str, iteration: int | None = None
-                    ) -> dict[str, int]:
+def workflow_states(lp: LaunchPad, campaign: str, iteration: int | None = None) -> dict[str, int]:
     """Counts of a campaign's Fireworks (of one iteration, if given) by FireWorks state."""
     match: dict[str, Any] = {"spec.al_loop.campaign": campaign}
     if iteration is not None:

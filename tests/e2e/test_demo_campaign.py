@@ -20,8 +20,7 @@ AL_LOOP = str(Path(sys.executable).parent / "al-loop")
 
 
 def al_loop(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([AL_LOOP, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([AL_LOOP, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +66,7 @@ def test_query_filters_and_exports(demo: tuple[Path, Path]) -> None:
     docs = [json.loads(line) for line in everything.stdout.splitlines()]
     with_cu = [d for d in docs if "Cu" in d["elements"]]
     compressed = [d for d in docs if d["pressure_GPa"] >= 10.0]
-    got = al_loop("db", "query", str(path), "--json", "--elements", "Cu", "--limit", "0",
-                  cwd=tmp)
+    got = al_loop("db", "query", str(path), "--json", "--elements", "Cu", "--limit", "0", cwd=tmp)
     assert len(got.stdout.splitlines()) == len(with_cu)
     got = al_loop("db", "query", str(path), "--json", "--pmin", "10", "--limit", "0", cwd=tmp)
     assert len(got.stdout.splitlines()) == len(compressed)
@@ -112,8 +110,13 @@ def test_fireworks_cli_works_on_a_served_campaign(demo: tuple[Path, Path]) -> No
     """`al-loop db serve` keeps the embedded server up; FireWorks' own `lpad` then reads it."""
     path, tmp = demo
     state = tmp / "run" / "db" / "server.json"
-    serve = subprocess.Popen([AL_LOOP, "db", "serve", str(path)], cwd=tmp,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [AL_LOOP, "db", "serve", str(path)],
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not state.exists() and time.monotonic() < deadline:
@@ -122,8 +125,20 @@ def test_fireworks_cli_works_on_a_served_campaign(demo: tuple[Path, Path]) -> No
         time.sleep(1.0)  # my_launchpad.yaml is written after the server answers
         lpad = str(Path(sys.executable).parent / "lpad")
         result = subprocess.run(
-            [lpad, "-l", str(tmp / "run" / "my_launchpad.yaml"), "get_fws", "-s", "COMPLETED",
-             "-d", "count"], capture_output=True, text=True, timeout=120)
+            [
+                lpad,
+                "-l",
+                str(tmp / "run" / "my_launchpad.yaml"),
+                "get_fws",
+                "-s",
+                "COMPLETED",
+                "-d",
+                "count",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip().splitlines()[-1] == "2"  # 8 seeds, 4 per Firework
     finally:
@@ -145,8 +160,13 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(tmp_path: Pa
     path.write_text(yaml.safe_dump(config))
     state = tmp_path / "run" / "db" / "server.json"
 
-    run = subprocess.Popen([AL_LOOP, "run", str(path)], cwd=tmp_path, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [AL_LOOP, "run", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         labelled = 0
@@ -154,8 +174,9 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(tmp_path: Pa
             time.sleep(0.3)
             if state.exists():
                 port = json.loads(state.read_text())["port"]
-                with pymongo.MongoClient(f"mongodb://127.0.0.1:{port}",
-                                         serverSelectionTimeoutMS=2000) as client:
+                with pymongo.MongoClient(
+                    f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=2000
+                ) as client:
                     labelled = client.al_loop.labels.count_documents({"status": "ok"})
         assert run.poll() is None and labelled >= 2, "the run ended before it could be stopped"
         run.terminate()
@@ -169,9 +190,12 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(tmp_path: Pa
     resumed = al_loop("run", str(path), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "already submitted" in resumed.stdout
-    docs = [json.loads(line) for line in
-            al_loop("db", "query", str(path), "--json", "--limit", "0", cwd=tmp_path)
-            .stdout.splitlines()]
+    docs = [
+        json.loads(line)
+        for line in al_loop(
+            "db", "query", str(path), "--json", "--limit", "0", cwd=tmp_path
+        ).stdout.splitlines()
+    ]
     assert len(docs) == 12 and {d["status"] for d in docs} == {"ok"}
     assert len({d["structure_id"] for d in docs}) == 12
     # at most the one label being computed at the kill was computed again
@@ -194,8 +218,10 @@ def test_read_only_commands_refuse_a_campaign_without_data(tmp_path: Path) -> No
 
 def test_query_options_are_checked(demo: tuple[Path, Path]) -> None:
     path, tmp = demo
-    for args, message in ((["--status", "failed"], "--status"),
-                          (["--elements", "fe"], "not an element symbol"),
-                          (["--pmin", "200", "--pmax", "100"], "is empty")):
+    for args, message in (
+        (["--status", "failed"], "--status"),
+        (["--elements", "fe"], "not an element symbol"),
+        (["--pmin", "200", "--pmax", "100"], "is empty"),
+    ):
         result = al_loop("db", "query", str(path), *args, cwd=tmp)
         assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -21,8 +21,7 @@ def write_campaign(tmp_path: Path, mongo_uri: str, database: str, **changes: Any
         "workdir": str(tmp_path / "run"),
         "system": {"elements": ["Cu", "Ni"], "pressures_GPa": [0, 20]},
         "seeds": {"prototypes": ["fcc"], "n_structures": 6, "max_atoms": 4},
-        "store": {"uri": mongo_uri, "database": database,
-                  "launchpad_database": f"{database}_fw"},
+        "store": {"uri": mongo_uri, "database": database, "launchpad_database": f"{database}_fw"},
         "launcher": {"workers": 1, "batch_size": 3},
         **changes,
     }
@@ -52,8 +51,7 @@ def test_run_resume_and_changed_configuration(tmp_path: Path, mongo_uri: str) ->
     assert again["labels"] == 6
 
     # a changed campaign file is used and the old one kept
-    changed = load_campaign(write_campaign(tmp_path, mongo_uri, database,
-                                           description="second try"))
+    changed = load_campaign(write_campaign(tmp_path, mongo_uri, database, description="second try"))
     run_campaign(changed)
     with open_campaign(changed) as session:
         doc = session.store.db.campaigns.find_one({"_id": "cu-ni-test"})
@@ -68,8 +66,9 @@ def test_run_resume_and_changed_configuration(tmp_path: Path, mongo_uri: str) ->
 
 
 @pytest.mark.parametrize("route", ["uri_env", "uri_file"])
-def test_uri_from_environment_or_file(tmp_path: Path, mongo_uri: str, route: str,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uri_from_environment_or_file(
+    tmp_path: Path, mongo_uri: str, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Workers reach the dataset without the URI in any Firework or in my_fworker.yaml."""
     database = f"camp_{uuid.uuid4().hex[:8]}"
     store: dict[str, Any] = {"database": database, "launchpad_database": f"{database}_fw"}
@@ -80,8 +79,13 @@ def test_uri_from_environment_or_file(tmp_path: Path, mongo_uri: str, route: str
         secret = tmp_path / "mongo-uri"
         secret.write_text(mongo_uri + "\n")
         store["uri_file"] = str(secret)
-    path = write_campaign(tmp_path, mongo_uri, database, store=store,
-                          seeds={"prototypes": ["fcc"], "n_structures": 3, "max_atoms": 4})
+    path = write_campaign(
+        tmp_path,
+        mongo_uri,
+        database,
+        store=store,
+        seeds={"prototypes": ["fcc"], "n_structures": 3, "max_atoms": 4},
+    )
     config = load_campaign(path)
     summary = run_campaign(config)
     assert summary["labels_by_status"] == {"ok": 3}

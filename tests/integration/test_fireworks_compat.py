@@ -25,8 +25,9 @@ def test_concurrent_workers_never_share_an_id(mongo_uri: str) -> None:
     lp = make_launchpad(mongo_uri, database)  # initialised: ids start at 1
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    workers = [ctx.Process(target=_take_ids, args=(mongo_uri, database, 150, queue))
-               for _ in range(3)]
+    workers = [
+        ctx.Process(target=_take_ids, args=(mongo_uri, database, 150, queue)) for _ in range(3)
+    ]
     for process in workers:
         process.start()
     taken = [queue.get(timeout=120) for _ in workers]

@@ -15,8 +15,12 @@ ELEMENTS = ["Cu", "Ni", "Al"]
 
 
 def make(n: int = 30, seed: int = 0, **kw):
-    args = {"prototypes": ["fcc", "bcc", "hcp"], "max_atoms": 8, "rattle_A": 0.05,
-            "volume_scale_range": [0.75, 1.05]} | kw
+    args = {
+        "prototypes": ["fcc", "bcc", "hcp"],
+        "max_atoms": 8,
+        "rattle_A": 0.05,
+        "volume_scale_range": [0.75, 1.05],
+    } | kw
     return lattice_seeds(ELEMENTS, n_structures=n, seed=seed, **args)
 
 
@@ -29,17 +33,21 @@ def test_counts_sizes_and_elements() -> None:
     pure = seeds[:9]
     assert [s.source["kind"] for s in pure] == ["lattice"] * 9
     assert {(s.source["prototype"], s.atoms.get_chemical_symbols()[0]) for s in pure} == {
-        (p, e) for p in ("fcc", "bcc", "hcp") for e in ELEMENTS}
+        (p, e) for p in ("fcc", "bcc", "hcp") for e in ELEMENTS
+    }
     assert any(len(set(s.atoms.get_chemical_symbols())) > 1 for s in seeds[9:])
 
 
 def test_reproducible_with_the_seed_and_different_without() -> None:
     a, b, c = make(seed=3), make(seed=3), make(seed=4)
-    assert all(np.array_equal(x.atoms.positions, y.atoms.positions) for x, y in zip(a, b,
-                                                                                     strict=True))
-    assert any(x.atoms.positions.shape != y.atoms.positions.shape
-               or not np.allclose(x.atoms.positions, y.atoms.positions)
-               for x, y in zip(a, c, strict=True))
+    assert all(
+        np.array_equal(x.atoms.positions, y.atoms.positions) for x, y in zip(a, b, strict=True)
+    )
+    assert any(
+        x.atoms.positions.shape != y.atoms.positions.shape
+        or not np.allclose(x.atoms.positions, y.atoms.positions)
+        for x, y in zip(a, c, strict=True)
+    )
 
 
 def test_volumes_follow_the_scale_range() -> None:
