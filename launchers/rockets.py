@@ -89,18 +89,19 @@ def run_workers(
                 process.wait()
 
 
-def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tuple[int, int]]:
-    """(fw_id, launch_id) of ``campaign``'s Fireworks left RUNNING by a local launcher (under
-    ``launch_dir``) that no longer exists: killed with al-loop, or by hand. Runs of other
-    machines are never counted."""
+def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tuple[int, int, str]]:
+    """``campaign``'s Fireworks left RUNNING by a local launcher (under ``launch_dir``) that no
+    longer exists, killed with al-loop or by hand, as (fw_id, launch_id, launch state).
+
+    The launch state says where the launcher died: ``RUNNING`` inside the task; ``COMPLETED``
+    or ``FIZZLED`` after FireWorks saved the launch but before it updated the Firework (FireWorks
+    writes the two separately). Runs of other machines are never counted."""
     lost = []
     root = launch_dir.resolve()
     for fw in lp.fireworks.find(
         {"spec.al_loop.campaign": campaign, "state": "RUNNING"}, {"fw_id": 1}
     ):
-        launch = lp.launches.find_one(
-            {"fw_id": fw["fw_id"], "state": "RUNNING"}, sort=[("launch_id", -1)]
-        )
+        launch = lp.launches.find_one({"fw_id": fw["fw_id"]}, sort=[("launch_id", -1)])
         if launch is None or socket.gethostname() != launch.get("host"):
             continue
         path = Path(launch.get("launch_dir", "")).resolve()
@@ -116,25 +117,32 @@ def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tupl
         if pid is None:
             continue
         if not pid_alive(pid):
-            lost.append((fw["fw_id"], launch["launch_id"]))
+            lost.append((fw["fw_id"], launch["launch_id"], launch["state"]))
     return lost
 
 
 def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[int]:
-    """Mark lost local runs FIZZLED and rerun them (as ``lpad detect_lostruns --rerun`` does);
-    their labels are taken over by the same job. Returns the Fireworks rerun."""
+    """Repair the lost local runs of :func:`lost_local_runs`; returns their Fireworks.
+
+    A launch lost while RUNNING is marked FIZZLED and rerun (as ``lpad detect_lostruns --rerun``
+    does; its labels are taken over by the same job). A launch that had finished only needs its
+    Firework refreshed from it (as ``lpad detect_lostruns --refresh`` does): nothing is rerun."""
     lost = lost_local_runs(lp, campaign, launch_dir)
-    for fw_id, launch_id in lost:
+    for fw_id, launch_id, launch_state in lost:
         # a launcher killed inside FireWorks' workflow lock leaves it set; the workflow holds
         # this Firework alone (launchers.workflows), so no one else can be holding it
         lp.workflows.update_one({"nodes": fw_id}, {"$unset": {"locked": ""}})
-        lp.mark_fizzled(launch_id)
-        lp.rerun_fw(fw_id)
+        if launch_state == "RUNNING":
+            lp.mark_fizzled(launch_id)
+            lp.rerun_fw(fw_id)
+        else:
+            lp._refresh_wf(fw_id)  # what detect_lostruns(refresh=True) calls; no public form
     if lost:
         log.warning(
-            "%d Fireworks of %s were left RUNNING by a stopped local launcher; rerunning them: %s",
+            "%d Fireworks of %s were left RUNNING by a stopped local launcher; "
+            "repaired (rerun, or refreshed from a finished launch): %s",
             len(lost),
             campaign,
-            [fw for fw, _ in lost],
+            [fw for fw, _, _ in lost],
         )
-    return [fw for fw, _ in lost]
+    return [fw for fw, _, _ in lost]

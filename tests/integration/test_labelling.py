@@ -488,3 +488,29 @@ def test_killed_local_launcher_is_found_and_its_firework_rerun(make_rig: Any) ->
     assert sum(d["attempts"] for d in labels) <= 41  # only the one in flight was redone
     stored = rig.launches()[-1]["action"]["stored_data"]
     assert stored["skipped"] >= done_before and stored["labelled"] + stored["skipped"] == 40
+
+
+def test_firework_left_running_after_its_launch_finished_is_refreshed(make_rig: Any) -> None:
+    """FireWorks saves a finished launch, then updates its Firework: a launcher killed between
+    the two (seen in CI) leaves the Firework RUNNING with a COMPLETED launch. The repair refreshes
+    it from the launch; nothing is computed again."""
+    rig = make_rig("uri")
+    ids = rig.store.add_structures(random_cells(3, seed=8), CAMPAIGN, 0)
+    rig.submit(ids, batch_size=3)
+    rig.run(workers=1, timeout_s=120)
+    (fw_id,) = rig.fw_states()
+    assert rig.fw_states() == {fw_id: "COMPLETED"}
+    # the state such a kill leaves: Firework and workflow RUNNING, its lock held
+    rig.lp.fireworks.update_one({"fw_id": fw_id}, {"$set": {"state": "RUNNING"}})
+    rig.lp.workflows.update_one(
+        {"nodes": fw_id},
+        {"$set": {f"fw_states.{fw_id}": "RUNNING", "state": "RUNNING", "locked": True}},
+    )
+
+    assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == [fw_id]
+    assert rig.fw_states() == {fw_id: "COMPLETED"}
+    workflow = rig.lp.workflows.find_one({"nodes": fw_id})
+    assert workflow["state"] == "COMPLETED" and "locked" not in workflow
+    assert len(rig.launches()) == 1  # refreshed, not rerun
+    assert all(d["attempts"] == 1 for d in rig.labels())
+    assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == []
