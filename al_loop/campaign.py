@@ -1,4 +1,4 @@
-"""The campaign: its state in MongoDB and the stages that exist so far (seed, label).
+"""The campaign session, its state in MongoDB, and the first stages (seed, label).
 
 Every stage is keyed by (campaign, iteration, stage) in the ``metrics`` collection; running a
 stage that is recorded as done does nothing, so a campaign resumes where it stopped.
@@ -309,21 +309,3 @@ def _label_counts(store: Store, structure_ids: list[str], settings_hash: str) ->
     if missing:
         counts["unlabelled"] = missing
     return counts
-
-
-def run_campaign(
-    config: CampaignConfig, workers: int | None = None, progress: Progress = _quiet
-) -> dict[str, Any]:
-    """Run the stages that exist: seed structures, label them; returns the dataset summary.
-
-    (Exploration, selection and training, the rest of the loop, build on these stages.)
-    """
-    os.environ.pop("QUACC_WORKFLOW_ENGINE", None)
-    with open_campaign(config) as session:
-        ids = seed_stage(session)
-        progress("seed", {"structures": len(ids)})
-        label = label_stage(session, 0, ids, workers, progress)
-        summary = session.store.stats(config.name)
-        summary["label_stage"] = label
-        summary["workdir"] = str(session.workdir)
-        return summary

@@ -143,7 +143,7 @@ def run(
     workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None,
 ) -> None:
     """Run a campaign: seed structures, label them through FireWorks, summarise the dataset."""
-    from al_loop.campaign import run_campaign
+    from al_loop.loop import run_campaign
 
     config = _load(campaign)
     start = time.perf_counter()
@@ -163,6 +163,36 @@ def run(
             f"{campaign} --rerun-fizzled`"
         )
     console.print(f"done in {time.perf_counter() - start:.1f} s; data in {summary['workdir']}")
+
+
+@app.command("standin-foundation")
+def standin_foundation(
+    out: Annotated[Path, typer.Argument(help="Where to write the .model file.")],
+    elements: Annotated[str, typer.Option(help="Comma-separated, e.g. Cu,Ni,Al (EMT's).")],
+    structures: Annotated[int, typer.Option(help="EMT-labelled training cells.")] = 150,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild if it exists.")] = False,
+) -> None:
+    """Pre-train a tiny MACE on EMT data: a stand-in foundation model where MACE-MP cannot be
+    downloaded (tests, the demo). Writes OUT and OUT's replay set (.replay.xyz)."""
+    from dataclasses import replace
+
+    from calculators.standin import STANDIN_SETTINGS, build_standin_foundation, replay_file
+
+    if out.is_file() and replay_file(out).is_file() and not force:
+        console.print(f"{out} exists (use --force to rebuild)")
+        return
+    symbols = [e.strip() for e in elements.split(",") if e.strip()]
+    start = time.perf_counter()
+    with _user_errors():
+        build_standin_foundation(
+            symbols, out, structures, seed, replace(STANDIN_SETTINGS, max_epochs=epochs)
+        )
+    console.print(
+        f"stand-in foundation model {out} ({'-'.join(symbols)}, {structures} EMT cells, "
+        f"{epochs} epochs) in {time.perf_counter() - start:.0f} s"
+    )
 
 
 @app.command()

@@ -315,14 +315,31 @@ class OracleConfig(_Section):
 
 
 class CommitteeConfig(_Section):
-    """The MACE committee: size, starting point, and training."""
+    """The MACE committee: size, starting point, and training (mace-torch's ``run_train``)."""
 
     n_models: Annotated[Int, Field(ge=2)] = 4
     #: A named foundation model (``medium-mpa-0``) or a path to a ``.model`` file; null: none.
     foundation_model: NonEmptyStr | None = None
+    #: Pre-training structures (extxyz) replayed in multi-head fine-tuning; null: single head.
+    replay_file: Annotated[Path, AfterValidator(_must_be_file)] | None = None
+    replay_samples: Annotated[Int, Field(ge=1)] = 1000
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float64"
     max_epochs: Annotated[Int, Field(ge=1)] = 50
+    batch_size: Annotated[Int, Field(ge=1)] = 10
+    learning_rate: Annotated[Float, Field(gt=0)] = 0.01
+    energy_weight: Annotated[Float, Field(ge=0)] = 1.0
+    forces_weight: Annotated[Float, Field(ge=0)] = 100.0
+    stress_weight: Annotated[Float, Field(ge=0)] = 1.0
     bootstrap: Bool = True
+    #: Fraction of labels never trained on: the committee's error is measured on them.
+    held_out_fraction: Annotated[Float, Field(ge=0, lt=0.5)] = 0.1
+    #: Architecture when training from scratch (a fine-tuned model keeps its foundation's).
+    num_channels: Annotated[Int, Field(ge=1)] = 32
+    max_L: Annotated[Int, Field(ge=0, le=3)] = 1
+    r_max_A: Annotated[Float, Field(gt=0, le=12)] = 5.0
+    #: Further ``mace_run_train`` options, without the leading dashes (e.g. ``ema: true``).
+    mace_args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("foundation_model")
     @classmethod
@@ -331,17 +348,36 @@ class CommitteeConfig(_Section):
             return str(_must_be_file(value, info))
         return value
 
+    @field_validator("mace_args")
+    @classmethod
+    def _known_mace_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from calculators.mace_train import train_options
+
+        known = train_options()
+        for key in value:
+            if key not in known:
+                raise ValueError(
+                    f"{key!r} is not an option of mace_run_train{_did_you_mean(key, known)}"
+                )
+        return value
+
 
 class ExplorationConfig(_Section):
     """Committee MD at every (T, P) of the system's window."""
 
-    ensembles: Annotated[list[Literal["nvt", "npt"]], _NonEmpty, AfterValidator(_unique)] = Field(
-        default_factory=lambda: ["npt"]
-    )
+    #: nvt (Langevin), npt (Berendsen), heat (npt with T ramped to heat_factor x T)
+    ensembles: Annotated[
+        list[Literal["nvt", "npt", "heat"]], _NonEmpty, AfterValidator(_unique)
+    ] = Field(default_factory=lambda: ["npt"])
     steps: Annotated[Int, Field(ge=1)] = 1000
     timestep_fs: Annotated[Float, Field(gt=0, le=5)] = 1.0
     frame_interval: Annotated[Int, Field(ge=1)] = 10
     max_spread_eV_A: Annotated[Float, Field(gt=0)] = 1.0
+    heat_factor: Annotated[Float, Field(gt=1, le=10)] = 2.0
+    #: Starting structures per (ensemble, T, P), drawn from the labelled ones.
+    trajectories_per_condition: Annotated[Int, Field(ge=1)] = 1
+    #: Precision of the committee during MD (training uses committee.dtype).
+    dtype: Literal["float32", "float64"] = "float32"
 
     @model_validator(mode="after")
     def _frames(self) -> ExplorationConfig:
@@ -362,6 +398,8 @@ class SelectionConfig(_Section):
     adaptive_percentile: Annotated[Float, Field(gt=0, lt=100)] | None = None
     max_per_iteration: Annotated[Int, Field(ge=1)] = 50
     converged_fraction: Annotated[Float, Field(gt=0, le=1)] = 0.95
+    #: Converged when the accurate fraction reaches converged_fraction this many times in a row.
+    converged_iterations: Annotated[Int, Field(ge=1)] = 2
     max_iterations: Annotated[Int, Field(ge=1)] = 10
 
     @model_validator(mode="after")

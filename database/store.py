@@ -65,7 +65,12 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ([("settings_hash", ASCENDING)], {}),
         ([("status", ASCENDING)], {}),
     ],
-    "models": [([("campaign", ASCENDING), ("iteration", ASCENDING)], {})],
+    "models": [
+        (
+            [("campaign", ASCENDING), ("iteration", ASCENDING), ("member", ASCENDING)],
+            {"unique": True},
+        )
+    ],
     "metrics": [
         (
             [("campaign", ASCENDING), ("iteration", ASCENDING), ("stage", ASCENDING)],
@@ -331,6 +336,32 @@ class Store:
         from database.export import label_to_atoms
 
         return label_to_atoms(doc, self)
+
+    # -- files and models ------------------------------------------------------------------------
+    def put_file(self, data: bytes, filename: str, **metadata: Any) -> Any:
+        """Store bytes in GridFS; returns the file id."""
+        return self.fs.put(data, filename=filename, metadata=metadata)
+
+    def read_file(self, file_id: Any) -> bytes:
+        return self.fs.get(file_id).read()
+
+    def add_model(self, document: dict[str, Any], model_file: bytes) -> Any:
+        """Store a trained model: its file in GridFS, then its provenance document (``campaign``,
+        ``iteration``, ``member`` are its key: storing the same member again replaces it)."""
+        key = {k: document[k] for k in ("campaign", "iteration", "member")}
+        name = "{campaign}-{iteration:03d}-{member}.model".format(**key)
+        file_id = self.put_file(model_file, name, **key)
+        old = self.db.models.find_one_and_replace(
+            key, {**document, "file_id": file_id, "created_at": utcnow()}, upsert=True
+        )
+        if old is not None and old.get("file_id") not in (None, file_id):
+            self.fs.delete(old["file_id"])
+        return file_id
+
+    def models(self, campaign: str, iteration: int) -> list[dict[str, Any]]:
+        """The committee of ``campaign`` trained at ``iteration``, ordered by member."""
+        cursor = self.db.models.find({"campaign": campaign, "iteration": iteration})
+        return sorted(cursor, key=lambda d: d["member"])
 
     def stats(self, campaign: str | None = None) -> dict[str, Any]:
         """Counts of structures and labels (by status, chemical system, iteration)."""

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from al_loop.campaign import open_campaign, run_campaign, stage_record
+from al_loop.campaign import open_campaign, stage_record
 from al_loop.config import load_campaign
+from al_loop.loop import run_campaign
 
 pytestmark = pytest.mark.integration
 

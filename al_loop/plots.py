@@ -1,0 +1,387 @@
+"""Per-iteration PNG plots of an active-learning campaign.
+
+Every function draws on its own :class:`matplotlib.figure.Figure` with an Agg canvas (no pyplot
+state, no windows, safe to call from worker threads), writes one PNG of a fixed pixel size
+(:data:`FIGSIZE_IN` x :data:`DPI`) to the given path, creating parent folders, and returns that
+path. Empty input gives a labelled figure that says "no data" instead of raising.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
+
+log = logging.getLogger(__name__)
+
+#: Figure size in inches and resolution: every PNG is 800 x 600 pixels (width x height).
+FIGSIZE_IN: tuple[float, float] = (8.0, 6.0)
+DPI: int = 100
+#: Pixel size (width, height) of every PNG written here.
+SIZE_PX: tuple[int, int] = (round(FIGSIZE_IN[0] * DPI), round(FIGSIZE_IN[1] * DPI))
+
+FORCE_UNIT = "eV/Å"
+ENERGY_UNIT = "meV/atom"
+
+# Colours of the trust-window regions of the spread histogram.
+_REGION_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
+
+
+def _new_figure() -> tuple[Figure, Axes]:
+    """A fresh Agg-backed figure with one axes and constrained layout."""
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (parents created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=DPI)
+    log.debug("wrote plot %s", path)
+    return path
+
+
+def _no_data(ax: Axes, message: str = "no data") -> None:
+    """Mark an axes as empty with a centred message."""
+    ax.text(
+        0.5,
+        0.5,
+        message,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=16,
+        color="0.4",
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _as_float_array(values: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    """``values`` as a flat float array (empty for None)."""
+    if values is None:
+        return np.empty(0)
+    return np.asarray(values, dtype=float).ravel()
+
+
+def _fmt(x: float) -> str:
+    """Compact number for labels."""
+    return f"{x:.3g}"
+
+
+def trust_fractions(spreads_eV_A: np.ndarray, window: tuple[float, float]) -> dict[str, float]:
+    """Fractions of frames below, inside and above the trust window ``[lo, hi)``.
+
+    Non-finite spreads (NaN/inf, e.g. a committee member that blew up) count as failed.
+    Returns ``{"accurate", "candidate", "failed"}`` fractions (all zero for no frames).
+    """
+    lo, hi = window
+    s = _as_float_array(spreads_eV_A)
+    if s.size == 0:
+        return {"accurate": 0.0, "candidate": 0.0, "failed": 0.0}
+    finite = np.isfinite(s)
+    accurate = finite & (s < lo)
+    candidate = finite & (s >= lo) & (s < hi)
+    failed = ~(accurate | candidate)
+    n = s.size
+    return {
+        "accurate": float(accurate.sum()) / n,
+        "candidate": float(candidate.sum()) / n,
+        "failed": float(failed.sum()) / n,
+    }
+
+
+def learning_curve(
+    iterations: Sequence[int],
+    n_labels: Sequence[int],
+    force_rmse_eV_A: Sequence[float],
+    energy_rmse_meV_atom: Sequence[float] | None,
+    path: Path,
+) -> Path:
+    """Held-out force RMSE (and energy RMSE on a twin axis if given) against iteration.
+
+    The number of training labels is annotated at each point.
+    """
+    it = _as_float_array(iterations)
+    labels = np.asarray(n_labels).ravel()
+    force = _as_float_array(force_rmse_eV_A)
+    energy = None if energy_rmse_meV_atom is None else _as_float_array(energy_rmse_meV_atom)
+    sizes = {len(it), len(labels), len(force)} | ({len(energy)} if energy is not None else set())
+    if len(sizes) != 1:
+        raise ValueError(
+            "learning_curve: iterations, n_labels, force RMSE (and energy RMSE) must have equal "
+            f"lengths, got {len(it)}, {len(labels)}, {len(force)}"
+            + (f", {len(energy)}" if energy is not None else "")
+        )
+
+    fig, ax = _new_figure()
+    ax.set_title("Learning curve: held-out error")
+    ax.set_xlabel("Iteration (index)")
+    ax.set_ylabel(f"Force RMSE ({FORCE_UNIT})")
+    if it.size == 0:
+        _no_data(ax)
+        return _save(fig, path)
+
+    (force_line,) = ax.plot(it, force, "o-", color="tab:blue", label=f"force RMSE ({FORCE_UNIT})")
+    handles = [force_line]
+    for x, y, n in zip(it, force, labels, strict=True):
+        if math.isfinite(y):
+            ax.annotate(
+                f"{int(n)}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=8,
+                color="tab:blue",
+            )
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+
+    if energy is not None:
+        ax2 = ax.twinx()
+        (energy_line,) = ax2.plot(
+            it, energy, "s--", color="tab:red", label=f"energy RMSE ({ENERGY_UNIT})"
+        )
+        ax2.set_ylabel(f"Energy RMSE ({ENERGY_UNIT})")
+        handles.append(energy_line)
+
+    ax.legend(
+        handles=handles,
+        labels=[h.get_label() for h in handles],
+        title="numbers: training labels",
+        title_fontsize=8,
+        loc="upper right",
+    )
+    return _save(fig, path)
+
+
+def spread_histogram(
+    spreads_eV_A: np.ndarray,
+    window: tuple[float, float],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """Histogram of the committee's max force spread over explored frames.
+
+    Log-spaced bins; NaN/inf spreads count as failed (their number is stated in the legend).
+    The trust window ``[lo, hi)`` is drawn as vertical lines and shaded; the fractions
+    accurate / candidate / failed are given in the legend.
+    """
+    lo, hi = float(window[0]), float(window[1])
+    if not (0 < lo < hi):
+        raise ValueError(f"spread_histogram: need 0 < lo < hi, got window {window!r}")
+    s = _as_float_array(spreads_eV_A)
+
+    fig, ax = _new_figure()
+    ax.set_title(title or "Committee force spread over explored frames")
+    ax.set_xlabel(f"Max force spread ({FORCE_UNIT})")
+    ax.set_ylabel("Frames (count)")
+    if s.size == 0:
+        _no_data(ax)
+        return _save(fig, path)
+
+    finite = s[np.isfinite(s)]
+    n_nonfinite = int(s.size - finite.size)
+    fractions = trust_fractions(s, (lo, hi))
+
+    # Log-spaced bins covering the data and the window; zeros/negatives go to the first bin.
+    positive = finite[finite > 0]
+    lo_edge = min(float(positive.min()) if positive.size else lo, lo) / 1.5
+    hi_edge = max(float(positive.max()) if positive.size else hi, hi) * 1.5
+    bins = np.geomspace(lo_edge, hi_edge, 41)
+    clipped = np.clip(finite, lo_edge, hi_edge)
+
+    groups = [clipped[finite < lo], clipped[(finite >= lo) & (finite < hi)], clipped[finite >= hi]]
+    names = ["accurate", "candidate", "failed"]
+    labels = [
+        f"accurate (< {_fmt(lo)}): {fractions['accurate']:.1%}",
+        f"candidate [{_fmt(lo)}, {_fmt(hi)}): {fractions['candidate']:.1%}",
+        f"failed (≥ {_fmt(hi)} or NaN/inf): {fractions['failed']:.1%} ({n_nonfinite} NaN/inf)",
+    ]
+    ax.hist(
+        groups,
+        bins=bins,
+        stacked=True,
+        color=[_REGION_COLOURS[n] for n in names],
+        label=labels,
+        edgecolor="white",
+        linewidth=0.4,
+    )
+    ax.axvspan(lo, hi, color=_REGION_COLOURS["candidate"], alpha=0.12, zorder=0)
+    ax.axvline(lo, color="k", linestyle="--", linewidth=1)
+    ax.axvline(hi, color="k", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlim(lo_edge, hi_edge)
+    if finite.size == 0:
+        ax.text(
+            0.5,
+            0.5,
+            "no finite spreads",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=14,
+            color="0.4",
+        )
+    ax.legend(title=f"{s.size} frames", loc="upper right", fontsize=8, title_fontsize=8)
+    return _save(fig, path)
+
+
+def parity(
+    reference: np.ndarray,
+    predicted: np.ndarray,
+    path: Path,
+    quantity: str = "force",
+    unit: str = "eV/Å",
+) -> Path:
+    """Predicted vs reference (flattened), with the y = x line and RMSE and MAE in the legend.
+
+    Pairs with a non-finite value are left out (and counted in the title).
+    """
+    ref = _as_float_array(reference)
+    pred = _as_float_array(predicted)
+    if ref.size != pred.size:
+        raise ValueError(f"parity: reference and predicted have {ref.size} and {pred.size} values")
+    ok = np.isfinite(ref) & np.isfinite(pred)
+    n_dropped = int(ref.size - ok.sum())
+    ref, pred = ref[ok], pred[ok]
+
+    fig, ax = _new_figure()
+    ax.set_xlabel(f"Reference {quantity} ({unit})")
+    ax.set_ylabel(f"Predicted {quantity} ({unit})")
+    if ref.size == 0:
+        ax.set_title(f"Parity: {quantity}")
+        _no_data(ax)
+        return _save(fig, path)
+
+    err = pred - ref
+    rmse = float(np.sqrt(np.mean(err**2)))
+    mae = float(np.mean(np.abs(err)))
+    title = f"Parity: {quantity}, {ref.size} values"
+    if n_dropped:
+        title += f" ({n_dropped} non-finite dropped)"
+    ax.set_title(f"{title}\nRMSE {_fmt(rmse)} {unit}, MAE {_fmt(mae)} {unit}")
+
+    lo = float(min(ref.min(), pred.min()))
+    hi = float(max(ref.max(), pred.max()))
+    pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+    lims = (lo - pad, hi + pad)
+    ax.scatter(
+        ref,
+        pred,
+        s=6,
+        alpha=0.5,
+        linewidths=0,
+        rasterized=True,
+        label=f"RMSE = {_fmt(rmse)} {unit}\nMAE = {_fmt(mae)} {unit}",
+    )
+    ax.plot(lims, lims, "k--", linewidth=1, label="y = x")
+    ax.set_xlim(lims)
+    ax.set_ylim(lims)
+    ax.set_aspect("equal", adjustable="box")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    return _save(fig, path)
+
+
+def calibration(
+    spread_eV_A: np.ndarray,
+    true_error_eV_A: np.ndarray,
+    spearman: float | None,
+    path: Path,
+) -> Path:
+    """Committee force spread vs the true max force error on newly labelled frames.
+
+    Log-log when all (finite) values are positive, with the y = x line; the Spearman rank
+    correlation is given in the title.
+    """
+    spread = _as_float_array(spread_eV_A)
+    error = _as_float_array(true_error_eV_A)
+    if spread.size != error.size:
+        raise ValueError(
+            f"calibration: spread and true error have {spread.size} and {error.size} values"
+        )
+    ok = np.isfinite(spread) & np.isfinite(error)
+    spread, error = spread[ok], error[ok]
+
+    rho = "n/a" if spearman is None or not math.isfinite(spearman) else f"{spearman:.2f}"
+    fig, ax = _new_figure()
+    ax.set_title(f"Calibration of the committee spread (Spearman rank correlation = {rho})")
+    ax.set_xlabel(f"Committee max force spread ({FORCE_UNIT})")
+    ax.set_ylabel(f"True max force error ({FORCE_UNIT})")
+    if spread.size == 0:
+        _no_data(ax)
+        return _save(fig, path)
+
+    ax.scatter(spread, error, s=14, alpha=0.7, label=f"{spread.size} labelled frames")
+    log_log = bool(np.all(spread > 0) and np.all(error > 0))
+    lo = float(min(spread.min(), error.min()))
+    hi = float(max(spread.max(), error.max()))
+    if log_log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        lims = (lo / 1.5, hi * 1.5)
+    else:
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+        lims = (lo - pad, hi + pad)
+    ax.plot(lims, lims, "k--", linewidth=1, label="y = x")
+    ax.set_xlim(lims)
+    ax.set_ylim(lims)
+    ax.grid(alpha=0.3, which="both" if log_log else "major")
+    ax.legend(loc="upper left", fontsize=9)
+    return _save(fig, path)
+
+
+def learning_curves_comparison(
+    curves: dict[str, tuple[Sequence[int], Sequence[float]]],
+    path: Path,
+    target: float | None = None,
+) -> Path:
+    """Several ``(n_labels, force RMSE)`` curves on one axis (e.g. 'active' vs 'random').
+
+    Log x axis (points with fewer than one label are left out); optional horizontal target line.
+    """
+    fig, ax = _new_figure()
+    ax.set_title("Learning curves: force RMSE vs training labels")
+    ax.set_xlabel("Training labels (frames)")
+    ax.set_ylabel(f"Force RMSE ({FORCE_UNIT})")
+
+    drawn = 0
+    for name, (n_labels, rmse) in curves.items():
+        x = _as_float_array(n_labels)
+        y = _as_float_array(rmse)
+        if x.size != y.size:
+            raise ValueError(
+                f"learning_curves_comparison: curve {name!r} has {x.size} x and {y.size} y values"
+            )
+        keep = (x > 0) & np.isfinite(x) & np.isfinite(y)
+        if not keep.any():
+            log.debug("learning_curves_comparison: curve %r has no plottable points", name)
+            continue
+        order = np.argsort(x[keep], kind="stable")
+        ax.plot(x[keep][order], y[keep][order], "o-", label=name)
+        drawn += 1
+
+    if drawn == 0:
+        _no_data(ax)
+        return _save(fig, path)
+
+    ax.set_xscale("log")
+    # plain numbers (20, 50, 100) rather than 2x10^1 on the label axis
+    ax.xaxis.set_major_formatter(LogFormatter())
+    ax.xaxis.set_minor_formatter(LogFormatter())
+    if target is not None:
+        ax.axhline(target, color="k", linestyle=":", linewidth=1.2, label=f"target {_fmt(target)}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper right")
+    return _save(fig, path)

@@ -1,0 +1,214 @@
+"""The train stage: fine-tune the committee on every ``ok`` label of the campaign.
+
+Members differ by seed and, by default, by a bootstrap resample of the training labels (their
+out-of-bag labels validate them). A fixed fraction of labels, chosen by a hash of the structure
+id so that a label never changes side, is held out of every member's training: the committee's
+error is measured on it. Each member goes to the database (file in GridFS, provenance in
+``models``) as soon as it is trained, so a stopped stage resumes with the members still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ase import Atoms
+
+from al_loop.evaluation import errors, summary
+from calculators.committee import CommitteeCalculator, mace_calculator, resolve_device
+from calculators.mace_train import TrainSettings, labelled_atoms, train_mace
+from database import LabelQuery
+from database.documents import software_versions
+
+if TYPE_CHECKING:
+    from al_loop.campaign import CampaignSession
+
+log = logging.getLogger(__name__)
+
+
+def train_settings(session: CampaignSession) -> TrainSettings:
+    c = session.config.committee
+    return TrainSettings(
+        max_epochs=c.max_epochs,
+        batch_size=c.batch_size,
+        learning_rate=c.learning_rate,
+        dtype=c.dtype,
+        device=resolve_device(c.device),
+        num_channels=c.num_channels,
+        max_L=c.max_L,
+        r_max_A=c.r_max_A,
+        energy_weight=c.energy_weight,
+        forces_weight=c.forces_weight,
+        stress_weight=c.stress_weight,
+        replay_samples=c.replay_samples,
+        extra_args=dict(c.mace_args),
+    )
+
+
+def is_held_out(structure_id: str, fraction: float) -> bool:
+    """Whether a structure belongs to the held-out set (stable: a hash of its id)."""
+    return int(structure_id[:8], 16) / 16**8 < fraction
+
+
+def labelled_structures(session: CampaignSession) -> tuple[list[Atoms], list[Atoms]]:
+    """The campaign's ``ok`` labels as training atoms, split into (train, held out)."""
+    query = LabelQuery(
+        campaign=session.name, status="ok", settings_hash=session.oracle().settings_hash
+    )
+    fraction = session.config.committee.held_out_fraction
+    train, held_out = [], []
+    for doc in session.store.find_labels(query):
+        atoms = session.store.label_atoms(doc)
+        atoms.info["structure_id"] = doc["structure_id"]
+        (held_out if is_held_out(doc["structure_id"], fraction) else train).append(atoms)
+    return train, held_out
+
+
+def member_split(
+    train: list[Atoms], member: int, seed: int, bootstrap: bool
+) -> tuple[list[int], list[int]]:
+    """Indices of one member's training and validation structures."""
+    rng = np.random.default_rng([seed, member])
+    n = len(train)
+    if bootstrap:
+        picked = rng.integers(0, n, size=n)
+        out_of_bag = sorted(set(range(n)) - set(picked.tolist()))
+        return picked.tolist(), out_of_bag or [int(rng.integers(n))]
+    order = rng.permutation(n)
+    n_valid = max(1, n // 10)
+    return order[n_valid:].tolist(), order[:n_valid].tolist()
+
+
+def _as_training(atoms: Atoms) -> Atoms:
+    stress = atoms.calc.results.get("stress")
+    return labelled_atoms(atoms, atoms.get_potential_energy(), atoms.get_forces(), stress)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def foundation_spec(session: CampaignSession) -> dict[str, Any] | None:
+    name = session.config.committee.foundation_model
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_file():
+        return {"path": str(path), "sha256": _sha256(path)}
+    return {"name": name}
+
+
+def train_stage(session: CampaignSession, iteration: int, progress: Any = None) -> dict[str, Any]:
+    """Train (or finish training) the committee of ``iteration``; returns its metrics."""
+    cfg = session.config
+    store = session.store
+    settings = train_settings(session)
+    train, held_out = labelled_structures(session)
+    if len(train) < 2:
+        raise RuntimeError(
+            f"campaign {session.name!r}, iteration {iteration}: {len(train)} ok labels to train "
+            "on (2 needed); see `al-loop db query` for the failed ones"
+        )
+    foundation = foundation_spec(session)
+    replay = cfg.committee.replay_file
+    seed = cfg.seed * 1000 + iteration
+    label_ids = [a.info["label_id"] for a in train]
+    data_key = hashlib.sha256(
+        json.dumps([label_ids, settings.to_document(), foundation, seed], default=str).encode()
+    ).hexdigest()
+    existing = {d["member"]: d for d in store.models(session.name, iteration)}
+    members = []
+    for member in range(cfg.committee.n_models):
+        doc = existing.get(member)
+        if doc is not None and doc.get("data_key") == data_key:
+            members.append(doc)
+            continue
+        train_idx, valid_idx = member_split(train, member, seed, cfg.committee.bootstrap)
+        workdir = session.workdir / "training" / f"iter{iteration:03d}" / f"member{member}"
+        if progress:
+            progress("train", {"iteration": iteration, "member": member, "n_train": len(train_idx)})
+        started = time.perf_counter()
+        model = train_mace(
+            [_as_training(train[i]) for i in train_idx],
+            [_as_training(train[i]) for i in valid_idx],
+            workdir,
+            seed=seed * 10 + member,
+            settings=settings,
+            foundation=cfg.committee.foundation_model,
+            replay_file=replay,
+        )
+        wall = time.perf_counter() - started
+        single = mace_calculator([model.path], settings.device, settings.dtype)
+        doc = {
+            "campaign": session.name,
+            "iteration": iteration,
+            "member": member,
+            "seed": model.seed,
+            "foundation": foundation,
+            "replay_file": str(replay) if replay else None,
+            "label_ids": [label_ids[i] for i in train_idx],
+            "valid_label_ids": [label_ids[i] for i in valid_idx],
+            "data_key": data_key,
+            "hyperparameters": settings.to_document(),
+            "mace_args": model.args,
+            "heads": model.heads,
+            "metrics": {
+                "valid": summary(errors(single, [train[i] for i in valid_idx])),
+                "held_out": summary(errors(single, held_out)),
+            },
+            "training_wall_s": wall,
+            "software": software_versions(),
+        }
+        store.add_model(doc, model.path.read_bytes())
+        _cache(session, iteration, member).parent.mkdir(parents=True, exist_ok=True)
+        _cache(session, iteration, member).write_bytes(model.path.read_bytes())
+        members.append(doc)
+        log.info("iteration %d member %d trained in %.0f s", iteration, member, wall)
+    committee = load_committee(session, iteration, cfg.committee.dtype)
+    held = errors(committee, held_out)
+    return {
+        "models": len(members),
+        "n_train": len(train),
+        "n_held_out": len(held_out),
+        "held_out": summary(held),
+        "members_held_out_force_rmse_eV_A": [
+            m["metrics"]["held_out"].get("force_rmse_eV_A") for m in members
+        ],
+        "training_wall_s": sum(m["training_wall_s"] for m in members),
+    }
+
+
+def _cache(session: CampaignSession, iteration: int, member: int) -> Path:
+    return session.workdir / "models" / f"iter{iteration:03d}" / f"member{member}.model"
+
+
+def committee_files(session: CampaignSession, iteration: int) -> list[Path]:
+    """The committee's model files of ``iteration``, fetched from GridFS when the local copy is
+    missing or differs (the database is the reference)."""
+    docs = session.store.models(session.name, iteration)
+    if len(docs) < session.config.committee.n_models:
+        raise RuntimeError(
+            f"campaign {session.name!r}: {len(docs)} models stored for iteration {iteration}, "
+            f"{session.config.committee.n_models} expected"
+        )
+    paths = []
+    for doc in docs:
+        path = _cache(session, iteration, doc["member"])
+        data = session.store.read_file(doc["file_id"])
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def load_committee(
+    session: CampaignSession, iteration: int, dtype: str | None = None
+) -> CommitteeCalculator:
+    c = session.config.committee
+    return CommitteeCalculator(committee_files(session, iteration), c.device, dtype or c.dtype)

@@ -1,0 +1,117 @@
+"""The MACE committee as one ASE calculator: the mean prediction and the committee's spread.
+
+``results["energy"]``, ``["forces"]`` and ``["stress"]`` are committee means. The spread, DP-GEN's
+measure of uncertainty, is in ``results`` too:
+
+- ``force_spread``: max over atoms of sqrt(mean over models of |F_m,i - <F_i>|^2), eV/Å;
+- ``energy_spread``: standard deviation of the total energy over models, per atom, eV/atom;
+- ``stress_spread``: max over Voigt components of the stress standard deviation, GPa.
+
+The models run inside one ``mace.calculators.MACECalculator(model_paths=[...])``, which builds the
+neighbour graph once and evaluates each model on it (``benchmarks/committee_bench.py`` compares
+it with one calculator per model).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def force_spread(forces: np.ndarray) -> float:
+    """Max atomic force deviation of committee forces shaped (models, atoms, 3), eV/Å."""
+    deviation = forces - forces.mean(axis=0)
+    return float(np.sqrt((deviation**2).sum(axis=2).mean(axis=0)).max())
+
+
+def mace_calculator(
+    model_paths: Sequence[Path | str], device: str = "auto", dtype: str = "float64"
+) -> Any:
+    """mace's own calculator over ``model_paths``, on the fine-tuned head of multi-head models."""
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    from mace.calculators import MACECalculator
+
+    from calculators.mace_train import FINETUNED_HEAD
+
+    paths = [str(p) for p in model_paths]
+    return MACECalculator(
+        model_paths=paths if len(paths) > 1 else paths[0],
+        device=resolve_device(device),
+        default_dtype=dtype,
+        head=FINETUNED_HEAD,
+    )
+
+
+class CommitteeCalculator(Calculator):
+    """Mean and spread of a committee of MACE models (see the module docstring)."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(
+        self,
+        model_paths: Sequence[Path | str],
+        device: str = "auto",
+        dtype: str = "float64",
+        **kwargs: Any,
+    ) -> None:
+        if len(model_paths) < 2:
+            raise ValueError(f"a committee needs at least 2 models, got {len(model_paths)}")
+        super().__init__(**kwargs)
+        self.model_paths = [Path(p) for p in model_paths]
+        self.mace = mace_calculator(self.model_paths, device, dtype)
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self.mace.calculate(self.atoms, ["energy", "forces", "stress"], all_changes)
+        r = self.mace.results
+        energies = np.asarray(r["energy_comm"], dtype=float)
+        forces = np.asarray(r["forces_comm"], dtype=float)
+        stresses = np.asarray(r["stress_comm"], dtype=float)  # eV/Å^3, Voigt
+        n_atoms = len(self.atoms)
+        self.results = {
+            "energy": float(energies.mean()),
+            "free_energy": float(energies.mean()),
+            "forces": forces.mean(axis=0),
+            "stress": stresses.mean(axis=0),
+            "energies_comm": energies,
+            "forces_comm": forces,
+            "force_spread": force_spread(forces),
+            "energy_spread": float(energies.std() / n_atoms),
+            "stress_spread": float(stresses.std(axis=0).max() / units.GPa),
+        }
+
+    def spread(self, atoms: Atoms) -> dict[str, float]:
+        """The three spreads of ``atoms`` (computed if needed)."""
+        self.get_forces(atoms)
+        return {k: self.results[k] for k in ("force_spread", "energy_spread", "stress_spread")}
+
+    def descriptor(self, atoms: Atoms) -> np.ndarray:
+        """A structure descriptor: the first model's invariant node features, averaged over
+        atoms (a fixed length whatever the number of atoms)."""
+        features = self.mace.get_descriptors(atoms, invariants_only=True)
+        if isinstance(features, list):
+            features = features[0]
+        return np.asarray(features, dtype=float).mean(axis=0)

@@ -1,0 +1,226 @@
+"""Training MACE models with mace-torch's own trainer (``mace.cli.run_train``).
+
+Each model is trained in a subprocess: mace's trainer owns global state (torch defaults,
+logging handlers), a crash must not take the campaign with it, and the subprocess's log is
+kept beside the model. Fine-tuning starts from a foundation model file (``--E0s=foundation``:
+``average`` against a foundation with other E0s gave 3.9 eV/atom errors, ENVIRONMENT.md); with a
+replay file it is mace's multi-head fine-tuning, whose fine-tuned head is ``Default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.io import write
+
+log = logging.getLogger(__name__)
+
+#: Keys of the reference values in the extxyz files handed to mace (never ASE's own keys,
+#: which a calculator attached to the atoms would shadow).
+ENERGY_KEY, FORCES_KEY, STRESS_KEY = "REF_energy", "REF_forces", "REF_stress"
+#: The head a fine-tuned multi-head model predicts the user's data with.
+FINETUNED_HEAD = "Default"
+
+
+class TrainingFailed(RuntimeError):
+    """mace's trainer exited with an error; the message ends with its log."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one training run (the architecture applies to training from scratch;
+    a fine-tuned model keeps its foundation's)."""
+
+    max_epochs: int = 50
+    batch_size: int = 10
+    learning_rate: float = 0.01
+    dtype: str = "float64"
+    device: str = "cpu"
+    num_channels: int = 32
+    max_L: int = 1
+    r_max_A: float = 5.0
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    stress_weight: float = 1.0
+    replay_samples: int = 1000
+    extra_args: dict[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    path: Path
+    seed: int
+    args: list[str]
+    log_file: Path
+    heads: list[str]
+
+
+def labelled_atoms(
+    atoms: Atoms, energy: float, forces: np.ndarray, stress_voigt_eV_A3: np.ndarray | None
+) -> Atoms:
+    """A copy of ``atoms`` carrying its reference values under mace's ``REF_`` keys."""
+    out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    out.info[ENERGY_KEY] = float(energy)
+    out.arrays[FORCES_KEY] = np.asarray(forces, dtype=float)
+    if stress_voigt_eV_A3 is not None:
+        out.info[STRESS_KEY] = np.asarray(stress_voigt_eV_A3, dtype=float)
+    out.info["config_type"] = "Default"
+    return out
+
+
+def train_args(
+    train_file: Path,
+    valid_file: Path,
+    workdir: Path,
+    name: str,
+    seed: int,
+    settings: TrainSettings,
+    foundation: Path | str | None,
+    replay_file: Path | None,
+    atomic_numbers: Sequence[int],
+) -> list[str]:
+    """The command-line arguments of ``mace.cli.run_train`` for one model."""
+    s = settings
+    args = {
+        "name": name,
+        "seed": seed,
+        "work_dir": str(workdir),
+        "train_file": str(train_file),
+        "valid_file": str(valid_file),
+        "energy_key": ENERGY_KEY,
+        "forces_key": FORCES_KEY,
+        "stress_key": STRESS_KEY,
+        "max_num_epochs": s.max_epochs,
+        "batch_size": s.batch_size,
+        "valid_batch_size": s.batch_size,
+        "lr": s.learning_rate,
+        "default_dtype": s.dtype,
+        "device": s.device,
+        "loss": "weighted",
+        "energy_weight": s.energy_weight,
+        "forces_weight": s.forces_weight,
+        "stress_weight": s.stress_weight,
+        "compute_stress": True,
+        "eval_interval": 1,
+        "save_cpu": True,
+    }
+    if foundation is None:
+        args |= {
+            "model": "MACE",
+            "num_channels": s.num_channels,
+            "max_L": s.max_L,
+            "r_max": s.r_max_A,
+            "E0s": "average",
+            "atomic_numbers": "[" + ", ".join(str(z) for z in sorted(atomic_numbers)) + "]",
+        }
+    else:
+        args |= {"foundation_model": str(foundation), "E0s": "foundation"}
+        if replay_file is None:
+            args["multiheads_finetuning"] = False
+        else:
+            args |= {"pt_train_file": str(replay_file), "num_samples_pt": s.replay_samples}
+    args |= s.extra_args
+    return command_line(args)
+
+
+@functools.cache
+def _parser_actions() -> dict[str, argparse.Action]:
+    """mace-torch's trainer options by name (its own argument parser)."""
+    from mace.tools.arg_parser import build_default_arg_parser
+
+    actions = {}
+    for action in build_default_arg_parser()._actions:
+        for option in action.option_strings:
+            if option.startswith("--"):
+                actions[option[2:]] = action
+    return actions
+
+
+def train_options() -> list[str]:
+    """Every option name ``mace_run_train`` accepts."""
+    return sorted(_parser_actions())
+
+
+def command_line(args: dict[str, Any]) -> list[str]:
+    """``--key=value`` arguments; a switch (``store_true``) appears only when true."""
+    actions = _parser_actions()
+    out = []
+    for key, value in args.items():
+        if key not in actions:
+            raise ValueError(f"{key!r} is not an option of mace_run_train")
+        if actions[key].nargs == 0:
+            if value:
+                out.append(f"--{key}")
+        else:
+            out.append(f"--{key}={value}")
+    return out
+
+
+def train_mace(
+    train: Sequence[Atoms],
+    valid: Sequence[Atoms],
+    workdir: Path,
+    seed: int,
+    settings: TrainSettings,
+    foundation: Path | str | None = None,
+    replay_file: Path | None = None,
+    threads: int | None = None,
+) -> TrainedModel:
+    """Train one MACE model on ``train`` (atoms from :func:`labelled_atoms`), validated on
+    ``valid``; from ``foundation`` if given, else from scratch. Returns the CPU model file."""
+    if not train or not valid:
+        raise ValueError(
+            f"training needs labelled structures: got {len(train)} train, {len(valid)} validation"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    train_file, valid_file = workdir / "train.xyz", workdir / "valid.xyz"
+    write(train_file, list(train), format="extxyz")
+    write(valid_file, list(valid), format="extxyz")
+    numbers = {int(z) for atoms in [*train, *valid] for z in atoms.numbers}
+    name = "model"
+    args = train_args(
+        train_file, valid_file, workdir, name, seed, settings, foundation, replay_file, numbers
+    )
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    log_file = workdir / "train.log"
+    log.info("training MACE (seed %d, %d structures) in %s", seed, len(train), workdir)
+    with open(log_file, "w") as out:
+        code = subprocess.call(
+            [sys.executable, "-m", "mace.cli.run_train", *args],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    model = workdir / f"{name}.model"
+    if code != 0 or not model.is_file():
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
+        raise TrainingFailed(f"mace run_train exited with code {code} (log: {log_file}):\n{tail}")
+    return TrainedModel(model, seed, args, log_file, model_heads(model))
+
+
+def model_heads(path: Path) -> list[str]:
+    """The heads of a MACE model file (one ``Default`` head for a single-head model)."""
+    import torch
+
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import mace  # noqa: F401  (mace before e3nn: ENVIRONMENT.md)
+
+    model = torch.load(path, map_location="cpu", weights_only=False)
+    return list(getattr(model, "heads", None) or [FINETUNED_HEAD])

@@ -1,0 +1,81 @@
+"""A tiny stand-in foundation model, for machines that cannot download MACE-MP.
+
+No foundation-model weights can be downloaded here (ENVIRONMENT.md), so the tests and the demo
+pre-train a small MACE (16 channels, max_L 0, r_max 4 Å) on EMT-labelled random alloys and
+fine-tune from its file exactly as a user fine-tunes from MACE-MP. The training set is kept
+beside the model (``<name>.replay.xyz``) as the replay set of multi-head fine-tuning.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT, parameters
+
+from calculators.mace_train import TrainSettings, labelled_atoms, train_mace
+
+log = logging.getLogger(__name__)
+
+STANDIN_SETTINGS = TrainSettings(
+    max_epochs=30, batch_size=10, num_channels=16, max_L=0, r_max_A=4.0, forces_weight=10.0
+)
+
+
+def emt_structures(elements: Sequence[str], n: int, seed: int = 0) -> list[Atoms]:
+    """``n`` EMT-labelled random alloys of ``elements``: fcc/bcc cells of 2-8 atoms, volumes
+    from 70 to 105 % (0 to ~100 GPa for Cu-Ni-Al), rattled."""
+    unknown = sorted(set(elements) - set(parameters))
+    if unknown:
+        raise ValueError(f"EMT cannot label {unknown}; it knows {sorted(parameters)}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        lattice = str(rng.choice(["fcc", "bcc"]))
+        atoms = bulk("Cu", lattice, a=3.6 if lattice == "fcc" else 2.87, cubic=True)
+        atoms = atoms.repeat((1, 1, 2)) if rng.random() < 0.5 else atoms
+        atoms.set_chemical_symbols(list(rng.choice(list(elements), size=len(atoms))))
+        atoms.set_cell(atoms.cell * rng.uniform(0.70, 1.05) ** (1 / 3), scale_atoms=True)
+        atoms.rattle(0.1, seed=int(rng.integers(2**31)))
+        atoms.calc = EMT()
+        out.append(
+            labelled_atoms(
+                atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+            )
+        )
+    return out
+
+
+def build_standin_foundation(
+    elements: Sequence[str],
+    out: Path,
+    n_structures: int = 150,
+    seed: int = 0,
+    settings: TrainSettings = STANDIN_SETTINGS,
+    threads: int | None = None,
+) -> Path:
+    """Pre-train the stand-in on EMT data and write it to ``out`` (and its replay set)."""
+    from ase.io import write
+
+    structures = emt_structures(elements, n_structures, seed)
+    n_valid = max(1, n_structures // 10)
+    workdir = out.parent / f".{out.stem}-training"
+    model = train_mace(
+        structures[n_valid:], structures[:n_valid], workdir, seed, settings, threads=threads
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model.path, out)
+    write(replay_file(out), structures, format="extxyz")
+    shutil.rmtree(workdir, ignore_errors=True)
+    log.info("stand-in foundation model for %s written to %s", "-".join(elements), out)
+    return out
+
+
+def replay_file(model: Path) -> Path:
+    """Where :func:`build_standin_foundation` keeps a model's pre-training set."""
+    return model.with_suffix(".replay.xyz")
