@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +42,13 @@ def _setup_logging(verbose: bool) -> None:
         handler.setLevel(level)  # FireWorks sets its own loggers to DEBUG
     for noisy in ("quacc", "launchpad", "rocket.launcher", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_expected_notices)
+
+
+def _expected_notices(record: logging.LogRecord) -> bool:
+    """Drop mace's notice that float64 models run in float32 during MD: that is by design."""
+    return not record.getMessage().startswith("Default dtype float32 does not match")
 
 
 @contextlib.contextmanager
@@ -91,6 +99,7 @@ def validate(campaign: CampaignFile) -> None:
 
 
 def _progress(stage: str, info: dict[str, Any]) -> None:
+    it = f"[dim]iteration {info['iteration']}[/] " if "iteration" in info else ""
     if stage == "seed":
         console.print(f"[cyan]seed[/]: {info['structures']} structures stored")
     elif stage == "label":
@@ -100,7 +109,7 @@ def _progress(stage: str, info: dict[str, Any]) -> None:
         )
         if info["recovered"]:
             console.print(
-                f"[yellow]rerunning[/] {len(info['recovered'])} Fireworks left "
+                f"[yellow]repaired[/] {len(info['recovered'])} Fireworks left "
                 "RUNNING by a stopped launcher"
             )
     elif stage == "launch":
@@ -112,6 +121,43 @@ def _progress(stage: str, info: dict[str, Any]) -> None:
         console.print(
             f"[cyan]labelled[/]: {info['labels_by_status']} (Fireworks {info['fireworks']})"
         )
+    elif stage == "train":
+        console.print(
+            f"{it}[cyan]train[/]: member {info['member']} on {info['n_train']} structures"
+        )
+    elif stage == "trained":
+        console.print(
+            f"{it}[cyan]trained[/]: {info['n_train']} training labels, held-out force RMSE "
+            f"{_num(info['held_out_force_rmse'])} eV/Å"
+        )
+    elif stage == "explore":
+        console.print(f"{it}[cyan]explore[/]: {info['trajectories']} MD trajectories")
+    elif stage == "trajectory":
+        console.print(
+            f"{it}  {info['trajectory']}: {info['frames']} frames, max spread "
+            f"{_num(info['max_spread'])} eV/Å, P {_num(info['P_GPa'])} GPa"
+            + (f" [yellow]stopped: {info['stop_reason']}[/]" if info["stop_reason"] else "")
+        )
+    elif stage == "explored":
+        f = info["fractions"]
+        console.print(
+            f"{it}[cyan]explored[/]: {info['frames']} frames: accurate {f['accurate']:.0%}, "
+            f"candidate {f['candidate']:.0%}, failed {f['failed']:.0%}; median spread "
+            f"{_num(info['median_spread'])} eV/Å"
+        )
+    elif stage == "selected":
+        console.print(
+            f"{it}[cyan]selected[/]: {info['n_selected']} of {info['n_candidates']} candidates"
+        )
+    elif stage == "evaluated":
+        console.print(
+            f"{it}[cyan]evaluated[/]: held-out force RMSE {_num(info['held_out_force_rmse'])} "
+            f"eV/Å, spread-error rank correlation {_num(info['spearman'])}"
+        )
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _print_stats(title: str, stats: dict[str, Any]) -> None:
@@ -142,7 +188,8 @@ def run(
     campaign: CampaignFile,
     workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None,
 ) -> None:
-    """Run a campaign: seed structures, label them through FireWorks, summarise the dataset."""
+    """Run (or resume) a campaign: seed, label, train, then explore, select, label and train
+    until the committee converges; prints progress, a summary, and where the plots are."""
     from al_loop.loop import run_campaign
 
     config = _load(campaign)
@@ -162,7 +209,27 @@ def run(
             f"{campaign} --status {statuses or 'running'}`; retry with `al-loop launch "
             f"{campaign} --rerun-fizzled`"
         )
-    console.print(f"done in {time.perf_counter() - start:.1f} s; data in {summary['workdir']}")
+    if summary["learning_curve"]:
+        curve = Table("iteration", "training labels", "held-out force RMSE (eV/Å)")
+        for row in summary["learning_curve"]:
+            curve.add_row(
+                str(row["iteration"]), str(row["n_train"]), _num(row["held_out_force_rmse_eV_A"])
+            )
+        console.print(curve)
+    finished = summary["finished"]
+    if finished is None:
+        console.print("[yellow]not finished[/]: labelling is incomplete; run again to resume")
+    elif finished["reason"] == "converged":
+        console.print(f"[green]converged[/] at iteration {finished['iteration']}")
+    else:
+        console.print(
+            f"[yellow]stopped[/] after {finished['iteration']} iterations (max_iterations) "
+            "without converging"
+        )
+    console.print(
+        f"done in {time.perf_counter() - start:.1f} s; data in {summary['workdir']}, "
+        f"plots in {summary['plots']}"
+    )
 
 
 @app.command("standin-foundation")
@@ -460,6 +527,9 @@ def main() -> None:
     """Console-script entry point (SIGTERM exits cleanly: servers stopped, data kept)."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("TQDM_DISABLE", "1")  # FireWorks' bulk insert draws a progress bar
+    # al-loop loads its own and mace's model files, trusted, without torch's weights_only mode
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="e3nn")
     app()
 
 

@@ -12,12 +12,13 @@ spread passes ``max_spread`` or anything turns non-finite: the potential has lef
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
@@ -184,8 +185,9 @@ def run_trajectory(
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
     Stationary(atoms)
     if ensemble == "nvt":
+        atoms.set_constraint(FixCom())  # ASE's advice instead of Langevin's fixcm
         dyn: Any = Langevin(
-            atoms, dt, temperature_K=temperature_K, friction=0.01 / units.fs, rng=rng
+            atoms, dt, temperature_K=temperature_K, friction=0.01 / units.fs, fixcm=False, rng=rng
         )
     else:
         dyn = NPTBerendsen(
@@ -227,18 +229,23 @@ def explore(
     conditions: Sequence[tuple[str, float, float]],
     settings: MDSettings,
     seed: int,
+    on_trajectory: Callable[[list[Atoms]], None] | None = None,
 ) -> list[Atoms]:
     """One trajectory per (ensemble, T, P) of ``conditions``, each from ``starts`` in turn
-    (cycled); returns every recorded frame, with :data:`FRAME_KEYS` in ``info``."""
+    (cycled); returns every recorded frame, with :data:`FRAME_KEYS` in ``info``.
+    ``on_trajectory`` is called with each finished trajectory's frames."""
     if not starts:
         raise ValueError("exploration needs at least one starting structure")
     frames: list[Atoms] = []
     for index, (ensemble, temperature, pressure) in enumerate(conditions):
         start = starts[index % len(starts)]
         name = f"{index:03d}-{ensemble}-{temperature:g}K-{pressure:g}GPa"
-        frames += run_trajectory(
+        trajectory = run_trajectory(
             start, calc, ensemble, temperature, pressure, settings, name, seed + index
         )
+        if on_trajectory:
+            on_trajectory(trajectory)
+        frames += trajectory
     return frames
 
 

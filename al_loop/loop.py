@@ -79,7 +79,22 @@ def explore_stage(
         heat_factor=exp.heat_factor,
     )
     progress("explore", {"iteration": iteration, "trajectories": len(todo)})
-    frames = explore(starts, calc, todo, settings, seed=cfg.seed * 1000 + iteration)
+
+    def report(trajectory: list[Atoms]) -> None:
+        last = trajectory[-1].info
+        progress(
+            "trajectory",
+            {
+                "iteration": iteration,
+                "trajectory": last["trajectory"],
+                "frames": len(trajectory),
+                "max_spread": max(f.info["force_spread"] for f in trajectory),
+                "P_GPa": last["P_GPa"],
+                "stop_reason": last["stop_reason"],
+            },
+        )
+
+    frames = explore(starts, calc, todo, settings, cfg.seed * 1000 + iteration, report)
     table = frame_table(frames)
     sel = cfg.selection
     classes = classify(table["force_spread"], sel.trust_lo_eV_A, sel.trust_hi_eV_A)

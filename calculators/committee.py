@@ -14,6 +14,8 @@ it with one calculator per model).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -47,7 +49,8 @@ def mace_calculator(
 ) -> Any:
     """mace's own calculator over ``model_paths``, on the fine-tuned head of multi-head models."""
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    from mace.calculators import MACECalculator
+    with contextlib.redirect_stdout(io.StringIO()):  # mace prints a notice about cuequivariance
+        from mace.calculators import MACECalculator
 
     from calculators.mace_train import FINETUNED_HEAD
 

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +191,8 @@ def train_mace(
     write(train_file, list(train), format="extxyz")
     write(valid_file, list(valid), format="extxyz")
     numbers = {int(z) for atoms in [*train, *valid] for z in atoms.numbers}
+    if settings.batch_size > len(train):  # mace drops incomplete batches: none would be left
+        settings = replace(settings, batch_size=len(train))
     name = "model"
     args = train_args(
         train_file, valid_file, workdir, name, seed, settings, foundation, replay_file, numbers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,41 @@ def store(mongo_uri: str) -> Iterator[Store]:
     s.client.drop_database(name)
     s.client.drop_database(f"{name}_fw")
     s.close()
+
+
+@pytest.fixture(scope="session")
+def standin_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny stand-in foundation model for Cu-Ni-Al (EMT data, 16 channels, max_L 0), built
+    once per session: no foundation model can be downloaded here. Its replay set is beside it."""
+    from dataclasses import replace
+
+    from calculators.standin import STANDIN_SETTINGS, build_standin_foundation
+
+    out = tmp_path_factory.mktemp("foundation") / "standin.model"
+    settings = replace(STANDIN_SETTINGS, max_epochs=8)
+    return build_standin_foundation(["Cu", "Ni", "Al"], out, n_structures=60, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def committee_models(standin_model: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two members fine-tuned from the stand-in (1 epoch, different seeds and data)."""
+    from dataclasses import replace
+
+    from calculators.mace_train import train_mace
+    from calculators.standin import STANDIN_SETTINGS, emt_structures
+
+    root = tmp_path_factory.mktemp("committee")
+    settings = replace(STANDIN_SETTINGS, max_epochs=1)
+    models = []
+    for member in range(2):
+        data = emt_structures(["Cu", "Ni", "Al"], 12, seed=100 + member)
+        trained = train_mace(
+            data[2:],
+            data[:2],
+            root / f"m{member}",
+            seed=member,
+            settings=settings,
+            foundation=standin_model,
+        )
+        models.append(trained.path)
+    return models

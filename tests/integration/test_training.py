@@ -1,0 +1,90 @@
+"""MACE training through mace-torch's own trainer: fine-tuning, multi-head replay, from scratch,
+failures, and models stored in (and reloaded from) the database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from calculators.committee import mace_calculator
+from calculators.mace_train import TrainingFailed, command_line, train_mace
+from calculators.standin import STANDIN_SETTINGS, emt_structures, replay_file
+from database import Store
+
+pytestmark = pytest.mark.integration
+
+QUICK = replace(STANDIN_SETTINGS, max_epochs=1)
+
+
+def predict_energy(model: Path) -> float:
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.symbols[0] = "Ni"
+    atoms.calc = mace_calculator([model], "cpu", "float64")
+    return float(atoms.get_potential_energy())
+
+
+def test_fine_tuning_starts_from_the_foundation(standin_model: Path, tmp_path: Path) -> None:
+    data = emt_structures(["Cu", "Ni"], 8, seed=7)
+    frozen = replace(QUICK, learning_rate=1e-12)  # training that cannot move the weights
+    model = train_mace(
+        data[2:], data[:2], tmp_path, seed=3, settings=frozen, foundation=standin_model
+    )
+    assert model.path.is_file() and model.heads == ["Default"]
+    assert "--foundation_model=" + str(standin_model) in model.args
+    assert "--E0s=foundation" in model.args and "--multiheads_finetuning=False" in model.args
+    # the weights and E0s are the foundation's: it predicts what the foundation predicts
+    assert predict_energy(model.path) == pytest.approx(predict_energy(standin_model), abs=1e-6)
+
+
+def test_multi_head_fine_tuning_with_a_replay_set(standin_model: Path, tmp_path: Path) -> None:
+    data = emt_structures(["Cu", "Ni", "Al"], 8, seed=8)
+    settings = replace(QUICK, replay_samples=20)
+    model = train_mace(
+        data[2:],
+        data[:2],
+        tmp_path,
+        seed=4,
+        settings=settings,
+        foundation=standin_model,
+        replay_file=replay_file(standin_model),
+    )
+    assert set(model.heads) == {"pt_head", "Default"}
+    assert np.isfinite(predict_energy(model.path))  # the calculator uses the Default head
+
+
+def test_training_from_scratch(tmp_path: Path) -> None:
+    data = emt_structures(["Cu", "Ni"], 8, seed=9)
+    settings = replace(QUICK, num_channels=8, max_L=0, r_max_A=3.5)
+    model = train_mace(data[2:], data[:2], tmp_path, seed=5, settings=settings)
+    assert "--num_channels=8" in model.args and "--E0s=average" in model.args
+    assert np.isfinite(predict_energy(model.path))
+
+
+def test_a_failed_training_says_why(tmp_path: Path) -> None:
+    data = emt_structures(["Cu"], 4, seed=1)
+    bad = replace(QUICK, extra_args={"model": "NoSuchModel"})
+    with pytest.raises(TrainingFailed, match="NoSuchModel") as err:
+        train_mace(data[1:], data[:1], tmp_path, seed=1, settings=bad)
+    assert str(tmp_path / "train.log") in str(err.value)
+
+
+def test_switches_are_written_the_way_argparse_reads_them() -> None:
+    assert command_line({"ema": True, "swa": False, "lr": 0.01}) == ["--ema", "--lr=0.01"]
+    with pytest.raises(ValueError, match="not an option of mace_run_train"):
+        command_line({"learning_rate": 0.01})
+
+
+def test_models_are_stored_with_their_files(store: Store, standin_model: Path) -> None:
+    data = standin_model.read_bytes()
+    doc = {"campaign": "c", "iteration": 0, "member": 1, "seed": 7, "label_ids": ["a"]}
+    first = store.add_model(doc, data)
+    assert store.read_file(first) == data
+    second = store.add_model({**doc, "seed": 8}, data[:100])  # retrained: replaces the member
+    (stored,) = store.models("c", 0)
+    assert stored["seed"] == 8 and stored["file_id"] == second
+    assert store.read_file(second) == data[:100]
+    assert store.fs.exists(second) and not store.fs.exists(first)
