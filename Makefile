@@ -7,7 +7,12 @@ BIN := $(VENV)/bin
 setup:
 	bash scripts/setup.sh
 
+# No foundation model can be downloaded here: the demo fine-tunes from a tiny stand-in
+# pre-trained on EMT data (built once, ~1 min). With internet, name a MACE-MP model instead.
+STANDIN := configs/al-loop-runs/standin-cu-ni-al.model
+
 demo: setup
+	$(BIN)/al-loop standin-foundation $(STANDIN) --elements Cu,Ni,Al
 	$(BIN)/al-loop run configs/demo.yaml
 	$(BIN)/al-loop db query configs/demo.yaml --limit 10
 
@@ -24,4 +29,4 @@ bench: setup
 	$(BIN)/python benchmarks/dispatch_bench.py
 
 clean:
-	rm -rf al-loop-runs
+	rm -rf al-loop-runs configs/al-loop-runs

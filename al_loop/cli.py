@@ -99,6 +99,12 @@ def validate(campaign: CampaignFile) -> None:
 
 
 def _progress(stage: str, info: dict[str, Any]) -> None:
+    """One line per event, flushed (batch jobs write stdout to a file)."""
+    _print_progress(stage, info)
+    sys.stdout.flush()
+
+
+def _print_progress(stage: str, info: dict[str, Any]) -> None:
     it = f"[dim]iteration {info['iteration']}[/] " if "iteration" in info else ""
     if stage == "seed":
         console.print(f"[cyan]seed[/]: {info['structures']} structures stored")
@@ -323,19 +329,40 @@ def status(campaign: CampaignFile) -> None:
             f"campaign [bold]{config.name}[/]: iteration {doc['iteration']}, "
             f"last stage {doc['stage']}, updated {doc['updated_at']:%Y-%m-%d %H:%M:%S}"
         )
-        table = Table("iteration", "stage", "status", "finished", "result")
-        for rec in session.store.db.metrics.find({"campaign": config.name}).sort(
-            [("iteration", 1), ("finished_at", 1)]
-        ):
-            finished = rec.get("finished_at")
+        records: dict[int, dict[str, Any]] = {}
+        for rec in session.store.db.metrics.find({"campaign": config.name, "status": "done"}):
+            records.setdefault(rec["iteration"], {})[rec["stage"]] = rec["result"]
+        table = Table(
+            "iteration",
+            "last stage",
+            "labels",
+            "accurate/candidate/failed",
+            "selected",
+            "held-out F RMSE (eV/Å)",
+            "spread-error rank corr.",
+        )
+        for iteration in sorted(records):
+            stages = records[iteration]
+            order = ("seed", "explore", "select", "label", "train", "evaluate", "finished")
+            f = stages.get("explore", {}).get("fractions")
+            trained = stages.get("train", {}).get("held_out", {})
+            calibration = stages.get("evaluate", {}).get("calibration", {})
             table.add_row(
-                str(rec["iteration"]),
-                rec["stage"],
-                rec.get("status", ""),
-                f"{finished:%H:%M:%S}" if finished else "",
-                json.dumps(rec.get("result"), default=str)[:80],
+                str(iteration),
+                [s for s in order if s in stages][-1],
+                " ".join(
+                    f"{n} {k}"
+                    for k, n in stages.get("label", {}).get("labels_by_status", {}).items()
+                ),
+                f"{f['accurate']:.0%}/{f['candidate']:.0%}/{f['failed']:.0%}" if f else "",
+                str(stages.get("select", {}).get("n_selected", "")),
+                _num(trained.get("force_rmse_eV_A")) if trained else "",
+                _num(calibration.get("spearman")) if calibration else "",
             )
         console.print(table)
+        finished = doc.get("finished")
+        if finished:
+            console.print(f"finished: {finished['reason']} at iteration {finished['iteration']}")
         console.print(f"Fireworks: {workflow_states(session.launchpad, config.name)}")
 
 

@@ -345,7 +345,13 @@ class CommitteeConfig(_Section):
     @classmethod
     def _model_file(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and ("/" in value or "\\" in value or value.endswith(".model")):
-            return str(_must_be_file(value, info))
+            try:
+                return str(_must_be_file(value, info))
+            except ValueError as err:
+                raise ValueError(
+                    f"{err}; give a MACE .model file or a named model (medium-mpa-0), or build a "
+                    "tiny stand-in with `al-loop standin-foundation PATH --elements A,B`"
+                ) from None
         return value
 
     @field_validator("mace_args")

@@ -186,6 +186,7 @@ def train_mace(
         raise ValueError(
             f"training needs labelled structures: got {len(train)} train, {len(valid)} validation"
         )
+    workdir = workdir.resolve()  # the trainer runs in it: every path it is given is absolute
     workdir.mkdir(parents=True, exist_ok=True)
     train_file, valid_file = workdir / "train.xyz", workdir / "valid.xyz"
     write(train_file, list(train), format="extxyz")
@@ -212,7 +213,9 @@ def train_mace(
         )
     model = workdir / f"{name}.model"
     if code != 0 or not model.is_file():
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
+        lines = log_file.read_text(errors="replace").splitlines()
+        reported = [line for line in lines if " ERROR: " in line]
+        tail = "\n".join([*reported, "...", *lines[-15:]])
         raise TrainingFailed(f"mace run_train exited with code {code} (log: {log_file}):\n{tail}")
     return TrainedModel(model, seed, args, log_file, model_heads(model))
 

@@ -23,41 +23,132 @@ def al_loop(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([AL_LOOP, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def tiny_loop(config: dict, foundation: Path, iterations: int) -> dict:
+    """The demo campaign shrunk to minutes: small committee, short MD, a few labels a round.
+    The trust window is wide so every iteration has candidates to select."""
+    config["system"].update(pressures_GPa=[0, 50], temperatures_K=[600])
+    config["committee"].update(n_models=2, foundation_model=str(foundation), max_epochs=2)
+    config["exploration"].update(steps=20, frame_interval=5)
+    config["selection"].update(
+        trust_lo_eV_A=1e-4, trust_hi_eV_A=10.0, max_per_iteration=3, max_iterations=iterations
+    )
+    return config
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The demo campaign file, shrunk to 8 seeds, run once with its embedded server."""
+def demo(tmp_path_factory: pytest.TempPathFactory, standin_model: Path) -> tuple[Path, Path]:
+    """The demo campaign file, shrunk (8 seeds, 2 iterations), run once with its embedded
+    server, real rockets and real MACE training from the stand-in foundation model."""
     tmp = tmp_path_factory.mktemp("demo")
-    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    config = tiny_loop(
+        yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()), standin_model, iterations=2
+    )
     config["seeds"]["n_structures"] = 8
     config["workdir"] = str(tmp / "run")
     path = tmp / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
     result = al_loop("run", str(path), cwd=tmp)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "stopped after 2 iterations" in result.stdout, result.stdout
     return path, tmp
 
 
-def test_run_labels_every_seed(demo: tuple[Path, Path]) -> None:
-    path, tmp = demo
-    result = al_loop("db", "query", str(path), "--json", "--limit", "0", cwd=tmp)
+def query(path: Path, tmp: Path, *args: str) -> list[dict]:
+    result = al_loop("db", "query", str(path), "--json", "--limit", "0", *args, cwd=tmp)
     assert result.returncode == 0, result.stderr
-    docs = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(docs) == 8
-    assert {d["status"] for d in docs} == {"ok"}
-    assert len({d["structure_id"] for d in docs}) == 8
-    assert all(d["code"] == "emt" and d["software"]["ase"] for d in docs)
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_run_labels_every_seed_and_each_selection(demo: tuple[Path, Path]) -> None:
+    path, tmp = demo
+    seeds = query(path, tmp, "--iteration", "0")
+    assert len(seeds) == 8 and {d["status"] for d in seeds} == {"ok"}
+    assert len({d["structure_id"] for d in seeds}) == 8
+    assert all(d["code"] == "emt" and d["software"]["ase"] for d in seeds)
+    for iteration in (1, 2):
+        picked = query(path, tmp, "--iteration", str(iteration))
+        assert len(picked) == 3 and {d["status"] for d in picked} == {"ok"}
+    assert len(query(path, tmp)) == 14
     # the embedded server was stopped at exit, its data kept on disk
     assert not (tmp / "run" / "db" / "server.json").exists()
     assert (tmp / "run" / "db" / "wiredtiger").is_dir()
+
+
+def test_every_stage_model_and_plot_is_recorded(demo: tuple[Path, Path]) -> None:
+    from al_loop.campaign import open_campaign
+    from al_loop.config import load_campaign
+
+    path, tmp = demo
+    config = load_campaign(path)
+    with open_campaign(config, create=False) as session:
+        db = session.store.db
+        stages = {(r["iteration"], r["stage"]) for r in db.metrics.find({"status": "done"})}
+        assert stages == {
+            (0, "seed"),
+            (0, "label"),
+            (0, "train"),
+            (0, "evaluate"),
+            *((k, s) for k in (1, 2) for s in ("explore", "select", "label", "train", "evaluate")),
+            (2, "finished"),
+        }
+        models = list(db.models.find())
+        assert sorted((m["iteration"], m["member"]) for m in models) == [
+            (k, m) for k in range(3) for m in range(2)
+        ]
+        for m in models:  # provenance: foundation, data, settings, metrics, versions
+            assert m["foundation"]["sha256"] and m["label_ids"] and m["hyperparameters"]
+            assert m["metrics"]["valid"]["n"] >= 1 and m["software"]["mace-torch"]
+        iteration2 = [m for m in models if m["iteration"] == 2]
+        assert all(len(m["label_ids"]) > len(models[0]["label_ids"]) for m in iteration2)
+        selected = db.structures.find({"requests": {"$elemMatch": {"iteration": 1}}})
+        sources = [s["requests"][-1] for s in selected]
+        assert len(sources) == 3 and {s["kind"] for s in sources} == {"md"}
+        assert all(0 < s["force_spread"] < 10.0 for s in sources)
+        evaluated = db.metrics.find_one({"iteration": 2, "stage": "evaluate"})["result"]
+        assert evaluated["calibration"]["n"] == 3
+    plots = tmp / "run" / "plots"
+    for name in (
+        "learning_curve.png",
+        "parity_000.png",
+        "spread_001.png",
+        "spread_002.png",
+        "calibration_001.png",
+        "calibration_002.png",
+    ):
+        assert (plots / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_committee_is_reloaded_from_the_database(demo: tuple[Path, Path]) -> None:
+    """Local model files are a cache: deleted, they come back from GridFS unchanged."""
+    import shutil
+
+    from ase.build import bulk
+
+    from al_loop.campaign import open_campaign
+    from al_loop.config import load_campaign
+    from al_loop.training import load_committee
+
+    path, tmp = demo
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.symbols[1] = "Al"
+    with open_campaign(load_campaign(path), create=False) as session:
+        atoms.calc = load_committee(session, 2)
+        before = atoms.get_potential_energy()
+        shutil.rmtree(tmp / "run" / "models")
+        atoms.calc = load_committee(session, 2)
+        assert atoms.get_potential_energy() == before
+        assert len(list((tmp / "run" / "models").rglob("*.model"))) == 2
 
 
 def test_rerun_is_idempotent(demo: tuple[Path, Path]) -> None:
     path, tmp = demo
     result = al_loop("run", str(path), cwd=tmp)
     assert result.returncode == 0, result.stderr
+    assert "train:" not in result.stdout and "explore:" not in result.stdout
     stats = json.loads(al_loop("db", "stats", str(path), "--json", cwd=tmp).stdout)
-    assert stats["labels"] == 8 and stats["structures"] == 8
-    assert stats["labels_by_status"] == {"ok": 8}
+    assert stats["labels"] == 14 and stats["structures"] == 14
+    assert stats["labels_by_status"] == {"ok": 14}
+    assert stats["models"] == 6
 
 
 def test_query_filters_and_exports(demo: tuple[Path, Path]) -> None:
@@ -77,13 +168,13 @@ def test_query_filters_and_exports(demo: tuple[Path, Path]) -> None:
     assert al_loop("db", "export", str(path), "-o", str(xyz), cwd=tmp).returncode == 0
     assert al_loop("db", "export", str(path), "-o", str(db), cwd=tmp).returncode == 0
     frames = read(str(xyz), index=":")
-    assert len(frames) == 8
+    assert len(frames) == len(docs) == 14
     energies = sorted(d["energy_eV"] for d in docs)
     assert sorted(f.get_potential_energy() for f in frames) == pytest.approx(energies)
     assert all(f.get_forces().shape == (len(f), 3) for f in frames)
     with ase.db.connect(str(db)) as handle:
         rows = list(handle.select())
-    assert len(rows) == 8
+    assert len(rows) == 14
     assert sorted(r.energy for r in rows) == pytest.approx(energies)
 
 
@@ -91,8 +182,9 @@ def test_status_shows_stages(demo: tuple[Path, Path]) -> None:
     path, tmp = demo
     result = al_loop("status", str(path), cwd=tmp)
     assert result.returncode == 0, result.stderr
-    assert "seed" in result.stdout and "label" in result.stdout
-    assert "COMPLETED" in result.stdout
+    assert "finished: max_iterations at iteration 2" in result.stdout
+    assert "8 ok" in result.stdout and "3 ok" in result.stdout
+    assert "'COMPLETED': 4" in result.stdout  # 8 seeds at 4 per Firework, then 3 and 3
 
 
 def test_bad_campaign_exits_2_and_writes_nothing(tmp_path: Path) -> None:
@@ -140,7 +232,7 @@ def test_fireworks_cli_works_on_a_served_campaign(demo: tuple[Path, Path]) -> No
             timeout=120,
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip().splitlines()[-1] == "2"  # 8 seeds, 4 per Firework
+        assert result.stdout.strip().splitlines()[-1] == "4"  # 8 seeds by 4, then 3 and 3
     finally:
         serve.terminate()
         serve.wait(timeout=60)
@@ -148,11 +240,15 @@ def test_fireworks_cli_works_on_a_served_campaign(demo: tuple[Path, Path]) -> No
     assert not state.exists()  # stopped cleanly by SIGTERM
 
 
-def test_interrupted_run_resumes_without_losing_or_repeating_labels(tmp_path: Path) -> None:
-    """SIGTERM `al-loop run` in the middle of labelling, then run it again."""
+def test_interrupted_run_resumes_without_losing_or_repeating_labels(
+    tmp_path: Path, standin_model: Path
+) -> None:
+    """SIGTERM `al-loop run` in the middle of labelling, then run it again to the end."""
     import pymongo
 
-    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    config = tiny_loop(
+        yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()), standin_model, 1
+    )
     config["seeds"]["n_structures"] = 12
     config["launcher"] = {"workers": 1, "batch_size": 1}
     config["workdir"] = str(tmp_path / "run")
@@ -190,18 +286,15 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(tmp_path: Pa
     resumed = al_loop("run", str(path), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "already submitted" in resumed.stdout
-    docs = [
-        json.loads(line)
-        for line in al_loop(
-            "db", "query", str(path), "--json", "--limit", "0", cwd=tmp_path
-        ).stdout.splitlines()
-    ]
+    assert "stopped after 1 iterations" in resumed.stdout  # and went on to the end
+    docs = query(path, tmp_path, "--iteration", "0")
     assert len(docs) == 12 and {d["status"] for d in docs} == {"ok"}
     assert len({d["structure_id"] for d in docs}) == 12
     # at most the one label being computed at the kill was computed again
     assert sum(d["attempts"] for d in docs) <= 13
+    assert len(query(path, tmp_path, "--iteration", "1")) == 3
     status = al_loop("status", str(path), cwd=tmp_path).stdout
-    assert "'COMPLETED': 12" in status and "RUNNING" not in status
+    assert "'COMPLETED': 15" in status and "RUNNING" not in status
 
 
 def test_read_only_commands_refuse_a_campaign_without_data(tmp_path: Path) -> None:

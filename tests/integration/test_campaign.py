@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from al_loop.campaign import open_campaign, stage_record
-from al_loop.config import load_campaign
-from al_loop.loop import run_campaign
+from al_loop.campaign import label_stage, open_campaign, seed_stage, stage_record
+from al_loop.config import CampaignConfig, load_campaign
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +28,16 @@ def write_campaign(tmp_path: Path, mongo_uri: str, database: str, **changes: Any
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def run_campaign(config: CampaignConfig, progress: Any = None) -> dict[str, Any]:
+    """The campaign's first stages (seed, label), as `al-loop run` starts them."""
+    progress = progress or (lambda stage, info: None)
+    with open_campaign(config) as session:
+        ids = seed_stage(session)
+        progress("seed", {"structures": len(ids)})
+        label = label_stage(session, 0, ids, progress=progress)
+        return {**session.store.stats(config.name), "label_stage": label}
 
 
 def test_run_resume_and_changed_configuration(tmp_path: Path, mongo_uri: str) -> None:

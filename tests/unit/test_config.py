@@ -34,13 +34,25 @@ def _load_error(path: Path) -> ConfigError:
 # --------------------------------------------------------------------------- (1) the demo
 
 
-def test_demo_loads_with_its_values() -> None:
-    config = load_campaign(DEMO)
+@pytest.fixture
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo with the stand-in foundation model file it names (which `make demo`
+    builds beside it; the schema only checks that it exists)."""
+    folder = tmp_path_factory.mktemp("demo")
+    (folder / "demo.yaml").write_text(DEMO.read_text())
+    (folder / "al-loop-runs").mkdir()
+    (folder / "al-loop-runs" / "standin-cu-ni-al.model").write_bytes(b"")
+    return folder / "demo.yaml"
+
+
+def test_demo_loads_with_its_values(demo: Path) -> None:
+    config = load_campaign(demo)
     assert config.name == "demo"
-    assert config.source_file == DEMO
+    assert config.source_file == demo
     assert config.system.elements == ["Cu", "Ni", "Al"]
-    assert config.system.pressures_GPa == [0.0, 25.0, 50.0]
-    assert config.system.temperatures_K == [300.0, 1000.0, 2000.0]
+    assert config.system.pressures_GPa == [0.0, 50.0]
+    assert config.system.temperatures_K == [300.0, 1200.0, 2000.0]
+    assert config.committee.foundation_model.endswith("al-loop-runs/standin-cu-ni-al.model")
     assert config.seeds.prototypes == ["fcc", "bcc", "hcp"]
     assert (config.seeds.n_structures, config.seeds.max_atoms) == (24, 8)
     assert (config.oracle.code, config.oracle.preset) == ("emt", "default")
@@ -60,9 +72,22 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
     assert config.committee.model_dump() == {
         "n_models": 4,
         "foundation_model": None,
+        "replay_file": None,
+        "replay_samples": 1000,
         "device": "auto",
+        "dtype": "float64",
         "max_epochs": 50,
+        "batch_size": 10,
+        "learning_rate": 0.01,
+        "energy_weight": 1.0,
+        "forces_weight": 100.0,
+        "stress_weight": 1.0,
         "bootstrap": True,
+        "held_out_fraction": 0.1,
+        "num_channels": 32,
+        "max_L": 1,
+        "r_max_A": 5.0,
+        "mace_args": {},
     }
     assert config.exploration.model_dump() == {
         "ensembles": ["npt"],
@@ -70,6 +95,9 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "timestep_fs": 1.0,
         "frame_interval": 10,
         "max_spread_eV_A": 1.0,
+        "heat_factor": 2.0,
+        "trajectories_per_condition": 1,
+        "dtype": "float32",
     }
     assert config.selection.model_dump() == {
         "trust_lo_eV_A": 0.05,
@@ -77,6 +105,7 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "adaptive_percentile": None,
         "max_per_iteration": 50,
         "converged_fraction": 0.95,
+        "converged_iterations": 2,
         "max_iterations": 10,
     }
     assert config.store.model_dump() == {
@@ -103,6 +132,36 @@ def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
 
 # (id, text appended to or replacing the minimal campaign, expected key path, expected substring)
 BAD = [
+    (
+        "mace-arg-typo",
+        MINIMAL + "committee:\n  mace_args: {emma: true}\n",
+        "committee.mace_args",
+        "'emma' is not an option of mace_run_train; did you mean 'ema'?",
+    ),
+    (
+        "missing-foundation-file",
+        MINIMAL + "committee:\n  foundation_model: models/none.model\n",
+        "committee.foundation_model",
+        "al-loop standin-foundation",
+    ),
+    (
+        "missing-replay-file",
+        MINIMAL + "committee:\n  replay_file: pretrain.xyz\n",
+        "committee.replay_file",
+        "file not found",
+    ),
+    (
+        "unknown-ensemble",
+        MINIMAL + "exploration:\n  ensembles: [nve]\n",
+        "exploration.ensembles[0]",
+        "must be one of nvt, npt, heat; got 'nve'",
+    ),
+    (
+        "held-out-half",
+        MINIMAL + "committee:\n  held_out_fraction: 0.5\n",
+        "committee.held_out_fraction",
+        "must be < 0.5, got 0.5",
+    ),
     ("missing-name", "system:\n  elements: [Cu]\n", "name", "required key is missing"),
     ("bad-name", "name: my run\nsystem:\n  elements: [Cu]\n", "name", "invalid name 'my run'"),
     ("name-not-text", "name: [a]\nsystem:\n  elements: [Cu]\n", "name", "expected text"),
@@ -407,7 +466,9 @@ def test_config_error_str_omits_empty_parts() -> None:
 # --------------------------------------------------------------------------- (3) no writes
 
 
-def test_loading_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo: Path
+) -> None:
     camp = tmp_path / "camp"
     camp.mkdir()
     (camp / "a.xyz").write_text("1\n\nCu 0 0 0\n")
@@ -419,7 +480,7 @@ def test_loading_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     before = _listing(tmp_path)
     config = load_campaign(camp / "campaign.yaml")
     assert config.resolved_workdir() == camp / "al-loop-runs" / "t"  # beside the file
-    load_campaign(DEMO).resolved_workdir()
+    load_campaign(demo).resolved_workdir()
     with pytest.raises(ConfigError):
         load_campaign(camp / "bad.yaml")
     assert _listing(tmp_path) == before
@@ -471,7 +532,7 @@ def test_named_foundation_model_is_kept(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- (5) document, hash
 
 
-def test_document_and_hash(tmp_path: Path) -> None:
+def test_document_and_hash(tmp_path: Path, demo: Path) -> None:
     (tmp_path / "a.xyz").write_text("1\n\nCu 0 0 0\n")
     text = MINIMAL + "workdir: runs\nseeds:\n  files: [a.xyz]\n"
     first = load_campaign(_write(tmp_path, text))
@@ -482,7 +543,7 @@ def test_document_and_hash(tmp_path: Path) -> None:
     assert document["seeds"]["files"] == [str(tmp_path / "a.xyz")]
     assert len(first.config_hash()) == 64
     assert load_campaign(tmp_path / "campaign.yaml").config_hash() == first.config_hash()
-    assert load_campaign(DEMO).config_hash() == load_campaign(DEMO).config_hash()
+    assert load_campaign(demo).config_hash() == load_campaign(demo).config_hash()
     changed = load_campaign(_write(tmp_path, text.replace("[Cu, Ni]", "[Cu, Al]"), "b.yaml"))
     assert changed.config_hash() != first.config_hash()
     assert CampaignConfig.model_validate(document).to_document() == document
