@@ -309,6 +309,10 @@ def run_campaign(
                 finished = _finish_once(session, k, "converged")
                 break
             chosen = select_stage(session, k, progress)
+            if not chosen["structure_ids"]:  # nothing to learn: committee k is committee k-1
+                log.warning("iteration %d selected nothing; the committee is kept", k)
+                _keep_committee(session, k)
+                continue
             label = label_stage(session, k, chosen["structure_ids"], workers, progress)
             if not _labelled(session, k):
                 return _summary(session, label, None)
@@ -334,6 +338,16 @@ def _train(session: CampaignSession, iteration: int, progress: Progress) -> dict
         },
     )
     return result
+
+
+def _keep_committee(session: CampaignSession, iteration: int) -> None:
+    """Record that iteration ``iteration`` trains nothing and reuses the previous committee."""
+    if stage_record(session.store, session.name, iteration, "train") is None:
+        previous = stage_record(session.store, session.name, iteration - 1, "train")["result"]
+        reused = previous.get("reused_from", iteration - 1)
+        record_stage(
+            session.store, session.name, iteration, "train", {**previous, "reused_from": reused}
+        )
 
 
 def _labelled(session: CampaignSession, iteration: int) -> bool:

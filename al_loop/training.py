@@ -190,6 +190,11 @@ def _cache(session: CampaignSession, iteration: int, member: int) -> Path:
 def committee_files(session: CampaignSession, iteration: int) -> list[Path]:
     """The committee's model files of ``iteration``, fetched from GridFS when the local copy is
     missing or differs (the database is the reference)."""
+    trained = session.store.db.metrics.find_one(
+        {"campaign": session.name, "iteration": iteration, "stage": "train", "status": "done"}
+    )
+    if trained and trained["result"].get("reused_from") is not None:  # nothing was selected
+        iteration = trained["result"]["reused_from"]
     docs = session.store.models(session.name, iteration)
     if len(docs) < session.config.committee.n_models:
         raise RuntimeError(
