@@ -67,3 +67,21 @@ def test_conditions_cover_the_grid(tmp_path: Path, store: Store) -> None:
     assert set(grid) == {
         (e, t, p) for e in ("npt", "heat") for t in (300.0, 900.0) for p in (0.0, 100.0)
     }
+
+
+def test_an_iteration_without_selection_reuses_the_committee(tmp_path: Path, store: Store) -> None:
+    from al_loop.loop import _keep_committee
+    from al_loop.training import committee_files
+
+    s = session(tmp_path, store)
+    s.workdir = tmp_path / "run"
+    for member in range(s.config.committee.n_models):
+        doc = {"campaign": "c", "iteration": 1, "member": member}
+        store.add_model(doc, f"model {member}".encode())
+    record_stage(store, "c", 1, "train", {"n_train": 5, "held_out": {"n": 0}})
+    _keep_committee(s, 2)
+    _keep_committee(s, 3)  # twice in a row still points at the last trained one
+    result = store.db.metrics.find_one({"iteration": 3, "stage": "train"})["result"]
+    assert result["reused_from"] == 1 and result["n_train"] == 5
+    files = committee_files(s, 3)
+    assert [f.read_bytes() for f in files] == [f"model {m}".encode() for m in range(4)]
