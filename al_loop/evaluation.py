@@ -14,7 +14,9 @@ def predict(calc: Any, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
     """The committee's mean energy, forces and force spread for each structure."""
     out = []
     for reference in structures:
-        atoms = Atoms(reference.numbers, reference.positions, cell=reference.cell, pbc=True)
+        atoms = Atoms(
+            reference.numbers, reference.positions, cell=reference.cell, pbc=reference.pbc
+        )
         atoms.calc = calc
         forces = atoms.get_forces()
         out.append(
