@@ -357,6 +357,8 @@ class CommitteeConfig(_Section):
     @field_validator("mace_args")
     @classmethod
     def _known_mace_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            return value
         from calculators.mace_train import train_options
 
         known = train_options()

@@ -10,7 +10,9 @@ replay file it is mace's multi-head fine-tuning, whose fine-tuned head is ``Defa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import logging
 import os
 import subprocess
@@ -140,7 +142,8 @@ def train_args(
 @functools.cache
 def _parser_actions() -> dict[str, argparse.Action]:
     """mace-torch's trainer options by name (its own argument parser)."""
-    from mace.tools.arg_parser import build_default_arg_parser
+    with contextlib.redirect_stdout(io.StringIO()):  # mace prints a notice about cuequivariance
+        from mace.tools.arg_parser import build_default_arg_parser
 
     actions = {}
     for action in build_default_arg_parser()._actions:

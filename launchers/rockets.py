@@ -89,7 +89,9 @@ def run_workers(
                 process.wait()
 
 
-def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tuple[int, int, str]]:
+def lost_local_runs(
+    lp: LaunchPad, campaign: str, launch_dir: Path
+) -> list[tuple[int, int | None, str]]:
     """``campaign``'s Fireworks left RUNNING by a local launcher (under ``launch_dir``) that no
     longer exists, killed with al-loop or by hand, as (fw_id, launch_id, launch state).
 
@@ -99,9 +101,16 @@ def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tupl
     lost = []
     root = launch_dir.resolve()
     for fw in lp.fireworks.find(
-        {"spec.al_loop.campaign": campaign, "state": "RUNNING"}, {"fw_id": 1}
+        {"spec.al_loop.campaign": campaign, "state": {"$in": ["RUNNING", "RESERVED"]}},
+        {"fw_id": 1, "state": 1},
     ):
         launch = lp.launches.find_one({"fw_id": fw["fw_id"]}, sort=[("launch_id", -1)])
+        if launch is None and fw["state"] == "RESERVED":
+            # rapidfire reserves a Firework, then creates its launch: a launcher killed in
+            # between leaves no launch to tell whose it was; lost if no local launcher lives
+            if not _any_local_launcher_alive(root):
+                lost.append((fw["fw_id"], None, "RESERVED"))
+            continue
         if launch is None or socket.gethostname() != launch.get("host"):
             continue
         path = Path(launch.get("launch_dir", "")).resolve()
@@ -121,6 +130,16 @@ def lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[tupl
     return lost
 
 
+def _any_local_launcher_alive(root: Path) -> bool:
+    for pid_file in root.glob(f"*/{PID_FILE}") if root.is_dir() else []:
+        try:
+            if pid_alive(int(pid_file.read_text())):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[int]:
     """Repair the lost local runs of :func:`lost_local_runs`; returns their Fireworks.
 
@@ -132,7 +151,9 @@ def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> lis
         # a launcher killed inside FireWorks' workflow lock leaves it set; the workflow holds
         # this Firework alone (launchers.workflows), so no one else can be holding it
         lp.workflows.update_one({"nodes": fw_id}, {"$unset": {"locked": ""}})
-        if launch_state == "RUNNING":
+        if launch_id is None:  # reserved, never launched
+            lp.rerun_fw(fw_id)
+        elif launch_state in ("RUNNING", "RESERVED"):
             lp.mark_fizzled(launch_id)
             lp.rerun_fw(fw_id)
         else:

@@ -299,6 +299,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(
 
 def test_read_only_commands_refuse_a_campaign_without_data(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    config["committee"]["foundation_model"] = None
     config["workdir"] = str(tmp_path / "nowhere")
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -514,3 +514,21 @@ def test_firework_left_running_after_its_launch_finished_is_refreshed(make_rig: 
     assert len(rig.launches()) == 1  # refreshed, not rerun
     assert all(d["attempts"] == 1 for d in rig.labels())
     assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == []
+
+
+def test_firework_reserved_by_a_killed_launcher_is_made_ready(make_rig: Any) -> None:
+    """rapidfire reserves a Firework before it creates the launch: a launcher killed in
+    between (seen in CI) leaves it RESERVED with no launch. With no local launcher alive it is
+    put back to READY and run."""
+    rig = make_rig("uri")
+    ids = rig.store.add_structures(random_cells(2, seed=9), CAMPAIGN, 0)
+    rig.submit(ids, batch_size=2)
+    (fw_id,) = rig.fw_states()
+    rig.lp.fireworks.update_one({"fw_id": fw_id}, {"$set": {"state": "RESERVED"}})
+    rig.lp.workflows.update_one({"nodes": fw_id}, {"$set": {f"fw_states.{fw_id}": "RESERVED"}})
+
+    assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == [fw_id]
+    assert rig.fw_states() == {fw_id: "READY"}
+    rig.run(workers=1, timeout_s=120)
+    assert rig.fw_states() == {fw_id: "COMPLETED"}
+    assert {d["status"] for d in rig.labels()} == {"ok"} and len(rig.labels()) == 2
