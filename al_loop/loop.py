@@ -156,19 +156,20 @@ def select_stage(
     calc = load_committee(session, iteration - 1, cfg.exploration.dtype)
     sel = cfg.selection
     lo, hi = sel.trust_lo_eV_A, sel.trust_hi_eV_A
-    in_window = (spreads >= lo) & (spreads < hi)
-    if sel.adaptive_percentile is not None:
-        in_window = np.isfinite(spreads) & (spreads < hi)
+    # frames that can be picked (with an adaptive window, any finite spread below hi) need a
+    # descriptor; the others get a zero row that selection never reads
+    pickable = np.isfinite(spreads) & (spreads < hi)
+    if sel.adaptive_percentile is None:
+        pickable &= spreads >= lo
+    computed = {int(i): calc.descriptor(frames[i]) for i in np.flatnonzero(pickable)}
+    reference = None
     descriptors = np.zeros((len(frames), 1))
-    if in_window.any():
-        width = len(calc.descriptor(frames[int(np.argmax(in_window))]))
-        descriptors = np.zeros((len(frames), width))
-        for i in np.flatnonzero(in_window):  # only frames that can be picked need one
-            descriptors[i] = calc.descriptor(frames[i])
+    if computed:
+        descriptors = np.zeros((len(frames), len(next(iter(computed.values())))))
+        for i, row in computed.items():
+            descriptors[i] = row
         train, held_out = labelled_structures(session)
         reference = np.array([calc.descriptor(a) for a in train + held_out])
-    else:
-        reference = None
     choice = select(
         spreads,
         descriptors,

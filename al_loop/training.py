@@ -164,9 +164,11 @@ def train_stage(session: CampaignSession, iteration: int, progress: Any = None) 
             "training_wall_s": wall,
             "software": software_versions(),
         }
-        store.add_model(doc, model.path.read_bytes())
+        data = model.path.read_bytes()
+        doc["sha256"] = hashlib.sha256(data).hexdigest()
+        store.add_model(doc, data)
         _cache(session, iteration, member).parent.mkdir(parents=True, exist_ok=True)
-        _cache(session, iteration, member).write_bytes(model.path.read_bytes())
+        _cache(session, iteration, member).write_bytes(data)
         members.append(doc)
         log.info("iteration %d member %d trained in %.0f s", iteration, member, wall)
     committee = load_committee(session, iteration, cfg.committee.dtype)
@@ -189,7 +191,7 @@ def _cache(session: CampaignSession, iteration: int, member: int) -> Path:
 
 def committee_files(session: CampaignSession, iteration: int) -> list[Path]:
     """The committee's model files of ``iteration``, fetched from GridFS when the local copy is
-    missing or differs (the database is the reference)."""
+    missing or its SHA-256 differs from the stored one (the database is the reference)."""
     trained = session.store.db.metrics.find_one(
         {"campaign": session.name, "iteration": iteration, "stage": "train", "status": "done"}
     )
@@ -204,10 +206,9 @@ def committee_files(session: CampaignSession, iteration: int) -> list[Path]:
     paths = []
     for doc in docs:
         path = _cache(session, iteration, doc["member"])
-        data = session.store.read_file(doc["file_id"])
-        if not path.is_file() or path.read_bytes() != data:
+        if not path.is_file() or _sha256(path) != doc.get("sha256"):
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            path.write_bytes(session.store.read_file(doc["file_id"]))
         paths.append(path)
     return paths
 

@@ -119,10 +119,7 @@ def lost_local_runs(
         # the launcher's folder: the nearest folder above the launch with a pid file
         pid_files = [d / PID_FILE for d in path.parents if root in (d, *d.parents)]
         pid_file = next((f for f in pid_files if f.exists()), None)
-        try:
-            pid = int(pid_file.read_text()) if pid_file else None
-        except ValueError:
-            pid = None
+        pid = _read_pid(pid_file) if pid_file else None
         if pid is None:
             continue
         if not pid_alive(pid):
@@ -130,14 +127,16 @@ def lost_local_runs(
     return lost
 
 
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text())
+    except ValueError:
+        return None
+
+
 def _any_local_launcher_alive(root: Path) -> bool:
-    for pid_file in root.glob(f"*/{PID_FILE}") if root.is_dir() else []:
-        try:
-            if pid_alive(int(pid_file.read_text())):
-                return True
-        except ValueError:
-            continue
-    return False
+    pids = [_read_pid(f) for f in root.glob(f"*/{PID_FILE}")]
+    return any(pid is not None and pid_alive(pid) for pid in pids)
 
 
 def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[int]:

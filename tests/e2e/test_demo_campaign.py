@@ -97,6 +97,7 @@ def test_every_stage_model_and_plot_is_recorded(demo: tuple[Path, Path]) -> None
         ]
         for m in models:  # provenance: foundation, data, settings, metrics, versions
             assert m["foundation"]["sha256"] and m["label_ids"] and m["hyperparameters"]
+            assert len(m["sha256"]) == 64
             assert m["metrics"]["valid"]["n"] >= 1 and m["software"]["mace-torch"]
         iteration2 = [m for m in models if m["iteration"] == 2]
         assert all(len(m["label_ids"]) > len(models[0]["label_ids"]) for m in iteration2)
@@ -137,7 +138,11 @@ def test_committee_is_reloaded_from_the_database(demo: tuple[Path, Path]) -> Non
         shutil.rmtree(tmp / "run" / "models")
         atoms.calc = load_committee(session, 2)
         assert atoms.get_potential_energy() == before
-        assert len(list((tmp / "run" / "models").rglob("*.model"))) == 2
+        files = sorted((tmp / "run" / "models").rglob("*.model"))
+        assert len(files) == 2
+        files[0].write_bytes(b"changed by hand")  # a damaged cache is replaced too
+        atoms.calc = load_committee(session, 2)
+        assert atoms.get_potential_energy() == before
 
 
 def test_rerun_is_idempotent(demo: tuple[Path, Path]) -> None:
