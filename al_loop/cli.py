@@ -98,9 +98,19 @@ def validate(campaign: CampaignFile) -> None:
     )
 
 
+_STARTED = time.monotonic()
+
+
 def _progress(stage: str, info: dict[str, Any]) -> None:
-    """One line per event, flushed (batch jobs write stdout to a file)."""
-    _print_progress(stage, info)
+    """One line per event, after the time since the command started, flushed (batch jobs
+    write stdout to a file)."""
+    minutes, seconds = divmod(int(time.monotonic() - _STARTED), 60)
+    wrap, console.soft_wrap = console.soft_wrap, True  # one event, one line, whatever the width
+    try:
+        console.print(f"[dim]{minutes:3d}:{seconds:02d}[/] ", end="")
+        _print_progress(stage, info)
+    finally:
+        console.soft_wrap = wrap
     sys.stdout.flush()
 
 
@@ -147,8 +157,8 @@ def _print_progress(stage: str, info: dict[str, Any]) -> None:
     elif stage == "explored":
         f = info["fractions"]
         console.print(
-            f"{it}[cyan]explored[/]: {info['frames']} frames: accurate {f['accurate']:.0%}, "
-            f"candidate {f['candidate']:.0%}, failed {f['failed']:.0%}; median spread "
+            f"{it}[cyan]explored[/]: {info['frames']} frames: accurate {f['accurate']:.1%}, "
+            f"candidate {f['candidate']:.1%}, failed {f['failed']:.1%}; median spread "
             f"{_num(info['median_spread'])} eV/Å"
         )
     elif stage == "selected":
@@ -354,7 +364,7 @@ def status(campaign: CampaignFile) -> None:
                     f"{n} {k}"
                     for k, n in stages.get("label", {}).get("labels_by_status", {}).items()
                 ),
-                f"{f['accurate']:.0%}/{f['candidate']:.0%}/{f['failed']:.0%}" if f else "",
+                f"{f['accurate']:.1%}/{f['candidate']:.1%}/{f['failed']:.1%}" if f else "",
                 str(stages.get("select", {}).get("n_selected", "")),
                 _num(trained.get("force_rmse_eV_A")) if trained else "",
                 _num(calibration.get("spearman")) if calibration else "",

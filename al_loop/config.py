@@ -331,7 +331,12 @@ class CommitteeConfig(_Section):
     energy_weight: Annotated[Float, Field(ge=0)] = 1.0
     forces_weight: Annotated[Float, Field(ge=0)] = 100.0
     stress_weight: Annotated[Float, Field(ge=0)] = 1.0
+    #: Exponential moving average of the weights while training (null: off); see docs/design.md.
+    ema_decay: Annotated[Float, Field(gt=0, lt=1)] | None = 0.99
     bootstrap: Bool = True
+    #: Members trained at the same time (null: one per CPU core up to n_models on cpu, one on
+    #: cuda); the cores are shared out among them.
+    parallel_trainings: Annotated[Int, Field(ge=1)] | None = None
     #: Fraction of labels never trained on: the committee's error is measured on them.
     held_out_fraction: Annotated[Float, Field(ge=0, lt=0.5)] = 0.1
     #: Architecture when training from scratch (a fine-tuned model keeps its foundation's).
@@ -382,6 +387,13 @@ class ExplorationConfig(_Section):
     frame_interval: Annotated[Int, Field(ge=1)] = 10
     max_spread_eV_A: Annotated[Float, Field(gt=0)] = 1.0
     heat_factor: Annotated[Float, Field(gt=1, le=10)] = 2.0
+    #: Where trajectories start: the ``seeds`` (labelled structures of iteration 0, as DP-GEN
+    #: starts from its initial configurations every iteration: the explored distribution stays
+    #: the same, so accurate fractions compare across iterations) or any ``labelled`` structure.
+    starts: Literal["seeds", "labelled"] = "seeds"
+    #: What drives the dynamics: ``first`` member (DP-GEN's way; the committee is evaluated on
+    #: recorded frames only, ~4x cheaper) or the committee ``mean``.
+    driver: Literal["first", "mean"] = "first"
     #: Starting structures per (ensemble, T, P), drawn from the labelled ones.
     trajectories_per_condition: Annotated[Int, Field(ge=1)] = 1
     #: Precision of the committee during MD (training uses committee.dtype).

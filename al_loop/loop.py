@@ -59,7 +59,8 @@ def _frames_from_bytes(data: bytes) -> list[Atoms]:
 def explore_stage(
     session: CampaignSession, iteration: int, progress: Progress = _quiet
 ) -> dict[str, Any]:
-    """Committee MD from labelled structures; the frames go to GridFS, their table to metrics."""
+    """Committee MD from labelled structures (the seeds by default); the frames go to GridFS,
+    their table to metrics."""
     done = stage_record(session.store, session.name, iteration, "explore")
     if done:
         return done["result"]
@@ -67,6 +68,8 @@ def explore_stage(
     exp = cfg.exploration
     train, held_out = labelled_structures(session)
     pool = train + held_out
+    if exp.starts == "seeds":
+        pool = [a for a in pool if a.info["first_iteration"] == 0] or pool
     rng = np.random.default_rng([cfg.seed, iteration])
     todo = conditions(cfg)
     starts = [pool[int(i)] for i in rng.integers(len(pool), size=len(todo))]
@@ -94,7 +97,8 @@ def explore_stage(
             },
         )
 
-    frames = explore(starts, calc, todo, settings, cfg.seed * 1000 + iteration, report)
+    driver = calc.first_member() if exp.driver == "first" else calc
+    frames = explore(starts, calc, todo, settings, cfg.seed * 1000 + iteration, report, driver)
     table = frame_table(frames)
     sel = cfg.selection
     classes = classify(table["force_spread"], sel.trust_lo_eV_A, sel.trust_hi_eV_A)

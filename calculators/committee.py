@@ -14,8 +14,6 @@ it with one calculator per model).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -49,10 +47,10 @@ def mace_calculator(
 ) -> Any:
     """mace's own calculator over ``model_paths``, on the fine-tuned head of multi-head models."""
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    with contextlib.redirect_stdout(io.StringIO()):  # mace prints a notice about cuequivariance
-        from mace.calculators import MACECalculator
+    from calculators.mace_train import FINETUNED_HEAD, quiet_mace_import
 
-    from calculators.mace_train import FINETUNED_HEAD
+    with quiet_mace_import():
+        from mace.calculators import MACECalculator
 
     paths = [str(p) for p in model_paths]
     return MACECalculator(
@@ -81,7 +79,7 @@ class CommitteeCalculator(Calculator):
         self.model_paths = [Path(p) for p in model_paths]
         self.mace = mace_calculator(self.model_paths, device, dtype)
         self._device, self._dtype = device, dtype
-        self._first: Any = None  # the first member alone, for descriptors
+        self._first: Any = None  # the first member alone (descriptors, MD driver)
 
     def calculate(
         self,
@@ -113,10 +111,14 @@ class CommitteeCalculator(Calculator):
         self.get_forces(atoms)
         return {k: self.results[k] for k in ("force_spread", "energy_spread", "stress_spread")}
 
+    def first_member(self) -> Any:
+        """The first model alone, as mace's calculator (built once)."""
+        if self._first is None:
+            self._first = mace_calculator(self.model_paths[:1], self._device, self._dtype)
+        return self._first
+
     def descriptor(self, atoms: Atoms) -> np.ndarray:
         """A structure descriptor: the first model's invariant node features, averaged over
-        atoms (a fixed length whatever the number of atoms)."""
-        if self._first is None:  # one model, not the whole committee (measured: ~N times cheaper)
-            self._first = mace_calculator(self.model_paths[:1], self._device, self._dtype)
-        features = self._first.get_descriptors(atoms, invariants_only=True)
+        atoms (a fixed length whatever the number of atoms; one model, ~N times cheaper)."""
+        features = self.first_member().get_descriptors(atoms, invariants_only=True)
         return np.asarray(features, dtype=float).mean(axis=0)

@@ -17,7 +17,8 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ class TrainSettings:
     energy_weight: float = 1.0
     forces_weight: float = 100.0
     stress_weight: float = 1.0
+    #: Decay of an exponential moving average of the weights (mace's ``--ema``); None: off.
+    #: Without it the final weights carry the optimiser's noise, which the committee's spread
+    #: then measures (docs/design.md).
+    ema_decay: float | None = 0.99
     replay_samples: int = 1000
     extra_args: dict[str, Any] = field(default_factory=dict)
 
@@ -64,11 +69,19 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class TrainedModel:
+    """A trained model file. Nothing is loaded in this process until ``heads`` is asked for, so
+    :func:`train_mace` can run in worker threads: loading a MACE model runs torch.fx tracing,
+    which patches ``torch.nn.Module.__call__`` for the whole process, and a model evaluated in
+    another thread at that moment fails ("module is not installed as a submodule")."""
+
     path: Path
     seed: int
     args: list[str]
     log_file: Path
-    heads: list[str]
+
+    @property
+    def heads(self) -> list[str]:
+        return model_heads(self.path)
 
 
 def labelled_atoms(
@@ -120,6 +133,8 @@ def train_args(
         "eval_interval": 1,
         "save_cpu": True,
     }
+    if s.ema_decay is not None:
+        args |= {"ema": True, "ema_decay": s.ema_decay}
     if foundation is None:
         args |= {
             "model": "MACE",
@@ -139,10 +154,22 @@ def train_args(
     return command_line(args)
 
 
+_QUIET = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_mace_import() -> Iterator[None]:
+    """Swallow what mace prints on import (a notice about cuequivariance). ``sys.stdout`` is
+    process-wide: two threads redirecting at once can leave it pointing at a dead buffer (seen:
+    the CLI's progress lines vanished), hence the lock."""
+    with _QUIET, contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
 @functools.cache
 def _parser_actions() -> dict[str, argparse.Action]:
     """mace-torch's trainer options by name (its own argument parser)."""
-    with contextlib.redirect_stdout(io.StringIO()):  # mace prints a notice about cuequivariance
+    with quiet_mace_import():
         from mace.tools.arg_parser import build_default_arg_parser
 
     actions = {}
@@ -220,7 +247,7 @@ def train_mace(
         reported = [line for line in lines if " ERROR: " in line]
         tail = "\n".join([*reported, "...", *lines[-15:]])
         raise TrainingFailed(f"mace run_train exited with code {code} (log: {log_file}):\n{tail}")
-    return TrainedModel(model, seed, args, log_file, model_heads(model))
+    return TrainedModel(model, seed, args, log_file)
 
 
 def model_heads(path: Path) -> list[str]:

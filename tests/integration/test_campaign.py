@@ -108,3 +108,36 @@ def test_uri_from_environment_or_file(
         assert specs and all(mongo_uri not in str(spec) for spec in specs)
         session.store.client.drop_database(database)
         session.store.client.drop_database(f"{database}_fw")
+
+
+def test_a_member_that_fails_to_train_loses_none_of_the_others(
+    tmp_path: Path, mongo_uri: str, standin_model: Path
+) -> None:
+    """Members train two at a time; one fails for real (its folder cannot be made). The others
+    are stored, the error is raised, and the next run trains only the missing member."""
+    from al_loop.training import train_stage
+
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    committee = {
+        "n_models": 3,
+        "foundation_model": str(standin_model),
+        "max_epochs": 1,
+        "parallel_trainings": 2,
+        "held_out_fraction": 0.0,
+    }
+    config = load_campaign(write_campaign(tmp_path, mongo_uri, database, committee=committee))
+    run_campaign(config)
+    blocked = tmp_path / "run" / "training" / "iter000" / "member1"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where member 1's folder goes")
+    with open_campaign(config) as session:
+        with pytest.raises(FileExistsError):
+            train_stage(session, 0)
+        stored = {d["member"]: d["sha256"] for d in session.store.models(config.name, 0)}
+        assert sorted(stored) == [0, 2]
+        blocked.unlink()
+        result = train_stage(session, 0)
+        again = {d["member"]: d["sha256"] for d in session.store.models(config.name, 0)}
+    assert sorted(again) == [0, 1, 2] and result["models"] == 3
+    assert {m: again[m] for m in (0, 2)} == stored  # not trained again
+    assert result["parallel_trainings"] == 2

@@ -69,6 +69,28 @@ def test_every_ensemble_records_frames_with_all_keys() -> None:
     assert len(nvt) == 4 and np.ptp(nvt) == 0  # NVT keeps the cell found at the target P
 
 
+class CountingSpread(EMTWithSpread):
+    """EMTWithSpread that counts its evaluations."""
+
+    calls = 0
+
+    def calculate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().calculate(*args, **kwargs)
+        self.calls += 1
+
+
+def test_a_driver_runs_the_dynamics_and_the_committee_only_scores_frames() -> None:
+    settings = MDSettings(steps=40, frame_interval=10)
+    committee = CountingSpread()
+    frames = run_trajectory(copper(), committee, "nvt", 300.0, 0.0, settings, "t", 0, EMT())
+    assert [f.info["phase"] for f in frames][-4:] == ["md"] * 4
+    assert committee.calls == len(frames)  # once per recorded frame, not per step
+    assert all(f.info["force_spread"] == 0.01 for f in frames)
+    alone = CountingSpread()
+    run_trajectory(copper(), alone, "nvt", 300.0, 0.0, settings, "t", 0)
+    assert alone.calls > settings.steps  # driving itself: every step
+
+
 def test_trajectory_stops_when_the_spread_passes_the_bound(committee_models: list[Path]) -> None:
     calc = CommitteeCalculator(committee_models, device="cpu", dtype="float32")
     settings = MDSettings(steps=100, frame_interval=10, max_spread_eV_A=1e-6)

@@ -82,7 +82,9 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "energy_weight": 1.0,
         "forces_weight": 100.0,
         "stress_weight": 1.0,
+        "ema_decay": 0.99,
         "bootstrap": True,
+        "parallel_trainings": None,
         "held_out_fraction": 0.1,
         "num_channels": 32,
         "max_L": 1,
@@ -96,6 +98,8 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "frame_interval": 10,
         "max_spread_eV_A": 1.0,
         "heat_factor": 2.0,
+        "driver": "first",
+        "starts": "seeds",
         "trajectories_per_condition": 1,
         "dtype": "float32",
     }
