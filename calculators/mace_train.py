@@ -217,6 +217,9 @@ def train_mace(
             f"training needs labelled structures: got {len(train)} train, {len(valid)} validation"
         )
     workdir = workdir.resolve()  # the trainer runs in it: every path it is given is absolute
+    if foundation is not None and Path(foundation).is_file():  # a file, not a named model
+        foundation = Path(foundation).resolve()
+    replay_file = replay_file.resolve() if replay_file is not None else None
     workdir.mkdir(parents=True, exist_ok=True)
     train_file, valid_file = workdir / "train.xyz", workdir / "valid.xyz"
     write(train_file, list(train), format="extxyz")

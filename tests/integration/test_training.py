@@ -3,6 +3,7 @@ failures, and models stored in (and reloaded from) the database."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,6 +39,20 @@ def test_fine_tuning_starts_from_the_foundation(standin_model: Path, tmp_path: P
     assert "--E0s=foundation" in model.args and "--multiheads_finetuning=False" in model.args
     # the weights and E0s are the foundation's: it predicts what the foundation predicts
     assert predict_energy(model.path) == pytest.approx(predict_energy(standin_model), abs=1e-6)
+
+
+def test_relative_paths_are_taken_from_the_callers_folder(
+    standin_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainer runs inside its work folder: a relative foundation path must still work."""
+    monkeypatch.chdir(tmp_path)
+    relative = Path(os.path.relpath(standin_model, tmp_path))
+    data = emt_structures(["Cu"], 4, seed=2)
+    model = train_mace(
+        data[1:], data[:1], Path("work"), seed=1, settings=QUICK, foundation=relative
+    )
+    assert model.path == (tmp_path / "work" / "model.model") and model.path.is_file()
+    assert "--foundation_model=" + str(standin_model.resolve()) in model.args
 
 
 def test_multi_head_fine_tuning_with_a_replay_set(standin_model: Path, tmp_path: Path) -> None:
