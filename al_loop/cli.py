@@ -141,6 +141,8 @@ def _print_progress(stage: str, info: dict[str, Any]) -> None:
         console.print(
             f"{it}[cyan]train[/]: member {info['member']} on {info['n_train']} structures"
         )
+    elif stage == "member":
+        console.print(f"{it}[cyan]member[/] {info['member']} trained in {info['wall_s']:.0f} s")
     elif stage == "trained":
         console.print(
             f"{it}[cyan]trained[/]: {info['n_train']} training labels, held-out force RMSE "

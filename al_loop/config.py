@@ -343,7 +343,7 @@ class CommitteeConfig(_Section):
     num_channels: Annotated[Int, Field(ge=1)] = 32
     max_L: Annotated[Int, Field(ge=0, le=3)] = 1
     r_max_A: Annotated[Float, Field(gt=0, le=12)] = 5.0
-    #: Further ``mace_run_train`` options, without the leading dashes (e.g. ``ema: true``).
+    #: Further ``mace_run_train`` options, without the leading dashes (e.g. ``swa: true``).
     mace_args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("foundation_model")
@@ -364,10 +364,12 @@ class CommitteeConfig(_Section):
     def _known_mace_args(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not value:
             return value
-        from calculators.mace_train import train_options
+        from calculators.mace_train import OWN_OPTIONS, train_options
 
         known = train_options()
         for key in value:
+            if key in OWN_OPTIONS:
+                raise ValueError(f"{key!r} is set by al-loop; set {OWN_OPTIONS[key]} instead")
             if key not in known:
                 raise ValueError(
                     f"{key!r} is not an option of mace_run_train{_did_you_mean(key, known)}"
@@ -392,9 +394,9 @@ class ExplorationConfig(_Section):
     #: the same, so accurate fractions compare across iterations) or any ``labelled`` structure.
     starts: Literal["seeds", "labelled"] = "seeds"
     #: What drives the dynamics: ``first`` member (DP-GEN's way; the committee is evaluated on
-    #: recorded frames only, ~4x cheaper) or the committee ``mean``.
+    #: recorded frames only; benchmarks/training_bench.py) or the committee ``mean``.
     driver: Literal["first", "mean"] = "first"
-    #: Starting structures per (ensemble, T, P), drawn from the labelled ones.
+    #: Trajectories per (ensemble, T, P), each from a structure drawn from `starts`.
     trajectories_per_condition: Annotated[Int, Field(ge=1)] = 1
     #: Precision of the committee during MD (training uses committee.dtype).
     dtype: Literal["float32", "float64"] = "float32"

@@ -1,7 +1,7 @@
 """Committee-driven MD with ASE at the campaign's (T, P): the pool that selection draws from.
 
 Each trajectory starts from a labelled structure, is compressed to the target pressure (a few
-isotropic rescalings guided by the committee's pressure and a bulk-modulus estimate that grows
+isotropic rescalings guided by the driver's pressure and a bulk-modulus estimate that grows
 with pressure), then runs NVT (Langevin), NPT (Berendsen) or ``heat`` (NPT with the thermostat
 ramped from T to ``heat_factor`` x T, through melting). Pressures up to 500 GPa shrink volumes by
 half or more, so the time step scales with the interatomic distance ((V/V0)^(1/3)) and the
@@ -9,8 +9,8 @@ barostat's compressibility with 1/B(P). A trajectory stops as soon as the commit
 spread passes ``max_spread`` or anything turns non-finite: the potential has left its domain.
 
 The dynamics can be driven by one member (``driver``) while the whole committee is evaluated
-only on the recorded frames, as DP-GEN does with LAMMPS: on 8 atoms one member costs 20-30 ms
-per step against 95-115 ms for four (docs/benchmarks.md).
+only on the recorded frames, as DP-GEN does with LAMMPS (``benchmarks/training_bench.py``
+measures both drivers).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from calculators.committee import SPREAD_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +70,6 @@ def pressure_GPa(atoms: Atoms, include_kinetic: bool = False) -> float:
     return float(-stress[:3].mean() / units.GPa)
 
 
-SPREAD_KEYS = ("force_spread", "energy_spread", "stress_spread")
-
-
 def _frame(atoms: Atoms, info: dict[str, Any], committee: Any | None) -> Atoms:
     """A bare copy of ``atoms`` with ``info`` and the committee's spreads on it (NaN when
     ``committee`` is None: nothing could be computed)."""
@@ -85,8 +84,8 @@ def _frame(atoms: Atoms, info: dict[str, Any], committee: Any | None) -> Atoms:
         try:
             snapshot.get_forces()
             results = committee.results
-        except (ValueError, FloatingPointError, RuntimeError) as exc:
-            log.info("the committee failed on a frame of %s: %s", info.get("trajectory"), exc)
+        except (ValueError, FloatingPointError, RuntimeError) as exc:  # stops the trajectory
+            frame.info["committee_error"] = f"committee failed: {exc}"
     for key in SPREAD_KEYS:
         frame.info[key] = float(results.get(key, np.nan))
     return frame
@@ -100,19 +99,24 @@ def _stop(frame: Atoms, reason: str) -> None:
     frame.info["force_spread"] = float("inf")
 
 
-def _finite(atoms: Atoms) -> bool:
-    """Compute the committee on ``atoms``; False if anything is not finite."""
-    atoms.get_stress()
-    calc = atoms.calc
-    return bool(
-        np.isfinite(calc.results["energy"])
-        and np.isfinite(calc.results["forces"]).all()
+def _driver_problem(atoms: Atoms) -> str:
+    """Compute the driver on ``atoms``: "" when energy, forces and positions are finite, else
+    what went wrong."""
+    try:
+        atoms.get_stress()
+    except (ValueError, FloatingPointError, RuntimeError) as exc:
+        return f"driver failed: {exc}"
+    results = atoms.calc.results
+    finite = (
+        np.isfinite(results["energy"])
+        and np.isfinite(results["forces"]).all()
         and np.isfinite(atoms.positions).all()
     )
+    return "" if finite else "non-finite energy, forces or positions"
 
 
 class UnphysicalPressure(RuntimeError):
-    """The committee's pressure fell while the cell was compressed: outside its domain."""
+    """The driver's pressure fell while the cell was compressed: outside its domain."""
 
 
 def compress(
@@ -164,7 +168,8 @@ def run_trajectory(
 
     def record(phase: str, step: int) -> bool:
         """Record a frame; False when the trajectory must stop."""
-        ok = _finite(atoms)
+        problem = _driver_problem(atoms)
+        ok = not problem
         kinetic = phase == "md"
         info = {
             **base,
@@ -175,8 +180,9 @@ def run_trajectory(
         }
         frames.append(_frame(atoms, info, calc if ok else None))
         spread = frames[-1].info["force_spread"]
-        if not ok or not np.isfinite(spread):
-            _stop(frames[-1], "non-finite energy, forces or spread")
+        problem = problem or frames[-1].info.pop("committee_error", "")
+        if problem or not np.isfinite(spread):
+            _stop(frames[-1], problem or "non-finite spread")
         elif spread > settings.max_spread_eV_A:
             frames[-1].info["stop_reason"] = f"force spread above {settings.max_spread_eV_A}"
         if frames[-1].info["stop_reason"]:
@@ -197,6 +203,10 @@ def run_trajectory(
     except UnphysicalPressure as exc:
         log.info("%s stopped while compressing: %s", trajectory, exc)
         _stop(frames[-1], f"unphysical compression: {exc}")
+        return frames
+    except (ValueError, FloatingPointError, RuntimeError) as exc:  # the driver failed
+        log.info("%s stopped while compressing: %s", trajectory, exc)
+        _stop(frames[-1], f"compression failed: {exc}")
         return frames
     scale = min(1.0, (atoms.get_volume() / volume0) ** (1 / 3))
     dt = settings.timestep_fs * scale * units.fs

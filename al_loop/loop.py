@@ -69,7 +69,14 @@ def explore_stage(
     train, held_out = labelled_structures(session)
     pool = train + held_out
     if exp.starts == "seeds":
-        pool = [a for a in pool if a.info["first_iteration"] == 0] or pool
+        seeds = [a for a in pool if a.info["first_iteration"] == 0]
+        if not seeds:
+            log.warning(
+                "iteration %d: no seed structure is labelled ok; MD starts from any "
+                "labelled structure",
+                iteration,
+            )
+        pool = seeds or pool
     rng = np.random.default_rng([cfg.seed, iteration])
     todo = conditions(cfg)
     starts = [pool[int(i)] for i in rng.integers(len(pool), size=len(todo))]

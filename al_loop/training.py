@@ -116,11 +116,13 @@ def foundation_spec(session: CampaignSession) -> dict[str, Any] | None:
 
 
 def training_slots(session: CampaignSession, device: str) -> tuple[int, int | None]:
-    """(members trained at once, torch threads each): the configured number, or one per CPU core
-    up to the committee size on cpu (measured: 4 members in 64 s two at a time with one thread
-    each, 104 s one after another with two threads), one on a GPU."""
+    """(members trained at once, torch threads each): the configured number, or on cpu one per
+    core this process may use (a batch job's share) up to the committee size, one on a GPU.
+    Measured: 4 members in 68 s two at a time with one thread each, 99 s one after another
+    with two threads (benchmarks/training_bench.py)."""
     c = session.config.committee
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
     if c.parallel_trainings is not None:
         slots = c.parallel_trainings
     else:
@@ -170,44 +172,65 @@ def train_stage(session: CampaignSession, iteration: int, progress: Any = None) 
         )
         return model, time.perf_counter() - started
 
+    def provenance(member: int) -> dict[str, Any]:
+        train_idx, valid_idx = splits[member]
+        return {
+            "foundation": foundation,
+            "replay_file": str(replay) if replay else None,
+            "label_ids": [label_ids[i] for i in train_idx],
+            "valid_label_ids": [label_ids[i] for i in valid_idx],
+            "data_key": data_key,
+            "hyperparameters": settings.to_document(),
+            "parallel_trainings": slots,
+            "threads": threads,
+        }
+
     train_options()  # mace's parser, imported here: no worker redirects the process's stdout
+    # a named foundation is downloaded by the first training that needs it: one alone, then
+    # the others find it cached (mace writes the download in place: a parallel one may read it
+    # half-written)
+    named = foundation is not None and "name" in foundation
+    waves = [todo[:1], todo[1:]] if named else [todo]
     failure: BaseException | None = None
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=slots) as pool:
-        futures = {}
-        for member in todo:
-            if progress:
-                n_train = len(splits[member][0])
-                progress("train", {"iteration": iteration, "member": member, "n_train": n_train})
-            futures[pool.submit(fit, member)] = member
-        for future in as_completed(futures):
-            member = futures[future]
-            try:
-                model, wall = future.result()
-            except Exception as exc:  # the others are still stored; the first error is raised
-                log.error("iteration %d member %d failed to train: %s", iteration, member, exc)
-                failure = failure or exc
-                continue
-            train_idx, valid_idx = splits[member]
-            members[member] = _store_member(
-                session,
-                iteration,
-                member,
-                model,
-                wall,
-                {
-                    "foundation": foundation,
-                    "replay_file": str(replay) if replay else None,
-                    "label_ids": [label_ids[i] for i in train_idx],
-                    "valid_label_ids": [label_ids[i] for i in valid_idx],
-                    "data_key": data_key,
-                    "hyperparameters": settings.to_document(),
-                    "parallel_trainings": slots,
-                    "threads": threads,
-                },
-                [train[i] for i in valid_idx],
-                held_out,
-            )
+        try:
+            for wave in waves:
+                futures = {}
+                for member in wave:
+                    if progress:
+                        n_train = len(splits[member][0])
+                        progress(
+                            "train", {"iteration": iteration, "member": member, "n_train": n_train}
+                        )
+                    futures[pool.submit(fit, member)] = member
+                for future in as_completed(futures):
+                    member = futures[future]
+                    try:
+                        model, wall = future.result()
+                        valid = [train[i] for i in splits[member][1]]
+                        members[member] = _store_member(
+                            session,
+                            iteration,
+                            member,
+                            model,
+                            wall,
+                            settings,
+                            provenance(member),
+                            valid,
+                            held_out,
+                        )
+                    except Exception as exc:  # the others are still stored; raised after them
+                        log.error("iteration %d member %d failed: %s", iteration, member, exc)
+                        failure = failure or exc
+                        continue
+                    if progress:
+                        progress(
+                            "member", {"iteration": iteration, "member": member, "wall_s": wall}
+                        )
+        except BaseException:  # interrupted: start nothing more (running trainings finish)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     if failure is not None:
         raise failure
     committee = load_committee(session, iteration, cfg.committee.dtype)
@@ -233,12 +256,12 @@ def _store_member(
     member: int,
     model: TrainedModel,
     wall: float,
+    settings: TrainSettings,
     provenance: dict[str, Any],
     valid: list[Atoms],
     held_out: list[Atoms],
 ) -> dict[str, Any]:
     """Put one trained member in GridFS and ``models`` (with its errors) and the local cache."""
-    settings = train_settings(session)
     single = mace_calculator([model.path], settings.device, settings.dtype)
     doc = {
         "campaign": session.name,

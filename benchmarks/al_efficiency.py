@@ -263,8 +263,7 @@ def train_committee(
     workers: ProcessPoolExecutor,
 ) -> list[Path]:
     """``args.models`` members fine-tuned on bootstrap resamples of ``labelled``, by
-    ``workers`` (processes, not threads: ``train_mace`` ends with a ``torch.load`` of the model,
-    and loading MACE models from two threads at once fails in torch.fx)."""
+    ``workers`` (processes; each member's training is a subprocess of one of them)."""
     train = [
         labelled_atoms(a, a.get_potential_energy(), a.get_forces(), a.get_stress())
         for a in labelled

@@ -27,6 +27,10 @@ from ase.calculators.calculator import Calculator, all_changes
 log = logging.getLogger(__name__)
 
 
+#: The spreads in a committee's ``results`` (see the module docstring).
+SPREAD_KEYS = ("force_spread", "energy_spread", "stress_spread")
+
+
 def resolve_device(device: str) -> str:
     """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
     if device != "auto":
@@ -109,7 +113,7 @@ class CommitteeCalculator(Calculator):
     def spread(self, atoms: Atoms) -> dict[str, float]:
         """The three spreads of ``atoms`` (computed if needed)."""
         self.get_forces(atoms)
-        return {k: self.results[k] for k in ("force_spread", "energy_spread", "stress_spread")}
+        return {k: self.results[k] for k in SPREAD_KEYS}
 
     def first_member(self) -> Any:
         """The first model alone, as mace's calculator (built once)."""

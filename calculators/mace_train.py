@@ -154,7 +154,7 @@ def train_args(
     return command_line(args)
 
 
-_QUIET = threading.Lock()
+_QUIET = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -178,6 +178,50 @@ def _parser_actions() -> dict[str, argparse.Action]:
             if option.startswith("--"):
                 actions[option[2:]] = action
     return actions
+
+
+#: ``mace_run_train`` options that al-loop sets itself, with the campaign key that sets them
+#: (``mace_args`` may not override them: the stored hyper-parameters would then be wrong).
+OWN_OPTIONS = {
+    "max_num_epochs": "committee.max_epochs",
+    "batch_size": "committee.batch_size",
+    "valid_batch_size": "committee.batch_size",
+    "lr": "committee.learning_rate",
+    "default_dtype": "committee.dtype",
+    "device": "committee.device",
+    "energy_weight": "committee.energy_weight",
+    "forces_weight": "committee.forces_weight",
+    "stress_weight": "committee.stress_weight",
+    "ema": "committee.ema_decay",
+    "ema_decay": "committee.ema_decay",
+    "num_channels": "committee.num_channels",
+    "max_L": "committee.max_L",
+    "r_max": "committee.r_max_A",
+    "foundation_model": "committee.foundation_model",
+    "pt_train_file": "committee.replay_file",
+    "num_samples_pt": "committee.replay_samples",
+    "seed": "seed",
+    **{
+        key: "nothing: al-loop sets it for every member"
+        for key in (
+            "name",
+            "work_dir",
+            "train_file",
+            "valid_file",
+            "energy_key",
+            "forces_key",
+            "stress_key",
+            "E0s",
+            "loss",
+            "compute_stress",
+            "multiheads_finetuning",
+            "atomic_numbers",
+            "model",
+            "save_cpu",
+            "eval_interval",
+        )
+    },
+}
 
 
 def train_options() -> list[str]:

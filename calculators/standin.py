@@ -23,7 +23,13 @@ from calculators.mace_train import TrainSettings, labelled_atoms, train_mace
 log = logging.getLogger(__name__)
 
 STANDIN_SETTINGS = TrainSettings(
-    max_epochs=30, batch_size=10, num_channels=16, max_L=0, r_max_A=4.0, forces_weight=10.0
+    max_epochs=30,
+    batch_size=10,
+    num_channels=16,
+    max_L=0,
+    r_max_A=4.0,
+    forces_weight=10.0,
+    ema_decay=0.99,
 )
 
 

@@ -91,6 +91,34 @@ def test_a_driver_runs_the_dynamics_and_the_committee_only_scores_frames() -> No
     assert alone.calls > settings.steps  # driving itself: every step
 
 
+class Failing(EMT):
+    """EMT that raises from its ``after``-th evaluation on (a model that crashes)."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.calls = after, 0
+
+    def calculate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls >= self.after:
+            raise RuntimeError("model crashed")
+        super().calculate(*args, **kwargs)
+
+
+def test_a_crashing_committee_or_driver_stops_the_trajectory_with_its_reason() -> None:
+    settings = MDSettings(steps=40, frame_interval=10)
+    frames = run_trajectory(copper(), Failing(1), "nvt", 300.0, 0.0, settings, "t", 0, EMT())
+    assert len(frames) == 1 and frames[0].info["stop_reason"] == "committee failed: model crashed"
+    assert frames[0].info["force_spread"] == np.inf  # counted failed
+    # the driver crashes while compressing to 100 GPa (its 3rd evaluation)
+    frames = run_trajectory(
+        copper(), EMTWithSpread(), "npt", 300.0, 100.0, settings, "t", 0, Failing(3)
+    )
+    assert "model crashed" in frames[-1].info["stop_reason"]
+    assert frames[-1].info["force_spread"] == np.inf
+    assert all(not f.info["stop_reason"] for f in frames[:-1])
+
+
 def test_trajectory_stops_when_the_spread_passes_the_bound(committee_models: list[Path]) -> None:
     calc = CommitteeCalculator(committee_models, device="cpu", dtype="float32")
     settings = MDSettings(steps=100, frame_interval=10, max_spread_eV_A=1e-6)

@@ -143,6 +143,12 @@ BAD = [
         "'emma' is not an option of mace_run_train; did you mean 'ema'?",
     ),
     (
+        "mace-arg-set-by-al-loop",
+        MINIMAL + "committee:\n  mace_args: {ema: false}\n",
+        "committee.mace_args",
+        "'ema' is set by al-loop; set committee.ema_decay instead",
+    ),
+    (
         "missing-foundation-file",
         MINIMAL + "committee:\n  foundation_model: models/none.model\n",
         "committee.foundation_model",
