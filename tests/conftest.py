@@ -78,3 +78,14 @@ def committee_models(standin_model: Path, tmp_path_factory: pytest.TempPathFacto
         )
         models.append(trained.path)
     return models
+
+
+@pytest.fixture(scope="session")
+def fast_pseudos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``fast`` Ca/Fe/Ni pseudopotential folder, built and checked once per session
+    (installs Debian's Quantum ESPRESSO first when pw.x is missing and we are root)."""
+    from calculators.pseudos import build_pseudo_dir
+
+    out = tmp_path_factory.mktemp("pseudos")
+    build_pseudo_dir(out, "fast", check=True)
+    return out
