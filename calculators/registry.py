@@ -9,10 +9,11 @@ from typing import Any
 import yaml
 
 from calculators.emt import EMTOracle
+from calculators.espresso import EspressoOracle
 from calculators.oracle import Oracle
 
 #: Oracle classes by code name. A new code is one class and one line here.
-ORACLES: dict[str, type[Oracle]] = {EMTOracle.code: EMTOracle}
+ORACLES: dict[str, type[Oracle]] = {EMTOracle.code: EMTOracle, EspressoOracle.code: EspressoOracle}
 
 
 def presets_dir() -> Path:

@@ -1,0 +1,211 @@
+"""Quantum ESPRESSO (pw.x) through quacc's espresso ``static_job``, with quacc's workflow engine
+off, inside the same Firetasks as every oracle.
+
+Energy, forces and stress always (``tstress``, ``tprnfor``: quacc sets neither). Smearing for
+metals; spin only when ``spin_polarized`` (the moments of ``magmoms``; ASE's ``bulk()`` sets
+moments silently, so they are always overwritten). K-points from a spacing in Å⁻¹ (VASP's
+KSPACING convention, 2π included) so that cells of any size get the same sampling. Each run is
+classified (:mod:`calculators.espresso_output`); an unconverged SCF climbs the ``retries`` ladder
+(each rung's changes and outcome are kept in the label's ``retries``) and never becomes ``ok``.
+A run longer than ``wall_time_s`` is stopped by ``timeout`` and marked ``killed``; the files of
+every attempt stay in the label's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from calculators.espresso_output import classify
+from calculators.oracle import LabelResult, Oracle
+
+#: Settings keys and what they mean (the presets in configs/presets/espresso/ set them all).
+SETTINGS = {
+    "pseudo_dir": "folder of the UPF files (null: $AL_LOOP_PSEUDO_DIR)",
+    "pseudopotentials": "UPF file name per element",
+    "ecutwfc_Ry": "wave-function cut-off",
+    "ecutrho_Ry": "charge-density cut-off",
+    "kspacing_A": "k-point spacing in 1/Å, 2π included (VASP's KSPACING)",
+    "smearing": "pw.x smearing (mv, gaussian, ...)",
+    "degauss_Ry": "smearing width",
+    "spin_polarized": "collinear spin with the starting moments of magmoms",
+    "magmoms": "starting magnetisation per element, in [-1, 1] (pw.x's starting_magnetization)",
+    "conv_thr_Ry": "SCF convergence threshold",
+    "mixing_beta": "charge mixing",
+    "electron_maxstep": "SCF iterations at most",
+    "input_data": "any other pw.x namelist keys, nested by namelist",
+    "parallel_cmd": "command before pw.x, e.g. 'mpirun -np 4'",
+    "pw_args": "arguments after pw.x, e.g. '-nk 2'",
+    "wall_time_s": "a run is stopped (and marked killed) after this long",
+    "retries": "changes tried in turn after an unconverged SCF (keys of this table)",
+}
+
+
+class EspressoOracle(Oracle):
+    """pw.x SCF: energy, forces and stress of one structure."""
+
+    code = "espresso"
+
+    @classmethod
+    def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
+        for key in settings:
+            if key not in SETTINGS:
+                hint = difflib.get_close_matches(key, list(SETTINGS), n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                return key, f"Quantum ESPRESSO has no setting {key!r}{suggestion}"
+        for k, rung in enumerate(settings.get("retries") or []):
+            unknown = sorted(set(rung) - set(SETTINGS) - {"mixing_mode", "diagonalization"})
+            if unknown:
+                return f"retries[{k}]", f"unknown keys {unknown} in a retry"
+        if not settings.get("pseudopotentials"):
+            return "pseudopotentials", "give a UPF file name per element"
+        return None
+
+    def version(self) -> str:
+        from quacc import __version__
+
+        return f"pw.x (quacc {__version__})"
+
+    def prepare(self) -> None:
+        from quacc import get_settings
+        from quacc.recipes.espresso import core  # noqa: F401
+
+        if get_settings().WORKFLOW_ENGINE is not None:
+            raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
+
+    def pseudo_dir(self) -> Path:
+        value = self.settings.get("pseudo_dir") or os.environ.get("AL_LOOP_PSEUDO_DIR")
+        if not value:
+            raise FileNotFoundError(
+                "no pseudopotential folder: set oracle.overrides.pseudo_dir or "
+                "$AL_LOOP_PSEUDO_DIR (`al-loop setup pseudos DIR` builds one)"
+            )
+        return Path(value).expanduser().resolve()
+
+    def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
+        retries: list[dict[str, Any]] = []
+        rungs = [{}, *(self.settings.get("retries") or [])]
+        for attempt, changes in enumerate(rungs):
+            settings = {**self.settings, **changes}
+            status, reason, output = self._run(atoms, workdir / f"attempt-{attempt}", settings)
+            retries.append(
+                {
+                    "attempt": attempt,
+                    "changes": changes,
+                    "status": status,
+                    "reason": reason,
+                    "directory": str(output.get("directory", "")),
+                }
+            )
+            if status != "unconverged":
+                break
+        if status != "ok":
+            return self.result(status, error=reason, retries=retries)
+        results = output["results"]
+        return self.result(
+            "ok",
+            energy_eV=float(results["energy"]),
+            forces_eV_A=np.asarray(results["forces"], dtype=float),
+            stress_eV_A3=np.asarray(results["stress"], dtype=float),
+            pseudopotentials=self._pseudos(atoms),
+            kpoints=list(kpoints(atoms, self.settings["kspacing_A"])),
+            retries=retries,
+            extra={"attempts": len(retries), "pw_out": output["directory"]},
+        )
+
+    def _pseudos(self, atoms: Atoms) -> dict[str, str]:
+        table = self.settings["pseudopotentials"]
+        missing = sorted(set(atoms.get_chemical_symbols()) - set(table))
+        if missing:
+            raise ValueError(f"no pseudopotential for {missing} in the oracle's settings")
+        return {el: table[el] for el in sorted(set(atoms.get_chemical_symbols()))}
+
+    def _run(
+        self, atoms: Atoms, workdir: Path, s: dict[str, Any]
+    ) -> tuple[str, str, dict[str, Any]]:
+        """One pw.x run: (status, reason, {"results", "directory"})."""
+        from quacc import JobFailure, change_settings
+        from quacc.recipes.espresso.core import static_job
+
+        atoms = atoms.copy()
+        spin = bool(s.get("spin_polarized"))
+        moments = s.get("magmoms") or {}
+        atoms.set_initial_magnetic_moments(
+            [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
+        )
+        input_data = _merge(
+            {
+                "control": {"tstress": True, "tprnfor": True},
+                "system": {
+                    "ecutwfc": s["ecutwfc_Ry"],
+                    "ecutrho": s["ecutrho_Ry"],
+                    "occupations": "smearing",
+                    "smearing": s["smearing"],
+                    "degauss": s["degauss_Ry"],
+                },
+                "electrons": {
+                    "conv_thr": s["conv_thr_Ry"],
+                    "mixing_beta": s["mixing_beta"],
+                    "electron_maxstep": s["electron_maxstep"],
+                    **{k: s[k] for k in ("mixing_mode", "diagonalization") if k in s},
+                },
+            },
+            s.get("input_data") or {},
+        )
+        prefix = f"timeout -k 10 {int(s['wall_time_s'])} {s.get('parallel_cmd') or ''}".strip()
+        workdir.mkdir(parents=True, exist_ok=True)
+        quacc_settings = {
+            "ESPRESSO_PSEUDO": str(self.pseudo_dir()),
+            "ESPRESSO_PARALLEL_CMD": (prefix, s.get("pw_args") or ""),
+            "RESULTS_DIR": workdir,
+            "CREATE_UNIQUE_DIR": False,
+            "GZIP_FILES": False,
+        }
+        try:
+            with change_settings(quacc_settings):
+                out = static_job(
+                    atoms,
+                    preset=None,
+                    input_data=input_data,
+                    pseudopotentials=self._pseudos(atoms),
+                    kpts=kpoints(atoms, s["kspacing_A"]),
+                )
+        except JobFailure as exc:
+            error = exc.parent_error
+            code = error.returncode if isinstance(error, subprocess.CalledProcessError) else None
+            text = _read(Path(exc.directory) / "pw.out")
+            status, reason = classify(text, code)
+            if code is None and text is None:
+                reason = f"{reason} ({type(error).__name__}: {error})"
+            return status, reason, {"directory": exc.directory}
+        directory = Path(out.get("dir_name") or workdir)
+        status, reason = classify(_read(directory / "pw.out"), 0)
+        return status, reason, {"results": out["results"], "directory": str(directory)}
+
+
+def kpoints(atoms: Atoms, spacing_A: float) -> tuple[int, int, int]:
+    """Monkhorst-Pack divisions n_i = max(1, ceil(|b_i| / spacing)), b_i with 2π (VASP's
+    KSPACING): the same sampling density whatever the cell size."""
+    lengths = 2 * math.pi * np.linalg.norm(atoms.cell.reciprocal(), axis=1)
+    return tuple(max(1, math.ceil(length / spacing_A)) for length in lengths)  # type: ignore[return-value]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(errors="replace") if path.is_file() else None

@@ -1,0 +1,151 @@
+"""Quantum ESPRESSO labels for real: pw.x through quacc on 1-2 atom Ca, Fe, Ni cells, the retry
+ladder, the wall-time guard, and a label through a real rocket into the database."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms, units
+from ase.build import bulk
+
+from calculators.espresso import EspressoOracle, kpoints
+from calculators.registry import make_oracle
+
+pytestmark = pytest.mark.integration
+
+
+def oracle(pseudos: Path, **overrides: object) -> EspressoOracle:
+    made = make_oracle("espresso", "fast", {"pseudo_dir": str(pseudos), **overrides})
+    assert isinstance(made, EspressoOracle)
+    return made
+
+
+def printed_pressure_GPa(label_dir: Path) -> float:
+    """The last ``P=`` pw.x printed (kbar), in GPa."""
+    text = (label_dir / "pw.out").read_text()
+    return float(re.findall(r"P=\s*(-?[\d.]+)", text)[-1]) / 10
+
+
+def fe_ni_cscl(a: float) -> Atoms:
+    return Atoms("FeNi", scaled_positions=[(0, 0, 0), (0.5, 0.5, 0.5)], cell=[a] * 3, pbc=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "atoms"),
+    [
+        ("Ca", bulk("Ca", "fcc", a=5.3)),
+        ("Fe", bulk("Fe", "bcc", a=2.80)),
+        ("Ni-compressed", bulk("Ni", "fcc", a=3.3)),
+        ("FeNi-250GPa", fe_ni_cscl(2.42)),
+    ],
+)
+def test_labels_of_small_cells(name: str, atoms: Atoms, fast_pseudos: Path, tmp_path: Path) -> None:
+    result = oracle(fast_pseudos).label(atoms, tmp_path)
+    assert result.status == "ok", result.error
+    assert np.isfinite(result.energy_eV) and result.forces_eV_A.shape == (len(atoms), 3)
+    assert np.abs(result.forces_eV_A).max() < 0.05  # symmetric cells: no net force per atom
+    pressure = -result.stress_eV_A3[:3].mean() / units.GPa
+    assert pressure == pytest.approx(printed_pressure_GPa(Path(result.extra["pw_out"])), abs=0.02)
+    assert result.settings_hash and result.pseudopotentials == {
+        el: oracle(fast_pseudos).settings["pseudopotentials"][el] for el in set(atoms.symbols)
+    }
+    assert result.retries == [{**result.retries[0], "attempt": 0, "status": "ok"}]
+    if name == "FeNi-250GPa":
+        assert 150 < pressure < 400  # 7.1 Å^3/atom: near 250 GPa
+
+
+def test_k_points_follow_the_density_whatever_the_cell() -> None:
+    cell = bulk("Ni", "fcc", a=3.52, cubic=True)
+    assert kpoints(cell, 0.5) == (4, 4, 4)
+    assert kpoints(cell.repeat((2, 1, 1)), 0.5) == (2, 4, 4)  # twice as long: half the points
+
+
+def test_an_unconverged_scf_climbs_the_ladder(fast_pseudos: Path, tmp_path: Path) -> None:
+    ladder = [{"electron_maxstep": 2}, {"electron_maxstep": 100, "mixing_beta": 0.3}]
+    result = oracle(fast_pseudos, electron_maxstep=1, retries=ladder).label(
+        bulk("Ni", "fcc", a=3.52), tmp_path
+    )
+    assert result.status == "ok"
+    assert [(r["attempt"], r["status"]) for r in result.retries] == [
+        (0, "unconverged"),
+        (1, "unconverged"),
+        (2, "ok"),
+    ]
+    assert result.retries[2]["changes"] == ladder[1]
+    assert all((tmp_path / f"attempt-{k}").is_dir() for k in range(3))  # every try kept
+
+
+def test_after_the_ladder_the_label_is_unconverged_never_ok(
+    fast_pseudos: Path, tmp_path: Path
+) -> None:
+    result = oracle(fast_pseudos, electron_maxstep=1, retries=[{"mixing_beta": 0.1}]).label(
+        bulk("Ni", "fcc", a=3.52), tmp_path
+    )
+    assert result.status == "unconverged" and result.energy_eV is None
+    assert "convergence NOT achieved" in result.error and len(result.retries) == 2
+
+
+def test_a_missing_pseudopotential_file_is_an_input_error(
+    fast_pseudos: Path, tmp_path: Path
+) -> None:
+    table = {"Ca": "x", "Fe": "x", "Ni": "Ni.nowhere.UPF"}
+    result = oracle(fast_pseudos, pseudopotentials=table).label(bulk("Ni", "fcc", a=3.52), tmp_path)
+    assert result.status == "input_error" and "readpp" in result.error
+    assert len(result.retries) == 1  # no retry for an input error
+
+
+def test_the_wall_time_guard_kills_and_keeps_the_files(fast_pseudos: Path, tmp_path: Path) -> None:
+    big = bulk("Ni", "fcc", a=3.52, cubic=True)  # 4 atoms, 8x8x8 k-points: tens of seconds
+    result = oracle(fast_pseudos, wall_time_s=1, kspacing_A=0.2).label(big, tmp_path)
+    assert result.status == "killed", result.error
+    kept = Path(result.retries[0]["directory"])
+    assert (kept / "pw.in").is_file() and (kept / "pw.out").is_file()
+
+
+def test_settings_are_checked_when_the_campaign_is_loaded(fast_pseudos: Path) -> None:
+    settings = oracle(fast_pseudos).settings
+    assert EspressoOracle.settings_problem({**settings, "ecutwfc": 40})[1].endswith(
+        "did you mean 'ecutwfc_Ry'?"
+    )
+    assert EspressoOracle.settings_problem({**settings, "retries": [{"beta": 0.1}]})[0] == (
+        "retries[0]"
+    )
+
+
+def test_a_label_through_a_real_rocket(fast_pseudos: Path, tmp_path: Path, mongo_uri: str) -> None:
+    from al_loop.campaign import label_stage, open_campaign, seed_stage
+    from al_loop.config import load_campaign
+
+    database = f"qe_{uuid.uuid4().hex[:8]}"
+    campaign = {
+        "name": "fe-ni-qe",
+        "workdir": str(tmp_path / "run"),
+        "system": {"elements": ["Fe", "Ni"], "pressures_GPa": [0, 250]},
+        "seeds": {"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
+        "oracle": {
+            "code": "espresso",
+            "preset": "fast",
+            "overrides": {"pseudo_dir": str(fast_pseudos)},
+        },
+        "store": {"uri": mongo_uri, "database": database, "launchpad_database": f"{database}_fw"},
+        "launcher": {"workers": 1, "batch_size": 2},
+    }
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(campaign))
+    config = load_campaign(path)
+    with open_campaign(config) as session:
+        ids = seed_stage(session)
+        label_stage(session, 0, ids)
+        labels = list(session.store.db.labels.find({}))
+    assert len(labels) == 2 and {d["status"] for d in labels} == {"ok"}, [
+        (d["status"], d.get("error")) for d in labels
+    ]
+    for doc in labels:
+        assert doc["code"] == "espresso" and doc["settings"]["ecutwfc_Ry"] == 30
+        assert doc["retries"][0]["status"] == "ok" and doc["kpoints"]
+        assert np.isfinite(doc["energy_eV"]) and len(doc["stress_GPa"]) == 6
