@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,18 @@ class EspressoOracle(Oracle):
             return "pseudopotentials", "give a UPF file name per element"
         return None
 
+    _pw_version = ""  # read from pw.out ("v.6.7MaX") once pw.x has run
+
+    def _note_version(self, output: str | None) -> str | None:
+        found = re.search(r"Program PWSCF (v\.\S+)", output or "")
+        if found:
+            self._pw_version = found.group(1)
+        return output
+
     def version(self) -> str:
         from quacc import __version__
 
-        return f"pw.x (quacc {__version__})"
+        return f"pw.x {self._pw_version or '(version not read yet)'} (quacc {__version__})"
 
     def prepare(self) -> None:
         from quacc import get_settings
@@ -180,13 +189,13 @@ class EspressoOracle(Oracle):
         except JobFailure as exc:
             error = exc.parent_error
             code = error.returncode if isinstance(error, subprocess.CalledProcessError) else None
-            text = _read(Path(exc.directory) / "pw.out")
+            text = self._note_version(_read(Path(exc.directory) / "pw.out"))
             status, reason = classify(text, code)
             if code is None and text is None:
                 reason = f"{reason} ({type(error).__name__}: {error})"
             return status, reason, {"directory": exc.directory}
         directory = Path(out.get("dir_name") or workdir)
-        status, reason = classify(_read(directory / "pw.out"), 0)
+        status, reason = classify(self._note_version(_read(directory / "pw.out")), 0)
         return status, reason, {"results": out["results"], "directory": str(directory)}
 
 
@@ -208,4 +217,6 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read(path: Path) -> str | None:
-    return path.read_text(errors="replace") if path.is_file() else None
+    if not path.is_file():
+        return None
+    return path.read_text(errors="replace")

@@ -55,6 +55,7 @@ def test_labels_of_small_cells(name: str, atoms: Atoms, fast_pseudos: Path, tmp_
         el: oracle(fast_pseudos).settings["pseudopotentials"][el] for el in set(atoms.symbols)
     }
     assert result.retries == [{**result.retries[0], "attempt": 0, "status": "ok"}]
+    assert re.fullmatch(r"pw.x v\.6\.\S+ \(quacc [\d.]+\)", result.code_version)
     if name == "FeNi-250GPa":
         assert 150 < pressure < 400  # 7.1 Å^3/atom: near 250 GPa
 
