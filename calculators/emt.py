@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import ase
-import numpy as np
 from ase import Atoms
 from ase.calculators.emt import EMT
 from ase.calculators.emt import parameters as emt_parameters
@@ -55,11 +54,6 @@ class EMTOracle(Oracle):
         changes = {"RESULTS_DIR": workdir, "CREATE_UNIQUE_DIR": False, "GZIP_FILES": False}
         with change_settings(changes):
             output = static_job(atoms, **self.settings)
-        results = output["results"]
-        return self.result(
-            "ok",
-            energy_eV=float(results["energy"]),
-            forces_eV_A=np.asarray(results["forces"], dtype=float),
-            stress_eV_A3=np.asarray(results["stress"], dtype=float),
-            extra={"quacc_version": output.get("quacc_version")},
+        return self.ok_result(
+            output["results"], extra={"quacc_version": output.get("quacc_version")}
         )

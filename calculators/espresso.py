@@ -117,12 +117,8 @@ class EspressoOracle(Oracle):
                 break
         if status != "ok":
             return self.result(status, error=reason, retries=retries)
-        results = output["results"]
-        return self.result(
-            "ok",
-            energy_eV=float(results["energy"]),
-            forces_eV_A=np.asarray(results["forces"], dtype=float),
-            stress_eV_A3=np.asarray(results["stress"], dtype=float),
+        return self.ok_result(
+            output["results"],
             pseudopotentials=self._pseudos(atoms),
             kpoints=list(kpoints(atoms, self.settings["kspacing_A"])),
             retries=retries,

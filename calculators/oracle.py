@@ -98,6 +98,16 @@ class Oracle(ABC):
             **fields,
         )
 
+    def ok_result(self, results: dict[str, Any], **fields: Any) -> LabelResult:
+        """An ``ok`` result from a calculator's results (energy, forces, stress)."""
+        return self.result(
+            "ok",
+            energy_eV=float(results["energy"]),
+            forces_eV_A=np.asarray(results["forces"], dtype=float),
+            stress_eV_A3=np.asarray(results["stress"], dtype=float),
+            **fields,
+        )
+
     def label(self, atoms: Atoms, workdir: str | Path) -> LabelResult:
         """Label one structure in ``workdir``; every failure comes back as a status."""
         workdir = Path(workdir)

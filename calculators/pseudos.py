@@ -19,8 +19,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from ase import Atoms
 from ase.build import bulk
 
 log = logging.getLogger(__name__)
@@ -112,49 +110,26 @@ def generate(ld1_input: Path, out_dir: Path) -> Path:
 
 
 def check_scf(element: str, pseudo_dir: Path, filename: str, workdir: Path) -> float:
-    """Energy (eV) of a one-atom cell with this file (30/240 Ry, 4x4x4 k-points, smearing, no
-    spin) through quacc's espresso ``static_job``; raises :class:`PseudoError` if pw.x fails."""
-    from quacc import JobFailure, change_settings
-    from quacc.recipes.espresso.core import static_job
+    """Energy (eV) of a one-atom cell with this file, labelled by the Quantum ESPRESSO oracle
+    (the ``fast`` preset, coarse k-points, no retries); raises :class:`PseudoError` unless ok."""
+    from calculators.registry import make_oracle
 
     lattice, a = CHECK_CELLS[element]
-    atoms: Atoms = bulk(element, lattice, a=a)
-    atoms.set_initial_magnetic_moments(None)  # ase's bulk() sets moments: spin would turn on
-    settings = {
-        "ESPRESSO_PSEUDO": str(pseudo_dir),
-        "RESULTS_DIR": workdir,
-        "CREATE_UNIQUE_DIR": True,
-        "GZIP_FILES": False,
+    overrides = {
+        "pseudo_dir": str(pseudo_dir),
+        "pseudopotentials": {element: filename},
+        "kspacing_A": 1.0,
+        "retries": [],
+        "wall_time_s": 600,
     }
-    workdir.mkdir(parents=True, exist_ok=True)
-    input_data = {
-        "control": {"tstress": True, "tprnfor": True},
-        "system": {
-            "ecutwfc": 30,
-            "ecutrho": 240,
-            "occupations": "smearing",
-            "smearing": "mv",
-            "degauss": 0.02,
-        },
-        "electrons": {"conv_thr": 1e-7, "mixing_beta": 0.3},
-    }
-    try:
-        with change_settings(settings):
-            out = static_job(
-                atoms,
-                preset=None,
-                input_data=input_data,
-                pseudopotentials={element: filename},
-                kpts=(4, 4, 4),
-            )
-    except JobFailure as exc:
+    result = make_oracle("espresso", "fast", overrides).label(bulk(element, lattice, a=a), workdir)
+    if result.status != "ok":
+        where = result.retries[-1]["directory"] if result.retries else workdir
         raise PseudoError(
-            f"quick SCF of {element} with {pseudo_dir / filename} failed; see {exc.directory}"
-        ) from exc
-    energy = out["results"].get("energy")
-    if energy is None or not np.isfinite(energy):
-        raise PseudoError(f"quick SCF of {element} with {filename} gave no finite energy")
-    return float(energy)
+            f"quick SCF of {element} with {pseudo_dir / filename} failed ({result.status}: "
+            f"{(result.error or '').strip().splitlines()[-1:]}); files in {where}"
+        )
+    return float(result.energy_eV)
 
 
 def build_pseudo_dir(out_dir: Path, family: str = "fast", check: bool = True) -> dict[str, str]:
