@@ -11,9 +11,12 @@ import yaml
 from calculators.emt import EMTOracle
 from calculators.espresso import EspressoOracle
 from calculators.oracle import Oracle
+from calculators.vasp import VaspOracle
 
 #: Oracle classes by code name. A new code is one class and one line here.
-ORACLES: dict[str, type[Oracle]] = {EMTOracle.code: EMTOracle, EspressoOracle.code: EspressoOracle}
+ORACLES: dict[str, type[Oracle]] = {
+    oracle.code: oracle for oracle in (EMTOracle, EspressoOracle, VaspOracle)
+}
 
 
 def presets_dir() -> Path:

@@ -89,3 +89,36 @@ def fast_pseudos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pseudos")
     build_pseudo_dir(out, "fast", check=True)
     return out
+
+
+#: Stand-in POTCARs: VASP's are licensed, so tests write files with a real POTCAR's header
+#: layout (enough for ASE, which concatenates them, and pymatgen/custodian, which parse them).
+STUB_POTCARS = {"C": ("C", 4), "Ca_sv": ("Ca", 10), "Fe_pv": ("Fe", 14), "Ni_pv": ("Ni", 16)}
+
+
+@pytest.fixture(scope="session")
+def stub_potcars(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``VASP_PP_PATH`` folder with stand-in POTCARs under ``potpaw_PBE.64/``."""
+    root = tmp_path_factory.mktemp("potcars")
+    for name, (element, valence) in STUB_POTCARS.items():
+        folder = root / "potpaw_PBE.64" / name
+        folder.mkdir(parents=True)
+        (folder / "POTCAR").write_text(
+            f"  PAW_PBE {name} 08Apr2002\n {valence:.1f}\n parameters from PSCTR are:\n"
+            f"   VRHFIN ={element}: stand-in\n   LEXCH  = PE\n"
+            f"   TITEL  = PAW_PBE {name} 08Apr2002\n"
+            f"   POMASS =   1.000; ZVAL   =   {valence:.3f}    mass and valenz\n"
+            "   ENMAX  =  400.000; ENMIN  =  300.000 eV\n END of PSCTR-controll parameters\n"
+            " al-loop test stand-in, not a POTCAR\n  0.0 1.0 2.0 3.0\n End of Dataset\n"
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def vasp_standin() -> str:
+    """The command of the VASP stand-in (tests/helpers/vasp_standin.py), without its mode."""
+    import shlex
+    import sys
+
+    script = Path(__file__).parent / "helpers" / "vasp_standin.py"
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"

@@ -1,0 +1,320 @@
+"""VASP through quacc's ``Vasp`` calculator and ``Runner`` (custodian on by default), inside
+the same Firetasks as every oracle.
+
+quacc's ``static_job`` is these two calls plus a summary by emmet's ``TaskDoc`` that parses
+every output file into a task document; the label stores none of it and its convergence check
+is :func:`calculators.vasp_output.classify`, so the summary is left out. quacc's INCAR
+"co-pilot" is off: the INCAR is the resolved settings, nothing changed silently.
+
+Energy, forces and stress always (NSW=0, IBRION=-1, ISIF=2 are set here and cannot be
+overridden). K-points come from ``kspacing_A`` as an explicit Γ-centred KPOINTS file, the grid
+VASP's KSPACING would make, so that QE and VASP sample alike. Spin only with
+``spin_polarized`` (the moments of ``magmoms``). The POTCAR per element comes from ``potcars``;
+a ``POTCAR.spec`` (one name per line, pymatgen's convention) is written next to it and the
+POTCAR titles and hashes go into the label. An unconverged SCF climbs the ``retries`` ladder
+(INCAR changes), after custodian's own corrections when custodian is on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from calculators.espresso import kpoints
+from calculators.oracle import LabelResult, Oracle
+from calculators.vasp_output import classify, read_results, vasp_version
+
+#: Settings keys and what they mean (the presets in configs/presets/vasp/ set them all).
+SETTINGS = {
+    "pp_path": "folder holding potpaw_PBE.64/ and the like (null: $VASP_PP_PATH)",
+    "potcar_functional": "POTCAR family: PBE or LDA (ASE's pp)",
+    "potcar_version": "POTCAR release: '64' reads potpaw_PBE.64/ (null: potpaw_PBE/)",
+    "potcars": "POTCAR name per element, e.g. {Fe: Fe_pv}",
+    "incar": "INCAR tags in upper case (ENCUT, PREC, ISMEAR, SIGMA, EDIFF, NELM, ALGO, ...)",
+    "kspacing_A": "k-point spacing in 1/Å, 2π included (VASP's KSPACING), Γ-centred",
+    "spin_polarized": "ISPIN=2 with the starting moments of magmoms",
+    "magmoms": "starting moment per element in μB (MAGMOM)",
+    "vasp_cmd": "VASP executable for k-point grids",
+    "vasp_gamma_cmd": "VASP executable for a Γ-only grid",
+    "parallel_cmd": "command before VASP, e.g. 'srun' or 'mpirun -np 32'",
+    "use_custodian": "run VASP under custodian's error handlers",
+    "custodian_handlers": "custodian handler names (quacc's list of VASP handlers)",
+    "custodian_max_errors": "custodian corrections at most per run",
+    "wall_time_s": "a run is stopped (and marked killed) after this long",
+    "retries": "INCAR changes tried in turn after an unconverged SCF, e.g. {incar: {ALGO: All}}",
+}
+#: INCAR tags al-loop sets itself, and the setting to use instead.
+OWN_TAGS = {
+    "NSW": "al-loop labels single points (NSW=0)",
+    "IBRION": "al-loop labels single points (IBRION=-1)",
+    "ISIF": "al-loop always computes the stress (ISIF=2)",
+    "ISPIN": "use spin_polarized",
+    "MAGMOM": "use magmoms",
+    "KSPACING": "use kspacing_A",
+    "KGAMMA": "the grid is always Γ-centred",
+}
+
+
+class VaspOracle(Oracle):
+    """VASP single point: energy, forces and stress of one structure."""
+
+    code = "vasp"
+
+    @classmethod
+    def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
+        for key in settings:
+            if key not in SETTINGS:
+                hint = difflib.get_close_matches(key, list(SETTINGS), n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                return key, f"VASP has no setting {key!r}{suggestion}"
+        for source, incar in [("incar", settings.get("incar") or {})] + [
+            (f"retries[{k}].incar", (rung or {}).get("incar") or {})
+            for k, rung in enumerate(settings.get("retries") or [])
+        ]:
+            for tag in incar:
+                if tag != tag.upper():
+                    return f"{source}.{tag}", f"write INCAR tags in upper case: {tag.upper()}"
+                if tag in OWN_TAGS:
+                    return f"{source}.{tag}", f"{tag} is set by al-loop: {OWN_TAGS[tag]}"
+        for k, rung in enumerate(settings.get("retries") or []):
+            unknown = sorted(set(rung or {}) - set(SETTINGS))
+            if unknown:
+                return f"retries[{k}]", f"unknown keys {unknown} in a retry"
+        if not settings.get("potcars"):
+            return "potcars", "give a POTCAR name per element, e.g. {Fe: Fe_pv}"
+        for element, name in settings["potcars"].items():
+            if not str(name).startswith(element):
+                return f"potcars.{element}", f"{name!r} is not a POTCAR of {element}"
+        return None
+
+    _version = ""  # read from vasprun.xml once VASP has run
+
+    def version(self) -> str:
+        from quacc import __version__
+
+        return f"VASP {self._version or '(version not read yet)'} (quacc {__version__})"
+
+    def prepare(self) -> None:
+        from quacc import get_settings
+        from quacc.calculators.vasp import Vasp  # noqa: F401
+
+        if get_settings().WORKFLOW_ENGINE is not None:
+            raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
+
+    def pp_path(self) -> Path:
+        value = self.settings.get("pp_path") or os.environ.get("VASP_PP_PATH")
+        if not value:
+            raise FileNotFoundError(
+                "no POTCAR folder: set oracle.overrides.pp_path or $VASP_PP_PATH "
+                "(the folder that holds potpaw_PBE.64/)"
+            )
+        return Path(value).expanduser().resolve()
+
+    def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
+        from calculators.registry import merge_settings
+
+        retries: list[dict[str, Any]] = []
+        rungs = [{}, *(self.settings.get("retries") or [])]
+        for attempt, changes in enumerate(rungs):
+            settings = merge_settings(self.settings, changes)
+            status, reason, corrections, directory = self._run(
+                atoms, workdir / f"attempt-{attempt}", settings
+            )
+            retries.append(
+                {
+                    "attempt": attempt,
+                    "changes": changes,
+                    "status": status,
+                    "reason": reason,
+                    "custodian_corrections": corrections,
+                    "directory": str(directory),
+                }
+            )
+            if status != "unconverged":
+                break
+        if status != "ok":
+            return self.result(status, error=reason, retries=retries)
+        results = read_results(directory)
+        moved = _largest_shift(atoms, results["positions"])
+        if moved > 1e-3:
+            return self.result(
+                "crashed",
+                error=f"vasprun.xml positions differ from the input by {moved:.3g} Å",
+                retries=retries,
+            )
+        return self.ok_result(
+            results,
+            pseudopotentials={el: self.settings["potcars"][el] for el in _species(atoms)},
+            kpoints=list(kpoints(atoms, self.settings["kspacing_A"])),
+            retries=retries,
+            extra={
+                "attempts": len(retries),
+                "vasp_dir": str(directory),
+                "energy_sigma0_eV": results["energy_sigma0"],
+                "potcar_titles": potcar_titles(directory / "POTCAR"),
+            },
+        )
+
+    def _run(
+        self, atoms: Atoms, directory: Path, s: dict[str, Any]
+    ) -> tuple[str, str, list[dict[str, Any]], Path]:
+        """One VASP run in ``directory``: (status, reason, custodian's corrections, the folder
+        its files are in: ``directory``, or quacc's ``failed-quacc-*`` inside it)."""
+        from quacc import JobFailure, change_settings
+        from quacc.runners.ase import Runner
+
+        directory.mkdir(parents=True, exist_ok=True)
+        returncode: int | None = 0
+        with change_settings(self._quacc_settings(directory, s)):
+            calc = make_calculator(atoms, s)
+            try:
+                Runner(calc.input_atoms, calc).run_calc()
+            except JobFailure as exc:
+                returncode = _returncode(exc.parent_error)
+                directory = Path(exc.directory)
+                log_error = f"{type(exc.parent_error).__name__}: {exc.parent_error}"
+            else:
+                log_error = ""
+        write_potcar_spec(directory)
+        self._version = vasp_version(directory) or self._version
+        status, reason = classify(directory, returncode)
+        if status == "input_error" and "did not start" in reason and log_error:
+            reason = f"{reason} ({log_error.splitlines()[0]})"
+        return status, reason, _corrections(directory), directory
+
+    def _quacc_settings(self, directory: Path, s: dict[str, Any]) -> dict[str, Any]:
+        prefix = f"timeout -k 10 {int(s['wall_time_s'])} {s.get('parallel_cmd') or ''}".strip()
+        return {
+            "VASP_PP_PATH": self.pp_path(),
+            "VASP_CMD": s["vasp_cmd"],
+            "VASP_GAMMA_CMD": s["vasp_gamma_cmd"],
+            "VASP_PARALLEL_CMD": prefix,
+            "VASP_USE_CUSTODIAN": bool(s["use_custodian"]),
+            "VASP_CUSTODIAN_HANDLERS": list(s["custodian_handlers"]),
+            "VASP_CUSTODIAN_MAX_ERRORS": int(s["custodian_max_errors"]),
+            "VASP_INCAR_COPILOT_MODE": "off",
+            "RESULTS_DIR": directory,
+            "CREATE_UNIQUE_DIR": False,
+            "GZIP_FILES": False,
+        }
+
+
+def make_calculator(atoms: Atoms, settings: dict[str, Any]) -> Any:
+    """quacc's ``Vasp`` calculator for one single point with these resolved settings (call it
+    inside ``quacc.change_settings`` that sets ``VASP_PP_PATH`` and the commands)."""
+    from quacc.calculators.vasp import Vasp
+
+    atoms = atoms.copy()
+    spin = bool(settings.get("spin_polarized"))
+    moments = settings.get("magmoms") or {}
+    atoms.set_initial_magnetic_moments(
+        [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
+    )
+    incar = {tag.lower(): value for tag, value in (settings.get("incar") or {}).items()}
+    setups = {el: name[len(el) :] for el, name in settings["potcars"].items()}
+    return Vasp(
+        atoms,
+        preset=None,
+        use_custodian=bool(settings.get("use_custodian")),
+        incar_copilot_mode="off",
+        copy_magmoms=False,
+        mag_cutoff=0.0,
+        pp=settings["potcar_functional"],
+        pp_version=settings.get("potcar_version"),
+        setups=setups,
+        kpts=kpoints(atoms, settings["kspacing_A"]),
+        gamma=True,
+        **incar,
+        nsw=0,
+        ibrion=-1,
+        isif=2,
+        ispin=2 if spin else 1,
+    )
+
+
+def write_inputs(atoms: Atoms, directory: str | Path, settings: dict[str, Any]) -> Path:
+    """Write INCAR, KPOINTS, POSCAR, POTCAR and POTCAR.spec for ``atoms`` without running VASP
+    (to inspect a campaign's inputs); the POTCAR folder comes from ``pp_path``."""
+    from quacc import change_settings
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    oracle = VaspOracle(settings)
+    with change_settings(oracle._quacc_settings(directory, settings)):
+        calc = make_calculator(atoms, settings)
+        calc.directory = str(directory)
+        calc.write_input(calc.input_atoms)
+    write_potcar_spec(directory)
+    return directory
+
+
+def write_potcar_spec(directory: Path) -> None:
+    """``POTCAR.spec``: the POTCAR name of each species in POSCAR order, one per line (a record
+    that can be kept where the licensed POTCAR cannot)."""
+    titles = potcar_titles(directory / "POTCAR")
+    if titles:
+        names = [title["title"].split()[1] for title in titles]
+        (directory / "POTCAR.spec").write_text("\n".join(names) + "\n")
+
+
+def potcar_titles(path: Path) -> list[dict[str, str]]:
+    """Each dataset of a POTCAR: its TITEL (``PAW_PBE Fe_pv 02Aug2007``) and SHA-256."""
+    if not path.is_file():
+        return []
+    text = path.read_text(errors="replace")
+    out = []
+    for block in re.split(r"(?<=End of Dataset)\s*\n", text):
+        title = re.search(r"TITEL\s*=\s*(.+)", block)
+        if title:
+            digest = hashlib.sha256(block.strip().encode()).hexdigest()
+            out.append({"title": title.group(1).strip(), "sha256": digest})
+    return out
+
+
+def _species(atoms: Atoms) -> list[str]:
+    return sorted(set(atoms.get_chemical_symbols()))
+
+
+def _largest_shift(atoms: Atoms, positions: np.ndarray) -> float:
+    """Largest distance between input and output positions, through the cell's periodicity."""
+    delta = atoms.cell.scaled_positions(positions) - atoms.get_scaled_positions(wrap=False)
+    delta -= np.round(delta)
+    return float(np.max(np.linalg.norm(delta @ atoms.cell.array, axis=1), initial=0.0))
+
+
+def _returncode(error: BaseException | None) -> int | None:
+    """VASP's exit code from ASE's or custodian's error message (None: unknown)."""
+    found = re.search(r"returned an error: (-?\d+)|return code is (-?\d+)", str(error or ""))
+    if not found:
+        return None
+    return int(found.group(1) or found.group(2))
+
+
+def _corrections(directory: Path) -> list[dict[str, Any]]:
+    """custodian's corrections (handler, errors, actions) from ``custodian.json``."""
+    import json
+
+    path = directory / "custodian.json"
+    if not path.is_file():
+        return []
+    try:
+        log = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return []
+    return [
+        {
+            "handler": str(c.get("handler", {}).get("@class", c.get("handler"))),
+            "errors": [str(error) for error in c.get("errors", [])],
+            # an action can hold a whole structure (a POSCAR swap): keep its start
+            "actions": [json.dumps(action, default=str)[:300] for action in c.get("actions", [])],
+        }
+        for run in log
+        for c in run.get("corrections", [])
+    ]
