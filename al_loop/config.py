@@ -309,7 +309,9 @@ class OracleConfig(_Section):
         problem = oracle_class(self.code).settings_problem(settings)
         if problem:
             key, message = problem
-            where = ("overrides", key) if key in self.overrides else ("preset",)
+            parts = tuple(key.split("."))  # "incar.NSW": a key inside a setting
+            top = parts[0].split("[")[0]
+            where = ("overrides", *parts) if top in self.overrides else ("preset",)
             raise _Problem(where, message)
         return self
 

@@ -262,9 +262,9 @@ BAD = [
     ),
     (
         "unknown-oracle",
-        MINIMAL + "oracle:\n  code: vasp\n",
+        MINIMAL + "oracle:\n  code: siesta\n",
         "oracle.code",
-        "unknown oracle code 'vasp'",
+        "unknown oracle code 'siesta'",
     ),
     ("oracle-typo", MINIMAL + "oracle:\n  code: EMT\n", "oracle.code", "did you mean 'emt'?"),
     (
@@ -377,6 +377,30 @@ BAD = [
     ("workers", MINIMAL + "launcher:\n  workers: 0\n", "launcher.workers", ">= 1"),
     ("section-not-mapping", MINIMAL + "seeds: 5\n", "seeds", "expected a mapping"),
     ("duplicate-key", MINIMAL + "seed: 1\nseed: 2\n", "seed", "duplicate key 'seed'"),
+    (
+        "vasp-own-incar-tag",
+        MINIMAL + "oracle:\n  code: vasp\n  preset: fast\n  overrides:\n    incar: {NSW: 5}\n",
+        "oracle.overrides.incar.NSW",
+        "NSW is set by al-loop",
+    ),
+    (
+        "vasp-lower-case-tag",
+        MINIMAL + "oracle:\n  code: vasp\n  preset: fast\n  overrides:\n    incar: {encut: 500}\n",
+        "oracle.overrides.incar.encut",
+        "upper case: ENCUT",
+    ),
+    (
+        "vasp-unknown-setting",
+        MINIMAL + "oracle:\n  code: vasp\n  preset: fast\n  overrides:\n    kspacing: 0.3\n",
+        "oracle.overrides.kspacing",
+        "did you mean 'kspacing_A'",
+    ),
+    (
+        "vasp-potcar-of-another-element",
+        MINIMAL + "oracle:\n  code: vasp\n  preset: fast\n  overrides:\n    potcars: {Fe: Ni_pv}\n",
+        "oracle.overrides.potcars.Fe",
+        "not a POTCAR of Fe",
+    ),
     (
         "overrides-not-mapping",
         MINIMAL + "oracle:\n  overrides: [a]\n",

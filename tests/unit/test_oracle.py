@@ -232,3 +232,16 @@ def test_oracle_result_carries_identity() -> None:
     )
     with pytest.raises(ValueError):
         oracle.result("finished")
+
+
+def test_every_shipped_preset_is_usable_and_documents_every_key() -> None:
+    from calculators import espresso, vasp
+
+    documented = {"espresso": espresso.SETTINGS, "vasp": vasp.SETTINGS}
+    assert available_oracles() == ["emt", "espresso", "vasp"]
+    for code in available_oracles():
+        for name in available_presets(code):
+            settings = resolve_settings(code, name)
+            assert oracle_class(code).settings_problem(settings) is None, (code, name)
+            if code in documented:  # a preset sets every key, so nothing comes from elsewhere
+                assert set(settings) == set(documented[code]), (code, name)

@@ -1,0 +1,186 @@
+"""VASP through quacc's calculator and runner, with custodian, on a stand-in binary (VASP itself
+cannot exist here): the inputs are written by the real quacc/ASE path and read back with
+pymatgen, and every failure class goes through the real runner, custodian and the ladder."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+from ase.build import bulk
+from custodian.vasp.handlers import VaspErrorHandler
+from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
+
+from calculators.espresso import kpoints
+from calculators.registry import make_oracle, resolve_settings
+from calculators.vasp import VaspOracle, write_inputs
+
+pytestmark = [
+    pytest.mark.integration,
+    # the stand-in POTCARs are, rightly, unknown to pymatgen's database of POTCAR hashes
+    pytest.mark.filterwarnings("ignore::pymatgen.io.vasp.inputs.UnknownPotcarWarning"),
+]
+
+
+def ca_fe_ni() -> Atoms:
+    """Four atoms in an input order VASP will not keep (it groups species)."""
+    return Atoms(
+        "NiFeCaFe",
+        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        cell=[3.4, 3.5, 3.6],
+        pbc=True,
+    )
+
+
+def standin_oracle(pp_path: Path, command: str, **overrides: object) -> VaspOracle:
+    settings = {
+        "pp_path": str(pp_path),
+        "potcars": {"C": "C", "Fe": "Fe_pv"},
+        "vasp_cmd": command,
+        "vasp_gamma_cmd": command,
+        "use_custodian": False,
+        "wall_time_s": 60,
+        **overrides,
+    }
+    made = make_oracle("vasp", "fast", settings)
+    assert isinstance(made, VaspOracle)
+    return made
+
+
+def test_production_inputs_of_a_ca_fe_ni_cell(stub_potcars: Path, tmp_path: Path) -> None:
+    atoms = ca_fe_ni()
+    settings = resolve_settings("vasp", "production", {"pp_path": str(stub_potcars)})
+    folder = write_inputs(atoms, tmp_path, settings)
+
+    incar = Incar.from_file(folder / "INCAR")
+    expected = {"ENCUT": 600, "PREC": "Accurate", "ISMEAR": 1, "SIGMA": 0.1, "EDIFF": 1e-6}
+    assert {key: incar[key] for key in expected} == pytest.approx(expected)
+    assert (incar["NSW"], incar["IBRION"], incar["ISIF"], incar["ISPIN"]) == (0, -1, 2, 2)
+    assert incar["LASPH"] is True and incar["LWAVE"] is False and incar["ISYM"] == 0
+
+    poscar = Poscar.from_file(folder / "POSCAR")
+    assert poscar.site_symbols == ["Ni", "Fe", "Ca"] and poscar.natoms == [1, 2, 1]
+    moments = settings["magmoms"]
+    assert incar["MAGMOM"] == [moments[str(site.specie)] for site in poscar.structure]
+    resort = [int(line.split()[1]) for line in (folder / "ase-sort.dat").read_text().splitlines()]
+    np.testing.assert_allclose(poscar.structure.cart_coords[resort], atoms.positions, atol=1e-8)
+    np.testing.assert_allclose(poscar.structure.lattice.matrix, atoms.cell.array)
+
+    kpts = Kpoints.from_file(folder / "KPOINTS")
+    assert kpts.style == Kpoints.supported_modes.Gamma
+    assert tuple(kpts.kpts[0]) == kpoints(atoms, 0.2) == (10, 9, 9)
+
+    assert (folder / "POTCAR.spec").read_text().split() == ["Ni_pv", "Fe_pv", "Ca_sv"]
+    assert (folder / "POTCAR").read_text().count("End of Dataset") == 3
+
+
+def test_campaign_overrides_reach_the_incar(stub_potcars: Path, tmp_path: Path) -> None:
+    base = resolve_settings("vasp", "fast", {"pp_path": str(stub_potcars)})
+    changed = resolve_settings(
+        "vasp", "fast", {"pp_path": str(stub_potcars), "incar": {"ENCUT": 520, "LREAL": None}}
+    )
+    incar = Incar.from_file(write_inputs(bulk("Fe", "bcc", a=2.8), tmp_path, changed) / "INCAR")
+    assert incar["ENCUT"] == 520 and "LREAL" not in incar and incar["PREC"] == "Normal"
+    assert incar["ISPIN"] == 1 and "MAGMOM" not in incar  # fast: no spin, no moments
+    assert VaspOracle(base).settings_hash != VaspOracle(changed).settings_hash
+
+
+def test_a_missing_potcar_is_an_input_error(
+    stub_potcars: Path, tmp_path: Path, vasp_standin: str
+) -> None:
+    oracle = standin_oracle(stub_potcars, f"{vasp_standin} silent", potcars={"Ni": "Ni_sv_GW"})
+    result = oracle.label(bulk("Ni", "fcc", a=3.5), tmp_path)
+    assert result.status == "input_error", result.error
+    assert "did not start" in result.error and "Ni_sv_GW" in result.error
+
+
+def test_an_unconverged_scf_climbs_the_ladder_and_never_becomes_ok(
+    stub_potcars: Path, tmp_path: Path, vasp_standin: str
+) -> None:
+    oracle = standin_oracle(stub_potcars, f"{vasp_standin} unconverged")
+    result = oracle.label(bulk("C", "diamond", a=3.57), tmp_path)
+    assert result.status == "unconverged" and result.energy_eV is None
+    assert [r["status"] for r in result.retries] == ["unconverged", "unconverged"]
+    assert result.retries[1]["changes"] == {"incar": {"ALGO": "All", "NELM": 120}}
+    second = Incar.from_file(Path(result.retries[1]["directory"]) / "INCAR")
+    assert second["ALGO"] == "All" and second["NELM"] == 120  # the rung reached VASP's input
+    assert (Path(result.retries[0]["directory"]) / "vasprun.xml").is_file()  # files kept
+
+
+def test_custodian_corrects_before_the_ladder_and_its_corrections_are_kept(
+    stub_potcars: Path, tmp_path: Path, vasp_standin: str
+) -> None:
+    oracle = standin_oracle(
+        stub_potcars, f"{vasp_standin} unconverged", use_custodian=True, retries=[]
+    )
+    result = oracle.label(bulk("C", "diamond", a=3.57), tmp_path)
+    assert result.status == "unconverged"
+    corrections = result.retries[0]["custodian_corrections"]
+    assert len(corrections) == 3  # the fast preset's custodian_max_errors
+    assert {c["handler"] for c in corrections} == {"UnconvergedErrorHandler"}
+    assert all(c["errors"] == ["Unconverged"] for c in corrections)
+
+
+@pytest.mark.parametrize("custodian", [False, True])
+def test_a_vasp_error_is_named(
+    custodian: bool, stub_potcars: Path, tmp_path: Path, vasp_standin: str
+) -> None:
+    message = VaspErrorHandler.error_msgs["brmix"][0]
+    oracle = standin_oracle(
+        stub_potcars, f"{vasp_standin} error '{message}'", use_custodian=custodian
+    )
+    result = oracle.label(bulk("C", "diamond", a=3.57), tmp_path)
+    assert result.status == "crashed" and "'brmix'" in result.error, result.error
+    handlers = {c["handler"] for c in result.retries[0]["custodian_corrections"]}
+    assert handlers == ({"VaspErrorHandler"} if custodian else set())
+
+
+def test_the_wall_time_guard_stops_a_run_and_keeps_its_files(
+    stub_potcars: Path, tmp_path: Path, vasp_standin: str
+) -> None:
+    oracle = standin_oracle(stub_potcars, f"{vasp_standin} sleep", wall_time_s=2)
+    result = oracle.label(bulk("C", "diamond", a=3.57), tmp_path)
+    assert result.status == "killed" and "exit 124" in result.error
+    assert result.wall_time_s < 20
+    assert (Path(result.retries[0]["directory"]) / "INCAR").is_file()
+
+
+def test_failed_vasp_labels_reach_the_database_through_a_real_rocket(
+    stub_potcars: Path, tmp_path: Path, mongo_uri: str, vasp_standin: str
+) -> None:
+    from al_loop.campaign import label_stage, open_campaign, seed_stage
+    from al_loop.config import load_campaign
+
+    database = f"vasp_{uuid.uuid4().hex[:8]}"
+    command = f"{vasp_standin} unconverged"
+    campaign = {
+        "name": "fe-ni-vasp",
+        "workdir": str(tmp_path / "run"),
+        "system": {"elements": ["Fe", "Ni"], "pressures_GPa": [0, 250]},
+        "seeds": {"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
+        "oracle": {
+            "code": "vasp",
+            "preset": "fast",
+            "overrides": {
+                "pp_path": str(stub_potcars),
+                "vasp_cmd": command,
+                "vasp_gamma_cmd": command,
+                "use_custodian": False,
+            },
+        },
+        "store": {"uri": mongo_uri, "database": database, "launchpad_database": f"{database}_fw"},
+        "launcher": {"workers": 1, "batch_size": 2},
+    }
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(campaign))
+    with open_campaign(load_campaign(path)) as session:
+        label_stage(session, 0, seed_stage(session))
+        labels = list(session.store.db.labels.find({}))
+    assert len(labels) == 2 and {d["status"] for d in labels} == {"unconverged"}
+    for label in labels:
+        assert label["code"] == "vasp" and len(label["retries"]) == 2
+        assert label["settings"]["vasp_cmd"] == command
