@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 
 from calculators.espresso_output import classify
-from calculators.oracle import LabelResult, Oracle
+from calculators.oracle import LabelResult, Oracle, launch_prefix
 
 #: Settings keys and what they mean (the presets in configs/presets/espresso/ set them all).
 SETTINGS = {
@@ -164,7 +164,7 @@ class EspressoOracle(Oracle):
             },
             s.get("input_data") or {},
         )
-        prefix = f"timeout -k 10 {int(s['wall_time_s'])} {s.get('parallel_cmd') or ''}".strip()
+        prefix = launch_prefix(s["wall_time_s"], s.get("parallel_cmd"))
         workdir.mkdir(parents=True, exist_ok=True)
         quacc_settings = {
             "ESPRESSO_PSEUDO": str(self.pseudo_dir()),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shlex
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -47,6 +49,20 @@ class LabelResult:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown label status {self.status!r}; allowed: {STATUSES}")
+
+
+#: Open MPI refuses to start as root unless told twice (CI containers run as root).
+OPENMPI_AS_ROOT = ("OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+
+
+def launch_prefix(wall_time_s: float, parallel_cmd: str | None) -> str:
+    """The command before a DFT binary: GNU ``timeout`` (TERM at the wall time, KILL 10 s
+    later), then the parallel command; as root, ``mpirun``/``mpiexec`` gets Open MPI's two
+    run-as-root variables through ``env`` (this process's environment is left alone)."""
+    words = shlex.split(parallel_cmd or "")
+    if words and Path(words[0]).name in {"mpirun", "mpiexec"} and os.geteuid() == 0:
+        words = ["env", *OPENMPI_AS_ROOT, *words]
+    return shlex.join(["timeout", "-k", "10", str(int(wall_time_s)), *words])
 
 
 def settings_hash(code: str, settings: dict[str, Any]) -> str:

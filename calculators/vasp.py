@@ -28,7 +28,7 @@ import numpy as np
 from ase import Atoms
 
 from calculators.espresso import kpoints
-from calculators.oracle import LabelResult, Oracle
+from calculators.oracle import LabelResult, Oracle, launch_prefix
 from calculators.vasp_output import classify, read_results, vasp_version
 
 #: Settings keys and what they mean (the presets in configs/presets/vasp/ set them all).
@@ -190,7 +190,7 @@ class VaspOracle(Oracle):
         return status, reason, _corrections(directory), directory
 
     def _quacc_settings(self, directory: Path, s: dict[str, Any]) -> dict[str, Any]:
-        prefix = f"timeout -k 10 {int(s['wall_time_s'])} {s.get('parallel_cmd') or ''}".strip()
+        prefix = launch_prefix(s["wall_time_s"], s.get("parallel_cmd"))
         return {
             "VASP_PP_PATH": self.pp_path(),
             "VASP_CMD": s["vasp_cmd"],

@@ -245,3 +245,19 @@ def test_every_shipped_preset_is_usable_and_documents_every_key() -> None:
             assert oracle_class(code).settings_problem(settings) is None, (code, name)
             if code in documented:  # a preset sets every key, so nothing comes from elsewhere
                 assert set(settings) == set(documented[code]), (code, name)
+
+
+def test_launch_prefix_guards_the_wall_time_and_lets_open_mpi_run_as_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from calculators.oracle import launch_prefix
+
+    assert launch_prefix(1800, "") == "timeout -k 10 1800"
+    assert launch_prefix(60.7, "srun --cpu-bind=cores") == "timeout -k 10 60 srun --cpu-bind=cores"
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert launch_prefix(60, "/usr/bin/mpirun -np 4") == (
+        "timeout -k 10 60 env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+        "/usr/bin/mpirun -np 4"
+    )
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert launch_prefix(60, "mpirun -np 4") == "timeout -k 10 60 mpirun -np 4"
