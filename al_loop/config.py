@@ -553,6 +553,21 @@ class CampaignConfig(_Section):
                     f"oracle {self.oracle.code!r} cannot handle {', '.join(missing)} "
                     f"(system.elements); it handles only {', '.join(sorted(supported))}",
                 )
+        table = oracle_class(self.oracle.code).per_element_setting
+        if table:
+            settings = resolve_settings(self.oracle.code, self.oracle.preset, self.oracle.overrides)
+            missing = [el for el in self.system.elements if el not in (settings.get(table) or {})]
+            if missing:
+                where = (
+                    ("oracle", "overrides", table)
+                    if table in self.oracle.overrides
+                    else ("oracle", "preset")
+                )
+                raise _Problem(
+                    where,
+                    f"no {table} entry for {', '.join(missing)} (system.elements): add one "
+                    f"under oracle.overrides.{table}",
+                )
         spread, trust_lo = self.exploration.max_spread_eV_A, self.selection.trust_lo_eV_A
         if spread <= trust_lo:
             raise _Problem(

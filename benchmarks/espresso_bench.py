@@ -3,10 +3,12 @@
 Usage::
 
     python benchmarks/espresso_bench.py --pseudo-dir DIR [--sizes 1,2,4,8] [--repeats 2]
+        [--preset fast|production] [--parallel-cmd "mpirun -np 2"] [--pw-args "-nk 2"]
 
-DIR: a ``fast`` folder from ``al-loop setup pseudos DIR``. Cells: fcc Ni (1 atom primitive; 4,
-8 atoms cubic supercells; 2 atoms: CsCl FeNi), rattled 0.02 Å, the ``fast`` preset (30/240 Ry,
-k-spacing 0.5 1/Å, serial pw.x). For each cell, ``--repeats`` labels through
+DIR: a folder from ``al-loop setup pseudos DIR`` (``--family semicore`` for ``production``).
+Cells: fcc Ni (1 atom primitive; 4, 8 atoms cubic supercells; 2 atoms: CsCl FeNi), rattled
+0.02 Å, the ``fast`` preset by default (30/240 Ry, k-spacing 0.5 1/Å, serial pw.x).
+For each cell, ``--repeats`` labels through
 ``EspressoOracle.label`` (quacc's ``static_job``, as in a Firetask): the label's wall time, and
 pw.x's own wall time (the ``PWSCF ... WALL`` line of ``pw.out``). Overhead = label - pw.x:
 writing the input, starting pw.x, reading the output, quacc's bookkeeping (the baseline is
@@ -55,8 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pseudo-dir", type=Path, required=True)
     parser.add_argument("--sizes", default="1,2,4,8")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--parallel-cmd", default="", help="'' runs pw.x serially")
+    parser.add_argument("--pw-args", default="")
     opts = parser.parse_args(argv)
-    oracle = make_oracle("espresso", "fast", {"pseudo_dir": str(opts.pseudo_dir.resolve())})
+    overrides = {
+        "pseudo_dir": str(opts.pseudo_dir.resolve()),
+        "parallel_cmd": opts.parallel_cmd,
+        "pw_args": opts.pw_args,
+    }
+    oracle = make_oracle("espresso", opts.preset, overrides)
+    print(f"preset {opts.preset}, parallel {opts.parallel_cmd or 'none'} {opts.pw_args}")
     oracle.prepare()  # imports, not counted (as in a worker that labels many structures)
     print("atoms | k-points | label (s) | pw.x (s) | overhead (s) | overhead %")
     with tempfile.TemporaryDirectory(prefix="espresso-bench-") as tmp:

@@ -53,6 +53,7 @@ class EspressoOracle(Oracle):
     """pw.x SCF: energy, forces and stress of one structure."""
 
     code = "espresso"
+    per_element_setting = "pseudopotentials"
 
     @classmethod
     def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:

@@ -77,6 +77,9 @@ class Oracle(ABC):
     code: ClassVar[str]
     #: Elements the code can handle with these settings; ``None`` means any element.
     supported_elements: ClassVar[frozenset[str] | None] = None
+    #: The setting that must name a file per element (UPF, POTCAR); checked against the
+    #: campaign's elements when the campaign file is loaded.
+    per_element_setting: ClassVar[str | None] = None
 
     @classmethod
     def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:

@@ -66,6 +66,7 @@ class VaspOracle(Oracle):
     """VASP single point: energy, forces and stress of one structure."""
 
     code = "vasp"
+    per_element_setting = "potcars"
 
     @classmethod
     def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
@@ -142,13 +143,9 @@ class VaspOracle(Oracle):
         if status != "ok":
             return self.result(status, error=reason, retries=retries)
         results = read_results(directory)
-        moved = _largest_shift(atoms, results["positions"])
-        if moved > 1e-3:
-            return self.result(
-                "crashed",
-                error=f"vasprun.xml positions differ from the input by {moved:.3g} Å",
-                retries=retries,
-            )
+        mismatch = _mismatch(atoms, results)
+        if mismatch:
+            return self.result("crashed", error=mismatch, retries=retries)
         return self.ok_result(
             results,
             pseudopotentials={el: self.settings["potcars"][el] for el in _species(atoms)},
@@ -218,6 +215,9 @@ def make_calculator(atoms: Atoms, settings: dict[str, Any]) -> Any:
         [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
     )
     incar = {tag.lower(): value for tag, value in (settings.get("incar") or {}).items()}
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(settings["potcars"]))
+    if missing:  # ASE would silently take the plain POTCAR of the element
+        raise ValueError(f"no POTCAR for {missing} in the oracle's potcars setting")
     setups = {el: name[len(el) :] for el, name in settings["potcars"].items()}
     return Vasp(
         atoms,
@@ -282,11 +282,18 @@ def _species(atoms: Atoms) -> list[str]:
     return sorted(set(atoms.get_chemical_symbols()))
 
 
-def _largest_shift(atoms: Atoms, positions: np.ndarray) -> float:
-    """Largest distance between input and output positions, through the cell's periodicity."""
-    delta = atoms.cell.scaled_positions(positions) - atoms.get_scaled_positions(wrap=False)
+def _mismatch(atoms: Atoms, results: dict[str, Any], tol_A: float = 1e-3) -> str | None:
+    """Why the structure in vasprun.xml is not the input (a stale or mixed-up folder), if so:
+    cell vectors, or positions through the cell's periodicity, more than ``tol_A`` apart."""
+    cell_shift = float(np.abs(results["cell"] - atoms.cell.array).max())
+    if cell_shift > tol_A:
+        return f"the cell in vasprun.xml differs from the input by {cell_shift:.3g} Å"
+    delta = atoms.cell.scaled_positions(results["positions"]) - atoms.get_scaled_positions()
     delta -= np.round(delta)
-    return float(np.max(np.linalg.norm(delta @ atoms.cell.array, axis=1), initial=0.0))
+    moved = float(np.max(np.linalg.norm(delta @ atoms.cell.array, axis=1), initial=0.0))
+    if moved > tol_A:
+        return f"the positions in vasprun.xml differ from the input by {moved:.3g} Å"
+    return None
 
 
 def _returncode(error: BaseException | None) -> int | None:

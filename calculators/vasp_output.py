@@ -98,6 +98,7 @@ def read_results(directory: str | Path) -> dict[str, Any]:
         "forces": np.asarray(results["forces"], dtype=float)[order],
         "stress": np.asarray(results["stress"], dtype=float),
         "positions": atoms.positions[order],
+        "cell": atoms.cell.array,
     }
 
 

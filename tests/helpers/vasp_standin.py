@@ -2,22 +2,28 @@
 four input files VASP reads are present, then behaves as one VASP outcome, written into the
 run folder from real VASP output stored with ASE (``ase/test/testdata/vasp``).
 
-Usage: ``python vasp_standin.py MODE [MESSAGE]`` with MODE one of
-``unconverged`` (the stored 2-atom run, NELM lowered to the steps it took: the SCF ran out),
-``error MESSAGE`` (prints a VASP error message, e.g. one of custodian's table, and exits 1),
-``sleep`` (runs for 60 s: for the wall-time guard), ``silent`` (exits 0 writing nothing).
+Usage: ``python vasp_standin.py MODE [MESSAGE]``, MODE one of
+
+- ``finished``: the stored 2-atom diamond single point, plus the complete OUTCAR of another
+  stored run (ASE reads only the SCF convergence, version and band count from it, for a
+  non-spin run; every number of the label comes from vasprun.xml);
+- ``unconverged``: the stored run with NELM lowered to the steps it took (the SCF ran out);
+- ``error MESSAGE``: prints a VASP error message (e.g. from custodian's table), exits 1;
+- ``sleep``: runs for 60 s (for the wall-time guard); ``silent``: exits 0, writing nothing.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import ase
 
-STORED = Path(ase.__file__).parent / "test" / "testdata" / "vasp" / "vasprun_pstress.xml"
+TESTDATA = Path(ase.__file__).parent / "test" / "testdata" / "vasp"
+STORED = TESTDATA / "vasprun_pstress.xml"
 
 
 def unconverged_vasprun() -> str:
@@ -33,6 +39,10 @@ def main(mode: str, message: str = "") -> int:
         print(f" ERROR: stand-in VASP: missing input files {missing}")
         return 1
     print(" running on    1 total cores (al-loop test stand-in for VASP)")
+    if mode == "finished":
+        shutil.copy(STORED, "vasprun.xml")
+        shutil.copy(TESTDATA / "OUTCAR_example_1", "OUTCAR")
+        return 0
     if mode == "unconverged":
         Path("vasprun.xml").write_text(unconverged_vasprun())
         return 0

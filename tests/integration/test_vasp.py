@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from ase import Atoms
+from ase import Atoms, units
 from ase.build import bulk
 from custodian.vasp.handlers import VaspErrorHandler
 from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
@@ -87,6 +87,45 @@ def test_campaign_overrides_reach_the_incar(stub_potcars: Path, tmp_path: Path) 
     assert incar["ENCUT"] == 520 and "LREAL" not in incar and incar["PREC"] == "Normal"
     assert incar["ISPIN"] == 1 and "MAGMOM" not in incar  # fast: no spin, no moments
     assert VaspOracle(base).settings_hash != VaspOracle(changed).settings_hash
+
+
+def diamond() -> Atoms:
+    """The cell of the stored VASP run (ASE's vasprun_pstress.xml): diamond C, a = 3.57 Å."""
+    return bulk("C", "diamond", a=3.57)
+
+
+def test_a_finished_run_becomes_an_ok_label(
+    stub_potcars: Path, tmp_path: Path, vasp_standin: str
+) -> None:
+    oracle = standin_oracle(stub_potcars, f"{vasp_standin} finished")
+    result = oracle.label(diamond(), tmp_path)
+    assert result.status == "ok", result.error
+    # the stored run's numbers (free energy less PSTRESS·V: checked against pymatgen in
+    # tests/unit/test_vasp_output.py)
+    assert result.energy_eV == pytest.approx(-20.246959, abs=1e-5)
+    assert result.extra["energy_sigma0_eV"] == pytest.approx(-20.247201, abs=1e-5)
+    assert -result.stress_eV_A3[:3].mean() / units.GPa == pytest.approx(-16.59956, abs=1e-4)
+    assert result.forces_eV_A.shape == (2, 3)
+    assert result.code_version.startswith("VASP 6.3.0 (quacc ")
+    assert result.pseudopotentials == {"C": "C"} and result.kpoints == [7, 7, 7]
+    assert [t["title"] for t in result.extra["potcar_titles"]] == ["PAW_PBE C 08Apr2002"]
+    folder = Path(result.extra["vasp_dir"])
+    assert (folder / "POTCAR.spec").read_text().split() == ["C"]
+    assert Incar.from_file(folder / "INCAR")["ENCUT"] == 400
+
+
+@pytest.mark.parametrize("change", ["cell", "positions"])
+def test_output_that_does_not_match_the_input_is_refused(
+    change: str, stub_potcars: Path, tmp_path: Path, vasp_standin: str
+) -> None:
+    """The stored run is diamond at a = 3.57 Å: a label of another structure must not take its
+    numbers (a stale vasprun.xml, a mixed-up folder)."""
+    atoms = bulk("C", "diamond", a=3.50) if change == "cell" else diamond()
+    if change == "positions":
+        atoms.positions[1] += [0.05, 0.0, 0.0]
+    result = standin_oracle(stub_potcars, f"{vasp_standin} finished").label(atoms, tmp_path)
+    assert result.status == "crashed", result.error
+    assert f"the {change} in vasprun.xml differ" in result.error
 
 
 def test_a_missing_potcar_is_an_input_error(

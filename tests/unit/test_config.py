@@ -402,6 +402,19 @@ BAD = [
         "not a POTCAR of Fe",
     ),
     (
+        "vasp-element-without-potcar",
+        "name: t\nsystem:\n  elements: [Fe, Mg]\noracle:\n  code: vasp\n  preset: fast\n",
+        "oracle.preset",
+        "no potcars entry for Mg",
+    ),
+    (
+        "espresso-element-without-upf",
+        "name: t\nsystem:\n  elements: [Fe, Mg]\noracle:\n  code: espresso\n  preset: fast\n"
+        "  overrides:\n    pseudopotentials: {Fe: Fe.UPF}\n",
+        "oracle.overrides.pseudopotentials",
+        "no pseudopotentials entry for Mg",
+    ),
+    (
         "overrides-not-mapping",
         MINIMAL + "oracle:\n  overrides: [a]\n",
         "oracle.overrides",
