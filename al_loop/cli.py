@@ -309,6 +309,40 @@ def setup_pseudos(
     )
 
 
+@app.command("inputs")
+def write_inputs(
+    campaign: CampaignFile,
+    structure: Annotated[Path, typer.Argument(help="Any file ase.io.read reads (POSCAR, cif).")],
+    out: Annotated[Path, typer.Argument(help="The folder to write the inputs into.")],
+) -> None:
+    """Write the DFT inputs of one structure with the campaign's oracle settings, without
+    running anything (VASP: INCAR, KPOINTS, POSCAR, POTCAR, POTCAR.spec)."""
+    from ase.io import read
+
+    from calculators import resolve_settings
+
+    config = _load(campaign)
+    oracle = config.oracle
+    if oracle.code != "vasp":
+        errors.print(
+            f"[bold red]error:[/] {campaign}: oracle.code: writing inputs alone is done for "
+            f"vasp only, not {oracle.code!r}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    from calculators.vasp import write_inputs as write_vasp_inputs
+
+    with _user_errors():
+        atoms = read(structure)
+        settings = resolve_settings(oracle.code, oracle.preset, oracle.overrides)
+        try:
+            folder = write_vasp_inputs(atoms, out, settings)
+        except RuntimeError as err:  # ASE: no POTCAR file for an element
+            raise FileNotFoundError(" ".join(str(err).split())) from None
+    written = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_file()))
+    console.print(f"{atoms.get_chemical_formula()}: {written} in {folder}")
+
+
 @app.command()
 def launch(
     campaign: CampaignFile,

@@ -7,7 +7,8 @@ Usage::
 
 DIR: a folder from ``al-loop setup pseudos DIR`` (``--family semicore`` for ``production``).
 Cells: fcc Ni (1 atom primitive; 4, 8 atoms cubic supercells; 2 atoms: CsCl FeNi), rattled
-0.02 Å, the ``fast`` preset by default (30/240 Ry, k-spacing 0.5 1/Å, serial pw.x).
+0.02 Å, the ``fast`` preset by default (30/240 Ry, k-spacing 0.5 1/Å, serial pw.x);
+``--cells fe-250GPa``: bcc Fe at a = 2.45 Å (~235 GPa), N primitive cells, not rattled.
 For each cell, ``--repeats`` labels through
 ``EspressoOracle.label`` (quacc's ``static_job``, as in a Firetask): the label's wall time, and
 pw.x's own wall time (the ``PWSCF ... WALL`` line of ``pw.out``). Overhead = label - pw.x:
@@ -33,7 +34,9 @@ from ase.build import bulk
 from calculators.registry import make_oracle
 
 
-def cell(n_atoms: int) -> Atoms:
+def cell(n_atoms: int, kind: str = "ni") -> Atoms:
+    if kind == "fe-250GPa":  # bcc Fe at 7.35 Å^3/atom (~235 GPa), not rattled: symmetric
+        return bulk("Fe", "bcc", a=2.45).repeat((1, 1, n_atoms))
     if n_atoms == 1:
         atoms = bulk("Ni", "fcc", a=3.52)
     elif n_atoms == 2:
@@ -60,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--parallel-cmd", default="", help="'' runs pw.x serially")
     parser.add_argument("--pw-args", default="")
+    parser.add_argument(
+        "--cells", default="ni", choices=["ni", "fe-250GPa"], help="fe-250GPa: bcc Fe x N"
+    )
     opts = parser.parse_args(argv)
     overrides = {
         "pseudo_dir": str(opts.pseudo_dir.resolve()),
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print("atoms | k-points | label (s) | pw.x (s) | overhead (s) | overhead %")
     with tempfile.TemporaryDirectory(prefix="espresso-bench-") as tmp:
         for n in (int(s) for s in opts.sizes.split(",")):
-            atoms = cell(n)
+            atoms = cell(n, opts.cells)
             labels, pws = [], []
             for r in range(opts.repeats):
                 start = time.perf_counter()

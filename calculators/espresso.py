@@ -171,6 +171,8 @@ class EspressoOracle(Oracle):
             "ESPRESSO_PSEUDO": str(self.pseudo_dir()),
             "ESPRESSO_PARALLEL_CMD": (prefix, s.get("pw_args") or ""),
             "RESULTS_DIR": workdir,
+            "SCRATCH_DIR": None,  # a user's QUACC_SCRATCH_DIR would put files elsewhere
+            "NESTED_RESULTS": False,
             "CREATE_UNIQUE_DIR": False,
             "GZIP_FILES": False,
         }

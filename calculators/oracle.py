@@ -57,12 +57,15 @@ OPENMPI_AS_ROOT = ("OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 def launch_prefix(wall_time_s: float, parallel_cmd: str | None) -> str:
     """The command before a DFT binary: GNU ``timeout`` (TERM at the wall time, KILL 10 s
-    later), then the parallel command; as root, ``mpirun``/``mpiexec`` gets Open MPI's two
-    run-as-root variables through ``env`` (this process's environment is left alone)."""
-    words = shlex.split(parallel_cmd or "")
+    later), then the parallel command with environment variables expanded (``-np
+    $SLURM_NTASKS``: neither ASE nor quacc runs it through a shell); as root, ``mpirun`` or
+    ``mpiexec`` gets Open MPI's two run-as-root variables through ``env`` (this process's
+    environment is left alone)."""
+    command = os.path.expandvars(parallel_cmd or "").strip()
+    words = shlex.split(command)
     if words and Path(words[0]).name in {"mpirun", "mpiexec"} and os.geteuid() == 0:
-        words = ["env", *OPENMPI_AS_ROOT, *words]
-    return shlex.join(["timeout", "-k", "10", str(int(wall_time_s)), *words])
+        command = " ".join(["env", *OPENMPI_AS_ROOT, command])
+    return " ".join(["timeout -k 10", str(int(wall_time_s)), command]).strip()
 
 
 def settings_hash(code: str, settings: dict[str, Any]) -> str:

@@ -18,7 +18,9 @@ POTCAR titles and hashes go into the label. An unconverged SCF climbs the ``retr
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
+import math
 import os
 import re
 from pathlib import Path
@@ -59,7 +61,34 @@ OWN_TAGS = {
     "MAGMOM": "use magmoms",
     "KSPACING": "use kspacing_A",
     "KGAMMA": "the grid is always Γ-centred",
+    "PSTRESS": "labels are at the structure's own cell (PSTRESS only adds P·V)",
 }
+#: INCAR tags that change the physics (the level of theory of a label). custodian may change
+#: numerics (ALGO, mixing, NELM) but a change of one of these makes the label ``crashed``: it
+#: would no longer be computed with the settings it records.
+PHYSICS_TAGS = frozenset(
+    {
+        "ENCUT",
+        "PREC",
+        "GGA",
+        "METAGGA",
+        "LASPH",
+        "ISMEAR",
+        "SIGMA",
+        "ISPIN",
+        "LREAL",
+        "IVDW",
+        "LDAU",
+        "LDAUU",
+        "LDAUJ",
+        "LDAUL",
+        "LHFCALC",
+        "HFSCREEN",
+        "AEXX",
+        "NELECT",
+        "ENAUG",
+    }
+)
 
 
 class VaspOracle(Oracle):
@@ -84,6 +113,10 @@ class VaspOracle(Oracle):
                     return f"{source}.{tag}", f"write INCAR tags in upper case: {tag.upper()}"
                 if tag in OWN_TAGS:
                     return f"{source}.{tag}", f"{tag} is set by al-loop: {OWN_TAGS[tag]}"
+                if tag.lower() not in _known_tags():
+                    hint = difflib.get_close_matches(tag.lower(), _known_tags(), n=1)
+                    suggestion = f"; did you mean {hint[0].upper()!r}?" if hint else ""
+                    return f"{source}.{tag}", f"{tag} is not an INCAR tag ASE knows{suggestion}"
         for k, rung in enumerate(settings.get("retries") or []):
             unknown = sorted(set(rung or {}) - set(SETTINGS))
             if unknown:
@@ -91,7 +124,7 @@ class VaspOracle(Oracle):
         if not settings.get("potcars"):
             return "potcars", "give a POTCAR name per element, e.g. {Fe: Fe_pv}"
         for element, name in settings["potcars"].items():
-            if not str(name).startswith(element):
+            if not re.fullmatch(rf"{element}([_.\d].*)?", str(name)):
                 return f"potcars.{element}", f"{name!r} is not a POTCAR of {element}"
         return None
 
@@ -182,8 +215,14 @@ class VaspOracle(Oracle):
         write_potcar_spec(directory)
         self._version = vasp_version(directory) or self._version
         status, reason = classify(directory, returncode)
-        if status == "input_error" and "did not start" in reason and log_error:
-            reason = f"{reason} ({log_error.splitlines()[0]})"
+        first = log_error.splitlines()[0] if log_error else ""
+        if status == "input_error" and "did not start" in reason and first:
+            reason = f"{reason} ({first})"
+        elif status == "ok" and first:  # quacc or custodian failed the run: never a label
+            status, reason = "crashed", f"VASP finished but the run failed: {first}"
+        changed = physics_changes(directory)
+        if status == "ok" and changed:
+            status, reason = "crashed", f"custodian changed the level of theory: {changed}"
         return status, reason, _corrections(directory), directory
 
     def _quacc_settings(self, directory: Path, s: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +237,8 @@ class VaspOracle(Oracle):
             "VASP_CUSTODIAN_MAX_ERRORS": int(s["custodian_max_errors"]),
             "VASP_INCAR_COPILOT_MODE": "off",
             "RESULTS_DIR": directory,
+            "SCRATCH_DIR": None,  # a user's QUACC_SCRATCH_DIR would put files elsewhere
+            "NESTED_RESULTS": False,
             "CREATE_UNIQUE_DIR": False,
             "GZIP_FILES": False,
         }
@@ -278,6 +319,38 @@ def potcar_titles(path: Path) -> list[dict[str, str]]:
     return out
 
 
+def physics_changes(directory: Path) -> dict[str, list[Any]]:
+    """PHYSICS_TAGS that custodian changed: its backup of the INCAR written (``INCAR.orig``)
+    against the INCAR that ran, as {tag: [written, ran]}; empty without custodian."""
+    from pymatgen.io.vasp.inputs import Incar
+
+    if not (directory / "INCAR.orig").is_file() or not (directory / "INCAR").is_file():
+        return {}
+    written = Incar.from_file(directory / "INCAR.orig")
+    ran = Incar.from_file(directory / "INCAR")
+    out = {}
+    for tag in sorted(PHYSICS_TAGS & (set(ran) | set(written))):
+        before, after = written.get(tag), ran.get(tag)
+        if isinstance(before, str) and isinstance(after, str):
+            same = before.lower() == after.lower()
+        elif isinstance(before, (int, float)) and isinstance(after, (int, float)):
+            same = math.isclose(float(before), float(after), rel_tol=1e-9, abs_tol=1e-12)
+        else:
+            same = before == after
+        if not same:
+            out[tag] = [before, after]
+    return out
+
+
+@functools.cache
+def _known_tags() -> frozenset[str]:
+    """Every INCAR tag ASE's Vasp calculator writes (lower case)."""
+    from ase.calculators.vasp import create_input
+
+    lists = [getattr(create_input, name) for name in dir(create_input) if name.endswith("_keys")]
+    return frozenset(key for keys in lists for key in keys)
+
+
 def _species(atoms: Atoms) -> list[str]:
     return sorted(set(atoms.get_chemical_symbols()))
 
@@ -315,13 +388,17 @@ def _corrections(directory: Path) -> list[dict[str, Any]]:
         log = json.loads(path.read_text())
     except json.JSONDecodeError:
         return []
-    return [
-        {
-            "handler": str(c.get("handler", {}).get("@class", c.get("handler"))),
-            "errors": [str(error) for error in c.get("errors", [])],
-            # an action can hold a whole structure (a POSCAR swap): keep its start
-            "actions": [json.dumps(action, default=str)[:300] for action in c.get("actions", [])],
-        }
-        for run in log
-        for c in run.get("corrections", [])
-    ]
+    out = []
+    for run in log:
+        for c in run.get("corrections") or []:
+            handler = c.get("handler")
+            out.append(
+                {
+                    "handler": str(handler.get("@class") if isinstance(handler, dict) else handler),
+                    "errors": [str(error) for error in c.get("errors") or []],
+                    # None: the handler could not fix it; an action can hold a whole structure
+                    # (a POSCAR swap): keep its start
+                    "actions": [json.dumps(a, default=str)[:300] for a in c.get("actions") or []],
+                }
+            )
+    return out

@@ -6,7 +6,8 @@ The same statuses as every oracle (:mod:`calculators.oracle`); only ``ok`` train
   custodian's ``UnconvergedErrorHandler`` makes), with forces and stress;
 - ``unconverged``: the last SCF ran NELM steps (or OUTCAR says ``EDIFF was not reached``);
 - ``input_error``: VASP never started (its input could not be written), or ``vasp.out`` names
-  an input problem (:data:`INPUT_ERRORS`);
+  an input problem (:data:`INPUT_ERRORS`); warnings VASP goes on after (:data:`WARNINGS`)
+  are not failures;
 - ``crashed``: ``vasp.out`` names another error of custodian's ``VaspErrorHandler`` table, or
   the run finished without usable results;
 - ``killed``: a signal or ``timeout``'s 124/137, or output that stops before VASP's timing
@@ -27,8 +28,10 @@ import numpy as np
 
 #: custodian error keys that mean the input is wrong rather than the run unlucky.
 INPUT_ERRORS = frozenset(
-    {"read_error", "triple_product", "incorrect_shift", "elf_kpar", "elf_ncl", "dfpt_ncore"}
+    {"read_error", "triple_product", "incorrect_shift", "elf_kpar", "dfpt_ncore"}
 )
+#: custodian keys of messages VASP prints and carries on after (warnings): never a failure.
+WARNINGS = frozenset({"subspacematrix", "eddrmm", "auto_nbands", "symprec_noise", "elf_ncl"})
 #: Exit codes of a process stopped from outside: timeout's 124 and 137 (signals are negative).
 KILLED_CODES = (124, 137)
 FINISHED = "General timing and accounting"
@@ -52,7 +55,7 @@ def classify(directory: str | Path, returncode: int | None = None) -> tuple[str,
     log = "\n".join(_read(directory / name) or "" for name in OUTPUT_FILES)
     outcar = _read(directory / "OUTCAR")
     vasprun, problem = _vasprun(directory / "vasprun.xml")
-    errors = vasp_errors(log)
+    errors = [name for name in vasp_errors(log) if name not in WARNINGS]
     if vasprun is not None:
         if not vasprun.converged_electronic:
             steps = len(vasprun.ionic_steps[-1]["electronic_steps"])
@@ -65,6 +68,8 @@ def classify(directory: str | Path, returncode: int | None = None) -> tuple[str,
         return "ok", ""
     if outcar and "EDIFF was not reached (unconverged)" in outcar.rsplit("aborting loop", 1)[-1]:
         return "unconverged", "OUTCAR: EDIFF was not reached (unconverged)"
+    if returncode is not None and (returncode < 0 or returncode in KILLED_CODES):
+        return "killed", f"stopped by a signal or a time limit (exit {returncode})"
     if errors:
         name = errors[0]
         kind = "input_error" if name in INPUT_ERRORS else "crashed"
@@ -72,11 +77,7 @@ def classify(directory: str | Path, returncode: int | None = None) -> tuple[str,
     if not log.strip() and outcar is None and problem == "missing":
         if not (directory / "INCAR").is_file():
             return "input_error", "VASP did not start: its input could not be written"
-        if returncode is not None and (returncode < 0 or returncode in KILLED_CODES):
-            return "killed", f"stopped before writing any output (exit {returncode})"
         return "crashed", f"VASP wrote no output (exit {returncode})"
-    if returncode is not None and (returncode < 0 or returncode in KILLED_CODES):
-        return "killed", f"stopped by a signal or a time limit (exit {returncode})"
     if outcar is None or FINISHED not in outcar:
         return "killed", f"the output ends before VASP's timing summary (vasprun.xml {problem})"
     return "crashed", f"VASP finished but vasprun.xml is {problem}"

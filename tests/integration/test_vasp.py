@@ -18,6 +18,7 @@ from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 from calculators.espresso import kpoints
 from calculators.registry import make_oracle, resolve_settings
 from calculators.vasp import VaspOracle, write_inputs
+from calculators.vasp_output import _resort
 
 pytestmark = [
     pytest.mark.integration,
@@ -27,10 +28,11 @@ pytestmark = [
 
 
 def ca_fe_ni() -> Atoms:
-    """Four atoms in an input order VASP will not keep (it groups species)."""
+    """Five atoms in an input order VASP will not keep (it groups species), chosen so that
+    ASE's sort and resort lists differ: reading the wrong column would fail."""
     return Atoms(
-        "NiFeCaFe",
-        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        "FeCaNiCaFe",
+        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.3, 0.3, 0.3]],
         cell=[3.4, 3.5, 3.6],
         pbc=True,
     )
@@ -63,18 +65,20 @@ def test_production_inputs_of_a_ca_fe_ni_cell(stub_potcars: Path, tmp_path: Path
     assert incar["LASPH"] is True and incar["LWAVE"] is False and incar["ISYM"] == 0
 
     poscar = Poscar.from_file(folder / "POSCAR")
-    assert poscar.site_symbols == ["Ni", "Fe", "Ca"] and poscar.natoms == [1, 2, 1]
+    assert poscar.site_symbols == ["Fe", "Ca", "Ni"] and poscar.natoms == [2, 2, 1]
     moments = settings["magmoms"]
     assert incar["MAGMOM"] == [moments[str(site.specie)] for site in poscar.structure]
-    resort = [int(line.split()[1]) for line in (folder / "ase-sort.dat").read_text().splitlines()]
-    np.testing.assert_allclose(poscar.structure.cart_coords[resort], atoms.positions, atol=1e-8)
+    order = _resort(folder / "ase-sort.dat", len(atoms))  # what read_results applies
+    assert list(order) != [int(r.split()[0]) for r in (folder / "ase-sort.dat").open()]
+    np.testing.assert_allclose(poscar.structure.cart_coords[order], atoms.positions, atol=1e-8)
+    assert [str(poscar.structure[i].specie) for i in order] == atoms.get_chemical_symbols()
     np.testing.assert_allclose(poscar.structure.lattice.matrix, atoms.cell.array)
 
     kpts = Kpoints.from_file(folder / "KPOINTS")
     assert kpts.style == Kpoints.supported_modes.Gamma
     assert tuple(kpts.kpts[0]) == kpoints(atoms, 0.2) == (10, 9, 9)
 
-    assert (folder / "POTCAR.spec").read_text().split() == ["Ni_pv", "Fe_pv", "Ca_sv"]
+    assert (folder / "POTCAR.spec").read_text().split() == ["Fe_pv", "Ca_sv", "Ni_pv"]
     assert (folder / "POTCAR").read_text().count("End of Dataset") == 3
 
 
@@ -128,10 +132,16 @@ def test_output_that_does_not_match_the_input_is_refused(
     assert f"the {change} in vasprun.xml differ" in result.error
 
 
+@pytest.mark.parametrize("custodian", [False, True])
 def test_a_missing_potcar_is_an_input_error(
-    stub_potcars: Path, tmp_path: Path, vasp_standin: str
+    custodian: bool, stub_potcars: Path, tmp_path: Path, vasp_standin: str
 ) -> None:
-    oracle = standin_oracle(stub_potcars, f"{vasp_standin} silent", potcars={"Ni": "Ni_sv_GW"})
+    oracle = standin_oracle(
+        stub_potcars,
+        f"{vasp_standin} silent",
+        potcars={"Ni": "Ni_sv_GW"},
+        use_custodian=custodian,
+    )
     result = oracle.label(bulk("Ni", "fcc", a=3.5), tmp_path)
     assert result.status == "input_error", result.error
     assert "did not start" in result.error and "Ni_sv_GW" in result.error
@@ -178,13 +188,18 @@ def test_a_vasp_error_is_named(
     assert handlers == ({"VaspErrorHandler"} if custodian else set())
 
 
+@pytest.mark.parametrize("custodian", [False, True])
 def test_the_wall_time_guard_stops_a_run_and_keeps_its_files(
-    stub_potcars: Path, tmp_path: Path, vasp_standin: str
+    custodian: bool, stub_potcars: Path, tmp_path: Path, vasp_standin: str
 ) -> None:
-    oracle = standin_oracle(stub_potcars, f"{vasp_standin} sleep", wall_time_s=2)
+    oracle = standin_oracle(
+        stub_potcars, f"{vasp_standin} sleep", wall_time_s=2, use_custodian=custodian
+    )
     result = oracle.label(bulk("C", "diamond", a=3.57), tmp_path)
-    assert result.status == "killed" and "exit 124" in result.error
-    assert result.wall_time_s < 20
+    assert result.status == "killed", result.error
+    # custodian's validator fails first and the exit code is lost: the files tell
+    assert ("timing summary" if custodian else "exit 124") in result.error
+    assert result.wall_time_s < 30  # custodian looks at its job every 10 s
     assert (Path(result.retries[0]["directory"]) / "INCAR").is_file()
 
 
@@ -223,3 +238,39 @@ def test_failed_vasp_labels_reach_the_database_through_a_real_rocket(
     for label in labels:
         assert label["code"] == "vasp" and len(label["retries"]) == 2
         assert label["settings"]["vasp_cmd"] == command
+
+
+def test_cli_writes_the_inputs_of_a_structure(stub_potcars: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from ase.io import write
+
+    env = {k: v for k, v in os.environ.items() if k != "VASP_PP_PATH"}
+
+    al_loop = str(Path(sys.executable).parent / "al-loop")
+    write(tmp_path / "POSCAR.in", ca_fe_ni(), format="vasp")
+    campaign = {
+        "name": "ca-fe-ni-vasp",
+        "system": {"elements": ["Ca", "Fe", "Ni"], "pressures_GPa": [0, 250]},
+        "oracle": {"code": "vasp", "preset": "production", "overrides": {}},
+    }
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(campaign))
+    args = [al_loop, "inputs", str(path), str(tmp_path / "POSCAR.in"), str(tmp_path / "in")]
+
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "no POTCAR folder" in done.stderr  # no pp_path anywhere
+
+    campaign["oracle"]["overrides"] = {"pp_path": str(stub_potcars)}
+    path.write_text(yaml.safe_dump(campaign))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ca2Fe2Ni: INCAR, KPOINTS, POSCAR, POTCAR, POTCAR.spec" in done.stdout
+    assert Incar.from_file(tmp_path / "in" / "INCAR")["ENCUT"] == 600
+
+    campaign["oracle"] = {"code": "espresso", "preset": "fast"}
+    path.write_text(yaml.safe_dump(campaign))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "vasp only" in done.stderr

@@ -254,6 +254,8 @@ def test_launch_prefix_guards_the_wall_time_and_lets_open_mpi_run_as_root(
 
     assert launch_prefix(1800, "") == "timeout -k 10 1800"
     assert launch_prefix(60.7, "srun --cpu-bind=cores") == "timeout -k 10 60 srun --cpu-bind=cores"
+    monkeypatch.setenv("SLURM_NTASKS", "32")  # expanded: neither ASE nor quacc uses a shell
+    assert launch_prefix(60, "srun -n $SLURM_NTASKS") == "timeout -k 10 60 srun -n 32"
     monkeypatch.setattr("os.geteuid", lambda: 0)
     assert launch_prefix(60, "/usr/bin/mpirun -np 4") == (
         "timeout -k 10 60 env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "

@@ -14,7 +14,13 @@ import pytest
 from ase import units
 from custodian.vasp.handlers import VaspErrorHandler
 
-from calculators.vasp_output import INPUT_ERRORS, classify, read_results, vasp_errors, vasp_version
+from calculators.vasp_output import (
+    INPUT_ERRORS,
+    WARNINGS,
+    classify,
+    read_results,
+    vasp_version,
+)
 
 STORED = Path(ase.__file__).parent / "test" / "testdata" / "vasp"
 VASPRUN = STORED / "vasprun_pstress.xml"
@@ -89,10 +95,19 @@ def test_a_truncated_vasprun(run_dir: Path) -> None:
     assert status == "crashed" and reason.startswith("VASP finished but vasprun.xml is unreadable")
 
 
-def test_every_error_of_custodians_table_is_recognised() -> None:
-    for name, messages in VaspErrorHandler.error_msgs.items():
-        for message in messages:
-            assert name in vasp_errors(f" running on 4 cores\n {message}\n"), (name, message)
+def test_a_killed_run_is_killed_even_with_a_warning_in_its_log(tmp_path: Path) -> None:
+    (tmp_path / "INCAR").write_text("ENCUT = 400\n")
+    warning = VaspErrorHandler.error_msgs["subspacematrix"][0]
+    (tmp_path / "vasp.out").write_text(f" {warning}\n")
+    (tmp_path / "OUTCAR").write_text(" running on 4 cores\n")  # stopped mid-SCF
+    for code in (124, 137, -9):
+        assert classify(tmp_path, code) == (
+            "killed",
+            f"stopped by a signal or a time limit (exit {code})",
+        )
+    status, reason = classify(tmp_path, None)  # the exit code lost (custodian's validator)
+    assert status == "killed" and "timing summary" in reason
+    assert set(VaspErrorHandler.error_msgs) >= WARNINGS | INPUT_ERRORS  # names custodian still has
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,87 @@
+"""VASP settings checks and the records the VASP oracle keeps (no VASP run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from calculators.registry import resolve_settings
+from calculators.vasp import VaspOracle, _corrections, physics_changes
+
+
+def problem(**overrides: object) -> tuple[str, str] | None:
+    return VaspOracle.settings_problem(resolve_settings("vasp", "fast", overrides))
+
+
+def test_the_shipped_settings_are_usable() -> None:
+    assert problem() is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "words"),
+    [
+        ({"incar": {"ENCTU": 520}}, "incar.ENCTU", "did you mean 'ENCUT'"),
+        ({"incar": {"PSTRESS": 10}}, "incar.PSTRESS", "own cell"),
+        ({"incar": {"MAGMOM": [1, 2]}}, "incar.MAGMOM", "use magmoms"),
+        ({"incar": {"sigma": 0.1}}, "incar.sigma", "upper case: SIGMA"),
+        ({"retries": [{"incar": {"NSW": 3}}]}, "retries[0].incar.NSW", "single points"),
+        ({"retries": [{"nelm": 3}]}, "retries[0]", "unknown keys ['nelm']"),
+        ({"potcars": {"N": "Ni_pv"}}, "potcars.N", "'Ni_pv' is not a POTCAR of N"),
+        ({"potcars": {"C": "Ca_sv"}}, "potcars.C", "not a POTCAR of C"),
+        ({"kspacing": 0.3}, "kspacing", "did you mean 'kspacing_A'"),
+    ],
+)
+def test_settings_problems_name_the_key(overrides: dict, key: str, words: str) -> None:
+    found = problem(**overrides)
+    assert found is not None and found[0] == key and words in found[1], found
+
+
+def test_potcar_names_with_suffixes_are_accepted() -> None:
+    assert problem(potcars={"H": "H.75", "Fe": "Fe_sv_GW", "Ni": "Ni"}) is None
+
+
+def test_custodian_records_are_summarised_even_when_a_handler_gave_up(tmp_path: Path) -> None:
+    log = [
+        {
+            "job": {},
+            "corrections": [
+                {
+                    "errors": ["Unconverged"],
+                    "actions": [{"dict": "INCAR", "action": {"_set": {"ALGO": "All"}}}],
+                    "handler": {
+                        "@module": "custodian.vasp.handlers",
+                        "@class": "UnconvergedErrorHandler",
+                    },
+                },
+                {
+                    "errors": ["Positive energy"],
+                    "actions": None,
+                    "handler": {"@class": "PositiveEnergyErrorHandler"},
+                },
+            ],
+        },
+        {"job": {}, "corrections": []},
+    ]
+    (tmp_path / "custodian.json").write_text(json.dumps(log))
+    assert _corrections(tmp_path) == [
+        {
+            "handler": "UnconvergedErrorHandler",
+            "errors": ["Unconverged"],
+            "actions": ['{"dict": "INCAR", "action": {"_set": {"ALGO": "All"}}}'],
+        },
+        {"handler": "PositiveEnergyErrorHandler", "errors": ["Positive energy"], "actions": []},
+    ]
+    (tmp_path / "custodian.json").write_text("[{")  # custodian killed while writing
+    assert _corrections(tmp_path) == []
+
+
+def test_physics_changes_made_by_custodian_are_found(tmp_path: Path) -> None:
+    (tmp_path / "INCAR.orig").write_text("ENCUT = 400\nSIGMA = 0.2\nALGO = Fast\nGGA = pe\n")
+    (tmp_path / "INCAR").write_text(
+        "ENCUT = 400.0\nSIGMA = 0.05\nALGO = All\nGGA = PE\nISMEAR = 0\n"
+    )
+    assert physics_changes(tmp_path) == {"ISMEAR": [None, 0], "SIGMA": [0.2, 0.05]}
+    (tmp_path / "INCAR.orig").unlink()  # no custodian: nothing could change
+    assert physics_changes(tmp_path) == {}
