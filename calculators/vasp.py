@@ -121,6 +121,11 @@ class VaspOracle(Oracle):
             unknown = sorted(set(rung or {}) - set(SETTINGS))
             if unknown:
                 return f"retries[{k}]", f"unknown keys {unknown} in a retry"
+            physics = sorted(PHYSICS_TAGS & set((rung or {}).get("incar") or {}))
+            if physics:  # the label records the base settings and their hash
+                return f"retries[{k}].incar.{physics[0]}", (
+                    f"a retry may change numerics only, not the level of theory ({physics[0]})"
+                )
         if not settings.get("potcars"):
             return "potcars", "give a POTCAR name per element, e.g. {Fe: Fe_pv}"
         for element, name in settings["potcars"].items():

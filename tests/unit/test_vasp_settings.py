@@ -28,6 +28,7 @@ def test_the_shipped_settings_are_usable() -> None:
         ({"incar": {"sigma": 0.1}}, "incar.sigma", "upper case: SIGMA"),
         ({"retries": [{"incar": {"NSW": 3}}]}, "retries[0].incar.NSW", "single points"),
         ({"retries": [{"nelm": 3}]}, "retries[0]", "unknown keys ['nelm']"),
+        ({"retries": [{"incar": {"SIGMA": 0.3}}]}, "retries[0].incar.SIGMA", "numerics only"),
         ({"potcars": {"N": "Ni_pv"}}, "potcars.N", "'Ni_pv' is not a POTCAR of N"),
         ({"potcars": {"C": "Ca_sv"}}, "potcars.C", "not a POTCAR of C"),
         ({"kspacing": 0.3}, "kspacing", "did you mean 'kspacing_A'"),
