@@ -22,6 +22,7 @@ class EMTOracle(Oracle):
     """Effective-medium theory (ASE); elements limited to EMT's parameter table."""
 
     code = "emt"
+    quacc_module = "quacc.recipes.emt.core"  # a 4 s import, paid once per process
     supported_elements = frozenset(emt_parameters)
 
     @classmethod
@@ -39,13 +40,6 @@ class EMTOracle(Oracle):
 
     def version(self) -> str:
         return f"ase-{ase.__version__}"
-
-    def prepare(self) -> None:
-        from quacc import get_settings
-        from quacc.recipes.emt import core  # noqa: F401 (a 4 s import, paid once per process)
-
-        if get_settings().WORKFLOW_ENGINE is not None:  # inside a Firetask the job must run now
-            raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
 
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         from quacc import change_settings

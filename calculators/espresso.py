@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 
 from calculators.espresso_output import classify
-from calculators.oracle import LabelResult, Oracle, launch_prefix
+from calculators.oracle import Attempt, LabelResult, Oracle, launch_prefix, merge_settings
 
 #: Settings keys and what they mean (the presets in configs/presets/espresso/ set them all).
 SETTINGS = {
@@ -53,6 +53,7 @@ class EspressoOracle(Oracle):
     """pw.x SCF: energy, forces and stress of one structure."""
 
     code = "espresso"
+    quacc_module = "quacc.recipes.espresso.core"
     per_element_setting = "pseudopotentials"
 
     @classmethod
@@ -83,13 +84,6 @@ class EspressoOracle(Oracle):
 
         return f"pw.x {self._pw_version or '(version not read yet)'} (quacc {__version__})"
 
-    def prepare(self) -> None:
-        from quacc import get_settings
-        from quacc.recipes.espresso import core  # noqa: F401
-
-        if get_settings().WORKFLOW_ENGINE is not None:
-            raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
-
     def pseudo_dir(self) -> Path:
         value = self.settings.get("pseudo_dir") or os.environ.get("AL_LOOP_PSEUDO_DIR")
         if not value:
@@ -100,30 +94,15 @@ class EspressoOracle(Oracle):
         return Path(value).expanduser().resolve()
 
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
-        retries: list[dict[str, Any]] = []
-        rungs = [{}, *(self.settings.get("retries") or [])]
-        for attempt, changes in enumerate(rungs):
-            settings = {**self.settings, **changes}
-            status, reason, output = self._run(atoms, workdir / f"attempt-{attempt}", settings)
-            retries.append(
-                {
-                    "attempt": attempt,
-                    "changes": changes,
-                    "status": status,
-                    "reason": reason,
-                    "directory": str(output.get("directory", "")),
-                }
-            )
-            if status != "unconverged":
-                break
-        if status != "ok":
-            return self.result(status, error=reason, retries=retries)
+        last, retries = self.climb_retries(workdir, lambda s, folder: self._run(atoms, folder, s))
+        if last.status != "ok" or last.results is None:
+            return self.result(last.status, error=last.reason, retries=retries)
         return self.ok_result(
-            output["results"],
+            last.results,
             pseudopotentials=self._pseudos(atoms),
             kpoints=list(kpoints(atoms, self.settings["kspacing_A"])),
             retries=retries,
-            extra={"attempts": len(retries), "pw_out": output["directory"]},
+            extra={"attempts": len(retries), "pw_out": str(last.directory)},
         )
 
     def _pseudos(self, atoms: Atoms) -> dict[str, str]:
@@ -133,10 +112,8 @@ class EspressoOracle(Oracle):
             raise ValueError(f"no pseudopotential for {missing} in the oracle's settings")
         return {el: table[el] for el in sorted(set(atoms.get_chemical_symbols()))}
 
-    def _run(
-        self, atoms: Atoms, workdir: Path, s: dict[str, Any]
-    ) -> tuple[str, str, dict[str, Any]]:
-        """One pw.x run: (status, reason, {"results", "directory"})."""
+    def _run(self, atoms: Atoms, workdir: Path, s: dict[str, Any]) -> Attempt:
+        """One pw.x run in ``workdir`` (quacc's ``failed-quacc-*`` inside it when it fails)."""
         from quacc import JobFailure, change_settings
         from quacc.recipes.espresso.core import static_job
 
@@ -146,7 +123,7 @@ class EspressoOracle(Oracle):
         atoms.set_initial_magnetic_moments(
             [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
         )
-        input_data = _merge(
+        input_data = merge_settings(
             {
                 "control": {"tstress": True, "tprnfor": True},
                 "system": {
@@ -192,10 +169,10 @@ class EspressoOracle(Oracle):
             status, reason = classify(text, code)
             if code is None and text is None:
                 reason = f"{reason} ({type(error).__name__}: {error})"
-            return status, reason, {"directory": exc.directory}
+            return Attempt(status, reason, Path(exc.directory))
         directory = Path(out.get("dir_name") or workdir)
         status, reason = classify(self._note_version(_read(directory / "pw.out")), 0)
-        return status, reason, {"results": out["results"], "directory": str(directory)}
+        return Attempt(status, reason, directory, results=out["results"])
 
 
 def kpoints(atoms: Atoms, spacing_A: float) -> tuple[int, int, int]:
@@ -203,16 +180,6 @@ def kpoints(atoms: Atoms, spacing_A: float) -> tuple[int, int, int]:
     KSPACING): the same sampling density whatever the cell size."""
     lengths = 2 * math.pi * np.linalg.norm(atoms.cell.reciprocal(), axis=1)
     return tuple(max(1, math.ceil(length / spacing_A)) for length in lengths)  # type: ignore[return-value]
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
 
 
 def _read(path: Path) -> str | None:

@@ -7,6 +7,7 @@ returns a :class:`LabelResult` for every structure, never raising: a failure is 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import shlex
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,6 +70,31 @@ def launch_prefix(wall_time_s: float, parallel_cmd: str | None) -> str:
     return " ".join(["timeout -k 10", str(int(wall_time_s)), command]).strip()
 
 
+@dataclass
+class Attempt:
+    """One run of a code: its status, the folder its files are in, what the label's ``retries``
+    list keeps of it (``record``), and the calculator's results when ``ok``."""
+
+    status: str
+    reason: str
+    directory: Path
+    record: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] | None = None
+
+
+def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base``; an override of ``None`` removes the key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def settings_hash(code: str, settings: dict[str, Any]) -> str:
     """A stable hash of the code and its full resolved settings (sorted-key JSON, SHA-256)."""
     payload = json.dumps({"code": code, "settings": settings}, sort_keys=True, default=str)
@@ -101,9 +128,43 @@ class Oracle(ABC):
     def version(self) -> str:
         """The version of the code that computes the labels."""
 
+    #: The quacc module the code runs through, imported by :meth:`prepare`.
+    quacc_module: ClassVar[str | None] = None
+
     def prepare(self) -> None:
-        """Import or check what the code needs (not counted in a label's wall time)."""
-        return None
+        """Import what the code needs (not counted in a label's wall time; quacc's imports take
+        seconds, paid once per process) and check that quacc runs jobs now: inside a Firetask
+        there is no workflow engine to hand them to."""
+        if self.quacc_module is None:
+            return
+        from quacc import get_settings
+
+        importlib.import_module(self.quacc_module)
+        if get_settings().WORKFLOW_ENGINE is not None:
+            raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
+
+    def climb_retries(
+        self, workdir: Path, run: Callable[[dict[str, Any], Path], Attempt]
+    ) -> tuple[Attempt, list[dict[str, Any]]]:
+        """``run(settings, folder)`` with the settings, then, while the SCF stays unconverged,
+        with each rung of ``settings["retries"]`` merged in, each in its own ``attempt-N``
+        folder. Returns the last attempt and the label's ``retries`` list (every attempt)."""
+        retries: list[dict[str, Any]] = []
+        for number, changes in enumerate([{}, *(self.settings.get("retries") or [])]):
+            attempt = run(merge_settings(self.settings, changes), workdir / f"attempt-{number}")
+            retries.append(
+                {
+                    "attempt": number,
+                    "changes": changes,
+                    "status": attempt.status,
+                    "reason": attempt.reason,
+                    **attempt.record,
+                    "directory": str(attempt.directory),
+                }
+            )
+            if attempt.status != "unconverged":
+                break
+        return attempt, retries
 
     @abstractmethod
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:

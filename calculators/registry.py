@@ -10,7 +10,7 @@ import yaml
 
 from calculators.emt import EMTOracle
 from calculators.espresso import EspressoOracle
-from calculators.oracle import Oracle
+from calculators.oracle import Oracle, merge_settings
 from calculators.vasp import VaspOracle
 
 #: Oracle classes by code name. A new code is one class and one line here.
@@ -50,19 +50,6 @@ def preset_path(code: str, preset: str) -> Path:
 def available_presets(code: str) -> list[str]:
     """Names of the presets shipped for ``code``."""
     return sorted(p.stem for p in (presets_dir() / code).glob("*.yaml"))
-
-
-def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into ``base``; an override of ``None`` removes the key."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_settings(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def resolve_settings(code: str, preset: str, overrides: dict[str, Any] | None = None) -> dict:

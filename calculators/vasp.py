@@ -30,7 +30,7 @@ import numpy as np
 from ase import Atoms
 
 from calculators.espresso import kpoints
-from calculators.oracle import LabelResult, Oracle, launch_prefix
+from calculators.oracle import Attempt, LabelResult, Oracle, launch_prefix
 from calculators.vasp_output import classify, read_results, vasp_version
 
 #: Settings keys and what they mean (the presets in configs/presets/vasp/ set them all).
@@ -95,6 +95,7 @@ class VaspOracle(Oracle):
     """VASP single point: energy, forces and stress of one structure."""
 
     code = "vasp"
+    quacc_module = "quacc.calculators.vasp"
     per_element_setting = "potcars"
 
     @classmethod
@@ -140,13 +141,6 @@ class VaspOracle(Oracle):
 
         return f"VASP {self._version or '(version not read yet)'} (quacc {__version__})"
 
-    def prepare(self) -> None:
-        from quacc import get_settings
-        from quacc.calculators.vasp import Vasp  # noqa: F401
-
-        if get_settings().WORKFLOW_ENGINE is not None:
-            raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
-
     def pp_path(self) -> Path:
         value = self.settings.get("pp_path") or os.environ.get("VASP_PP_PATH")
         if not value:
@@ -157,29 +151,10 @@ class VaspOracle(Oracle):
         return Path(value).expanduser().resolve()
 
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
-        from calculators.registry import merge_settings
-
-        retries: list[dict[str, Any]] = []
-        rungs = [{}, *(self.settings.get("retries") or [])]
-        for attempt, changes in enumerate(rungs):
-            settings = merge_settings(self.settings, changes)
-            status, reason, corrections, directory = self._run(
-                atoms, workdir / f"attempt-{attempt}", settings
-            )
-            retries.append(
-                {
-                    "attempt": attempt,
-                    "changes": changes,
-                    "status": status,
-                    "reason": reason,
-                    "custodian_corrections": corrections,
-                    "directory": str(directory),
-                }
-            )
-            if status != "unconverged":
-                break
-        if status != "ok":
-            return self.result(status, error=reason, retries=retries)
+        last, retries = self.climb_retries(workdir, lambda s, folder: self._run(atoms, folder, s))
+        if last.status != "ok":
+            return self.result(last.status, error=last.reason, retries=retries)
+        directory = last.directory
         results = read_results(directory)
         mismatch = _mismatch(atoms, results)
         if mismatch:
@@ -197,11 +172,9 @@ class VaspOracle(Oracle):
             },
         )
 
-    def _run(
-        self, atoms: Atoms, directory: Path, s: dict[str, Any]
-    ) -> tuple[str, str, list[dict[str, Any]], Path]:
-        """One VASP run in ``directory``: (status, reason, custodian's corrections, the folder
-        its files are in: ``directory``, or quacc's ``failed-quacc-*`` inside it)."""
+    def _run(self, atoms: Atoms, directory: Path, s: dict[str, Any]) -> Attempt:
+        """One VASP run in ``directory`` (quacc's ``failed-quacc-*`` inside it when it fails);
+        custodian's corrections go into the attempt's record."""
         from quacc import JobFailure, change_settings
         from quacc.runners.ase import Runner
 
@@ -228,7 +201,9 @@ class VaspOracle(Oracle):
         changed = physics_changes(directory)
         if status == "ok" and changed:
             status, reason = "crashed", f"custodian changed the level of theory: {changed}"
-        return status, reason, _corrections(directory), directory
+        return Attempt(
+            status, reason, directory, record={"custodian_corrections": _corrections(directory)}
+        )
 
     def _quacc_settings(self, directory: Path, s: dict[str, Any]) -> dict[str, Any]:
         prefix = launch_prefix(s["wall_time_s"], s.get("parallel_cmd"))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,38 @@ def vasp_standin() -> str:
 
     script = Path(__file__).parent / "helpers" / "vasp_standin.py"
     return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+
+
+@pytest.fixture
+def label_through_a_rocket(
+    tmp_path: Path, mongo_uri: str
+) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    """``label(oracle)``: seed two 2-atom bcc Fe-Ni cells of a campaign with that ``oracle``
+    section, label them through a real rocket, and return the label documents."""
+    import yaml
+
+    from al_loop.campaign import label_stage, open_campaign, seed_stage
+    from al_loop.config import load_campaign
+
+    def label(oracle: dict[str, Any]) -> list[dict[str, Any]]:
+        database = f"{oracle['code']}_{uuid.uuid4().hex[:8]}"
+        campaign = {
+            "name": f"fe-ni-{oracle['code']}",
+            "workdir": str(tmp_path / "run"),
+            "system": {"elements": ["Fe", "Ni"], "pressures_GPa": [0, 250]},
+            "seeds": {"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
+            "oracle": oracle,
+            "store": {
+                "uri": mongo_uri,
+                "database": database,
+                "launchpad_database": f"{database}_fw",
+            },
+            "launcher": {"workers": 1, "batch_size": 2},
+        }
+        path = tmp_path / "campaign.yaml"
+        path.write_text(yaml.safe_dump(campaign))
+        with open_campaign(load_campaign(path)) as session:
+            label_stage(session, 0, seed_stage(session))
+            return list(session.store.db.labels.find({}))
+
+    return label

@@ -4,12 +4,10 @@ ladder, the wall-time guard, and a label through a real rocket into the database
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from ase import Atoms, units
 from ase.build import bulk
 
@@ -118,31 +116,10 @@ def test_settings_are_checked_when_the_campaign_is_loaded(fast_pseudos: Path) ->
     )
 
 
-def test_a_label_through_a_real_rocket(fast_pseudos: Path, tmp_path: Path, mongo_uri: str) -> None:
-    from al_loop.campaign import label_stage, open_campaign, seed_stage
-    from al_loop.config import load_campaign
-
-    database = f"qe_{uuid.uuid4().hex[:8]}"
-    campaign = {
-        "name": "fe-ni-qe",
-        "workdir": str(tmp_path / "run"),
-        "system": {"elements": ["Fe", "Ni"], "pressures_GPa": [0, 250]},
-        "seeds": {"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
-        "oracle": {
-            "code": "espresso",
-            "preset": "fast",
-            "overrides": {"pseudo_dir": str(fast_pseudos)},
-        },
-        "store": {"uri": mongo_uri, "database": database, "launchpad_database": f"{database}_fw"},
-        "launcher": {"workers": 1, "batch_size": 2},
-    }
-    path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump(campaign))
-    config = load_campaign(path)
-    with open_campaign(config) as session:
-        ids = seed_stage(session)
-        label_stage(session, 0, ids)
-        labels = list(session.store.db.labels.find({}))
+def test_a_label_through_a_real_rocket(fast_pseudos: Path, label_through_a_rocket) -> None:
+    labels = label_through_a_rocket(
+        {"code": "espresso", "preset": "fast", "overrides": {"pseudo_dir": str(fast_pseudos)}}
+    )
     assert len(labels) == 2 and {d["status"] for d in labels} == {"ok"}, [
         (d["status"], d.get("error")) for d in labels
     ]

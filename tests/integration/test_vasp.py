@@ -4,7 +4,6 @@ pymatgen, and every failure class goes through the real runner, custodian and th
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -204,36 +203,13 @@ def test_the_wall_time_guard_stops_a_run_and_keeps_its_files(
 
 
 def test_failed_vasp_labels_reach_the_database_through_a_real_rocket(
-    stub_potcars: Path, tmp_path: Path, mongo_uri: str, vasp_standin: str
+    stub_potcars: Path, vasp_standin: str, label_through_a_rocket
 ) -> None:
-    from al_loop.campaign import label_stage, open_campaign, seed_stage
-    from al_loop.config import load_campaign
-
-    database = f"vasp_{uuid.uuid4().hex[:8]}"
     command = f"{vasp_standin} unconverged"
-    campaign = {
-        "name": "fe-ni-vasp",
-        "workdir": str(tmp_path / "run"),
-        "system": {"elements": ["Fe", "Ni"], "pressures_GPa": [0, 250]},
-        "seeds": {"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
-        "oracle": {
-            "code": "vasp",
-            "preset": "fast",
-            "overrides": {
-                "pp_path": str(stub_potcars),
-                "vasp_cmd": command,
-                "vasp_gamma_cmd": command,
-                "use_custodian": False,
-            },
-        },
-        "store": {"uri": mongo_uri, "database": database, "launchpad_database": f"{database}_fw"},
-        "launcher": {"workers": 1, "batch_size": 2},
-    }
-    path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump(campaign))
-    with open_campaign(load_campaign(path)) as session:
-        label_stage(session, 0, seed_stage(session))
-        labels = list(session.store.db.labels.find({}))
+    overrides = {"pp_path": str(stub_potcars), "vasp_cmd": command, "vasp_gamma_cmd": command}
+    labels = label_through_a_rocket(
+        {"code": "vasp", "preset": "fast", "overrides": {**overrides, "use_custodian": False}}
+    )
     assert len(labels) == 2 and {d["status"] for d in labels} == {"unconverged"}
     for label in labels:
         assert label["code"] == "vasp" and len(label["retries"]) == 2
