@@ -20,7 +20,7 @@ from pymongo.errors import DuplicateKeyError
 
 from al_loop.config import CampaignConfig
 from al_loop.seeds import file_seeds, lattice_seeds
-from calculators import Oracle, make_oracle
+from calculators.oracles import Oracle, make_oracle
 from database import Store, open_store, resolve_uri
 from database.documents import software_versions, utcnow
 from launchers import (

@@ -33,8 +33,8 @@ from pydantic import (
 )
 
 from al_loop.seeds import file_seeds
-from calculators import available_oracles, available_presets, oracle_class, resolve_settings
-from calculators.registry import preset_path
+from calculators.oracles import available_oracles, available_presets, oracle_class, resolve_settings
+from calculators.oracles.registry import preset_path
 
 __all__ = [
     "CampaignConfig",
@@ -366,7 +366,7 @@ class CommitteeConfig(_Section):
     def _known_mace_args(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not value:
             return value
-        from calculators.mace_train import OWN_OPTIONS, train_options
+        from calculators.models.mace_train import OWN_OPTIONS, train_options
 
         known = train_options()
         for key in value:

@@ -27,7 +27,7 @@ from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-from calculators.committee import SPREAD_KEYS
+from calculators.models.committee import SPREAD_KEYS
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import numpy as np
 from ase import Atoms
 
 from al_loop.evaluation import errors, summary
-from calculators.committee import CommitteeCalculator, mace_calculator, resolve_device
-from calculators.mace_train import (
+from calculators.models.committee import CommitteeCalculator, mace_calculator, resolve_device
+from calculators.models.mace_train import (
     TrainedModel,
     TrainSettings,
     labelled_atoms,

@@ -16,8 +16,9 @@ random's labels (``--target-ratio 0.2``).
    ``--equilibration`` steps, each frame labelled by EMT (energy, forces, stress). Whole
    trajectories, ``--test-trajectories`` per (T, P), are held out: the test set. The rest is the
    pool both strategies draw labels from.
-2. Committee. ``--models`` members fine-tuned (``calculators.mace_train.train_mace``, single head,
-   E0s from the foundation) from a stand-in foundation (``calculators.standin``; no real
+2. Committee. ``--models`` members fine-tuned
+   (``calculators.models.mace_train.train_mace``, single head,
+   E0s from the foundation) from a stand-in foundation (``calculators.models.standin``; no real
    foundation model can be downloaded here) on bootstrap resamples of the labels (out-of-bag
    labels validate, ``al_loop.training.member_split``), ``--epochs`` epochs, member m with seed
    1000 * seed + m: the same settings and seeds for both strategies at every label count.
@@ -79,9 +80,9 @@ from al_loop.evaluation import errors, rank_correlation
 from al_loop.exploration import UnphysicalPressure, bulk_modulus_GPa, compress
 from al_loop.selection import farthest_point_sampling, select, trust_window
 from al_loop.training import member_split
-from calculators.committee import CommitteeCalculator, mace_calculator
-from calculators.mace_train import TrainSettings, labelled_atoms, train_mace
-from calculators.standin import STANDIN_SETTINGS, build_standin_foundation
+from calculators.models.committee import CommitteeCalculator, mace_calculator
+from calculators.models.mace_train import TrainSettings, labelled_atoms, train_mace
+from calculators.models.standin import STANDIN_SETTINGS, build_standin_foundation
 
 ELEMENTS = ("Cu", "Ni", "Al")
 A_FCC = {"Cu": 3.61, "Ni": 3.52, "Al": 4.05}  # Å, room-temperature fcc lattice constants

@@ -4,16 +4,17 @@ Usage::
 
     python benchmarks/committee_bench.py [--models 4] [--sizes 4,32,256] [--threads 1]
 
-:class:`calculators.committee.CommitteeCalculator` runs the N models inside one
+:class:`calculators.models.committee.CommitteeCalculator` runs the N models inside one
 ``mace.calculators.MACECalculator(model_paths=[...])``: the neighbour graph (``_atoms_to_batch``)
 is built once per evaluation and each model runs on a copy of it. The baseline is what a committee
-costs without it: N single-model calculators (``calculators.committee.mace_calculator([path])``)
-called one after the other on the same cell, each building its own graph.
+costs without it: N single-model calculators
+(``calculators.models.committee.mace_calculator([path])``) called one after the other on the
+same cell, each building its own graph.
 
-Models: a stand-in foundation (``calculators.standin``: 16 channels, max_L 0, r_max 4 Å, EMT data)
-pre-trained for a few epochs, then N members fine-tuned from it for ``--finetune-epochs`` epochs
-with different seeds (what a committee is in the loop; the weights matter little for timing, the
-architecture does). All in a temporary folder, removed at the end.
+Models: a stand-in foundation (``calculators.models.standin``: 16 channels, max_L 0, r_max 4 Å,
+EMT data) pre-trained for a few epochs, then N members fine-tuned from it for
+``--finetune-epochs`` epochs with different seeds (what a committee is in the loop; the weights
+matter little for timing, the architecture does). All in a temporary folder, removed at the end.
 
 Cells: random fcc Cu-Ni-Al supercells (cubic 4-atom cell repeated: 4, 32, 256 atoms), rattled,
 at the EMT lattice constant. For each cell size and precision (float32, float64), after
@@ -49,9 +50,9 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import all_changes
 
-from calculators.committee import CommitteeCalculator, mace_calculator
-from calculators.mace_train import TrainSettings, train_mace
-from calculators.standin import STANDIN_SETTINGS, build_standin_foundation, emt_structures
+from calculators.models.committee import CommitteeCalculator, mace_calculator
+from calculators.models.mace_train import TrainSettings, train_mace
+from calculators.models.standin import STANDIN_SETTINGS, build_standin_foundation, emt_structures
 
 ELEMENTS = ("Cu", "Ni", "Al")
 PROPERTIES = ["energy", "forces", "stress"]

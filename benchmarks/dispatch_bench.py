@@ -56,7 +56,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from al_loop.config import LauncherConfig
-from calculators import make_oracle
+from calculators.oracles import make_oracle
 from database import EmbeddedServer, Store, redact
 from launchers import (
     make_fworker,

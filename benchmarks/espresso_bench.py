@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from ase import Atoms
 from ase.build import bulk
 
-from calculators.registry import make_oracle
+from calculators.oracles.registry import make_oracle
 
 
 def cell(n_atoms: int, kind: str = "ni") -> Atoms:

@@ -7,7 +7,7 @@ Usage::
 Ground truth and data as in ``al_efficiency.py`` (its functions are reused): EMT NPT frames of
 random Cu-Ni-Al cells of 4-16 atoms at 300/1200/2000 K x 0/50 GPa, 5 trajectories per (T, P),
 one held out as the test set; ``--labels`` random pool frames are the training labels. The
-foundation is a stand-in built here (``calculators.standin``, 150 EMT cells, 30 epochs).
+foundation is a stand-in built here (``calculators.models.standin``, 150 EMT cells, 30 epochs).
 
 1. Training variants, each a committee of 4 members (bootstrap resamples, the same seeds) fine-
    tuned for 10 epochs, lr 0.01, batch 5. Baseline: ``plain`` (no EMA of the weights, al-loop's
@@ -52,9 +52,9 @@ from ase.build import bulk
 
 from al_loop.exploration import MDSettings, run_trajectory
 from al_loop.training import member_split
-from calculators.committee import CommitteeCalculator
-from calculators.mace_train import TrainSettings, labelled_atoms, train_mace
-from calculators.standin import build_standin_foundation
+from calculators.models.committee import CommitteeCalculator
+from calculators.models.mace_train import TrainSettings, labelled_atoms, train_mace
+from calculators.models.standin import build_standin_foundation
 
 BASE = TrainSettings(max_epochs=10, batch_size=5, learning_rate=0.01, ema_decay=None)
 VARIANTS = {

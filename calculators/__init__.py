@@ -1,22 +1,11 @@
-"""Everything that turns atoms into energy, forces and stress (ASE ``Atoms`` in, labels out)."""
+"""Everything that turns atoms into energy, forces and stress (ASE ``Atoms`` in, results out).
 
-from calculators.oracle import STATUSES, LabelResult, Oracle, settings_hash
-from calculators.registry import (
-    available_oracles,
-    available_presets,
-    make_oracle,
-    oracle_class,
-    resolve_settings,
-)
+Two kinds, two sub-packages, two interfaces:
 
-__all__ = [
-    "STATUSES",
-    "LabelResult",
-    "Oracle",
-    "available_oracles",
-    "available_presets",
-    "make_oracle",
-    "oracle_class",
-    "resolve_settings",
-    "settings_hash",
-]
+- :mod:`calculators.oracles`: reference codes that label structures (EMT, Quantum ESPRESSO,
+  VASP): one :class:`~calculators.oracles.base.Oracle` base, typed settings split into physics
+  and execution, a registry, and a conformance test every code passes.
+- :mod:`calculators.models`: machine-learned models (the MACE committee, its training, the
+  stand-in foundation, the student to come): one model interface and one validator every model
+  passes.
+"""

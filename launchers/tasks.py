@@ -11,7 +11,7 @@ from typing import Any
 
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
-from calculators import LabelResult, oracle_class
+from calculators.oracles import LabelResult, oracle_class
 from database.documents import stress_fields
 from launchers.store_access import task_store
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fireworks import Firework, LaunchPad, Workflow
 
-from calculators import Oracle
+from calculators.oracles import Oracle
 from launchers.tasks import LabelStructuresTask
 
 log = logging.getLogger(__name__)

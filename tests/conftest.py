@@ -49,7 +49,7 @@ def standin_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     once per session: no foundation model can be downloaded here. Its replay set is beside it."""
     from dataclasses import replace
 
-    from calculators.standin import STANDIN_SETTINGS, build_standin_foundation
+    from calculators.models.standin import STANDIN_SETTINGS, build_standin_foundation
 
     out = tmp_path_factory.mktemp("foundation") / "standin.model"
     settings = replace(STANDIN_SETTINGS, max_epochs=8)
@@ -61,8 +61,8 @@ def committee_models(standin_model: Path, tmp_path_factory: pytest.TempPathFacto
     """Two members fine-tuned from the stand-in (1 epoch, different seeds and data)."""
     from dataclasses import replace
 
-    from calculators.mace_train import train_mace
-    from calculators.standin import STANDIN_SETTINGS, emt_structures
+    from calculators.models.mace_train import train_mace
+    from calculators.models.standin import STANDIN_SETTINGS, emt_structures
 
     root = tmp_path_factory.mktemp("committee")
     settings = replace(STANDIN_SETTINGS, max_epochs=1)
@@ -85,7 +85,7 @@ def committee_models(standin_model: Path, tmp_path_factory: pytest.TempPathFacto
 def fast_pseudos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``fast`` Ca/Fe/Ni pseudopotential folder, built and checked once per session
     (installs Debian's Quantum ESPRESSO first when pw.x is missing and we are root)."""
-    from calculators.pseudos import build_pseudo_dir
+    from calculators.oracles.pseudos import build_pseudo_dir
 
     out = tmp_path_factory.mktemp("pseudos")
     build_pseudo_dir(out, "fast", check=True)

@@ -9,7 +9,7 @@ import pytest
 from ase import units
 from ase.build import bulk
 
-from calculators.committee import CommitteeCalculator, force_spread, mace_calculator
+from calculators.models.committee import CommitteeCalculator, force_spread, mace_calculator
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from ase import Atoms, units
 from ase.build import bulk
 
-from calculators.espresso import EspressoOracle, kpoints
-from calculators.registry import make_oracle
+from calculators.oracles.espresso import EspressoOracle, kpoints
+from calculators.oracles.registry import make_oracle
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from al_loop.exploration import FRAME_KEYS, MDSettings, explore, frame_table, run_trajectory
-from calculators.committee import CommitteeCalculator
+from calculators.models.committee import CommitteeCalculator
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from fireworks import LaunchPad
 
-from calculators import Oracle, make_oracle
+from calculators.oracles import Oracle, make_oracle
 from database import EmbeddedServer, LabelQuery, Store
 from launchers import (
     fworker_env,

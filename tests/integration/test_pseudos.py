@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from calculators.pseudos import (
+from calculators.oracles.pseudos import (
     FAMILIES,
     GENERATOR_INPUTS,
     PseudoError,

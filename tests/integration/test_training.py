@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from calculators.committee import mace_calculator
-from calculators.mace_train import TrainingFailed, command_line, train_mace
-from calculators.standin import STANDIN_SETTINGS, emt_structures, replay_file
+from calculators.models.committee import mace_calculator
+from calculators.models.mace_train import TrainingFailed, command_line, train_mace
+from calculators.models.standin import STANDIN_SETTINGS, emt_structures, replay_file
 from database import Store
 
 pytestmark = pytest.mark.integration

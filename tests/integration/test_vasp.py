@@ -14,10 +14,10 @@ from ase.build import bulk
 from custodian.vasp.handlers import VaspErrorHandler
 from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 
-from calculators.espresso import kpoints
-from calculators.registry import make_oracle, resolve_settings
-from calculators.vasp import VaspOracle, write_inputs
-from calculators.vasp_output import _resort
+from calculators.oracles.espresso import kpoints
+from calculators.oracles.registry import make_oracle, resolve_settings
+from calculators.oracles.vasp import VaspOracle, write_inputs
+from calculators.oracles.vasp_output import _resort
 
 pytestmark = [
     pytest.mark.integration,

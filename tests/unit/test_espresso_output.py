@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from calculators.espresso_output import classify
+from calculators.oracles.espresso_output import classify
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from calculators import (
+from calculators.oracles import (
     STATUSES,
     LabelResult,
     available_oracles,
@@ -20,8 +20,8 @@ from calculators import (
     resolve_settings,
     settings_hash,
 )
-from calculators.emt import EMTOracle
-from calculators.registry import merge_settings
+from calculators.oracles.emt import EMTOracle
+from calculators.oracles.registry import merge_settings
 
 
 def cunial(seed: int = 0) -> Atoms:
@@ -235,7 +235,7 @@ def test_oracle_result_carries_identity() -> None:
 
 
 def test_every_shipped_preset_is_usable_and_documents_every_key() -> None:
-    from calculators import espresso, vasp
+    from calculators.oracles import espresso, vasp
 
     documented = {"espresso": espresso.SETTINGS, "vasp": vasp.SETTINGS}
     assert available_oracles() == ["emt", "espresso", "vasp"]
@@ -250,7 +250,7 @@ def test_every_shipped_preset_is_usable_and_documents_every_key() -> None:
 def test_launch_prefix_guards_the_wall_time_and_lets_open_mpi_run_as_root(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from calculators.oracle import launch_prefix
+    from calculators.oracles.base import launch_prefix
 
     assert launch_prefix(1800, "") == "timeout -k 10 1800"
     assert launch_prefix(60.7, "srun --cpu-bind=cores") == "timeout -k 10 60 srun --cpu-bind=cores"

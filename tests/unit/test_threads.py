@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from calculators.mace_train import quiet_mace_import
+from calculators.models.mace_train import quiet_mace_import
 
 
 def test_overlapping_quiet_imports_restore_stdout() -> None:

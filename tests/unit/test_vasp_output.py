@@ -13,7 +13,7 @@ import pytest
 from ase import units
 from custodian.vasp.handlers import VaspErrorHandler
 
-from calculators.vasp_output import (
+from calculators.oracles.vasp_output import (
     INPUT_ERRORS,
     WARNINGS,
     classify,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from calculators.registry import resolve_settings
-from calculators.vasp import VaspOracle, _corrections, physics_changes
+from calculators.oracles.registry import resolve_settings
+from calculators.oracles.vasp import VaspOracle, _corrections, physics_changes
 
 
 def problem(**overrides: object) -> tuple[str, str] | None:

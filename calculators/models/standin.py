@@ -18,7 +18,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT, parameters
 
-from calculators.mace_train import TrainSettings, labelled_atoms, train_mace
+from calculators.models.mace_train import TrainSettings, labelled_atoms, train_mace
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ Energy, forces and stress always (``tstress``, ``tprnfor``: quacc sets neither).
 metals; spin only when ``spin_polarized`` (the moments of ``magmoms``; ASE's ``bulk()`` sets
 moments silently, so they are always overwritten). K-points from a spacing in Å⁻¹ (VASP's
 KSPACING convention, 2π included) so that cells of any size get the same sampling. Each run is
-classified (:mod:`calculators.espresso_output`); an unconverged SCF climbs the ``retries`` ladder
-(each rung's changes and outcome are kept in the label's ``retries``) and never becomes ``ok``.
+classified (:mod:`calculators.oracles.espresso_output`); an unconverged SCF climbs the
+``retries`` ladder (each rung's changes and outcome are kept in the label's ``retries``) and
+never becomes ``ok``.
 A run longer than ``wall_time_s`` is stopped by ``timeout`` and marked ``killed``; the files of
 every attempt stay in the label's folder.
 """
@@ -24,8 +25,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from calculators.espresso_output import classify
-from calculators.oracle import Attempt, LabelResult, Oracle, launch_prefix, merge_settings
+from calculators.oracles.base import Attempt, LabelResult, Oracle, launch_prefix, merge_settings
+from calculators.oracles.espresso_output import classify
 
 #: Settings keys and what they mean (the presets in configs/presets/espresso/ set them all).
 SETTINGS = {

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from calculators.emt import EMTOracle
-from calculators.espresso import EspressoOracle
-from calculators.oracle import Oracle, merge_settings
-from calculators.vasp import VaspOracle
+from calculators.oracles.base import Oracle, merge_settings
+from calculators.oracles.emt import EMTOracle
+from calculators.oracles.espresso import EspressoOracle
+from calculators.oracles.vasp import VaspOracle
 
 #: Oracle classes by code name. A new code is one class and one line here.
 ORACLES: dict[str, type[Oracle]] = {
@@ -22,7 +22,7 @@ ORACLES: dict[str, type[Oracle]] = {
 def presets_dir() -> Path:
     """Directory with the settings presets: ``$AL_LOOP_PRESETS`` or the repository's."""
     env = os.environ.get("AL_LOOP_PRESETS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "configs" / "presets"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs" / "presets"
 
 
 def available_oracles() -> list[str]:

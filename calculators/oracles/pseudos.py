@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DEBIAN_PACKAGES = ("quantum-espresso", "quantum-espresso-data", "libopenblas0-serial")
 DEBIAN_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
-GENERATOR_INPUTS = Path(__file__).resolve().parents[1] / "configs" / "pseudos"
+GENERATOR_INPUTS = Path(__file__).resolve().parents[2] / "configs" / "pseudos"
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def generate(ld1_input: Path, out_dir: Path) -> Path:
 def check_scf(element: str, pseudo_dir: Path, filename: str, workdir: Path) -> float:
     """Energy (eV) of a one-atom cell with this file, labelled by the Quantum ESPRESSO oracle
     (the ``fast`` preset, coarse k-points, no retries); raises :class:`PseudoError` unless ok."""
-    from calculators.registry import make_oracle
+    from calculators.oracles.registry import make_oracle
 
     lattice, a = CHECK_CELLS[element]
     overrides = {

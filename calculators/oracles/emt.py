@@ -15,7 +15,7 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 from ase.calculators.emt import parameters as emt_parameters
 
-from calculators.oracle import LabelResult, Oracle
+from calculators.oracles.base import LabelResult, Oracle
 
 
 class EMTOracle(Oracle):

@@ -1,6 +1,6 @@
 """What a VASP run ended as, read from its folder (``vasprun.xml``, ``OUTCAR``, ``vasp.out``).
 
-The same statuses as every oracle (:mod:`calculators.oracle`); only ``ok`` trains a model:
+The same statuses as every oracle (:mod:`calculators.oracles.base`); only ``ok`` trains a model:
 
 - ``ok``: a complete ``vasprun.xml`` whose last SCF converged (fewer steps than NELM, the test
   custodian's ``UnconvergedErrorHandler`` makes), with forces and stress;

@@ -51,7 +51,7 @@ def mace_calculator(
 ) -> Any:
     """mace's own calculator over ``model_paths``, on the fine-tuned head of multi-head models."""
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    from calculators.mace_train import FINETUNED_HEAD, quiet_mace_import
+    from calculators.models.mace_train import FINETUNED_HEAD, quiet_mace_import
 
     with quiet_mace_import():
         from mace.calculators import MACECalculator

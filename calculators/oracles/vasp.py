@@ -3,7 +3,7 @@ the same Firetasks as every oracle.
 
 quacc's ``static_job`` is these two calls plus a summary by emmet's ``TaskDoc`` that parses
 every output file into a task document; the label stores none of it and its convergence check
-is :func:`calculators.vasp_output.classify`, so the summary is left out. quacc's INCAR
+is :func:`calculators.oracles.vasp_output.classify`, so the summary is left out. quacc's INCAR
 "co-pilot" is off: the INCAR is the resolved settings, nothing changed silently.
 
 Energy, forces and stress always (NSW=0, IBRION=-1, ISIF=2 are set here and cannot be
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from calculators.espresso import kpoints
-from calculators.oracle import Attempt, LabelResult, Oracle, launch_prefix
-from calculators.vasp_output import classify, read_results, vasp_version
+from calculators.oracles.base import Attempt, LabelResult, Oracle, launch_prefix
+from calculators.oracles.espresso import kpoints
+from calculators.oracles.vasp_output import classify, read_results, vasp_version
 
 #: Settings keys and what they mean (the presets in configs/presets/vasp/ set them all).
 SETTINGS = {
@@ -95,7 +95,7 @@ class VaspOracle(Oracle):
     """VASP single point: energy, forces and stress of one structure."""
 
     code = "vasp"
-    quacc_module = "quacc.calculators.vasp"
+    quacc_module = "quacc.calculators.oracles.vasp"
     per_element_setting = "potcars"
 
     @classmethod
@@ -227,7 +227,7 @@ class VaspOracle(Oracle):
 def make_calculator(atoms: Atoms, settings: dict[str, Any]) -> Any:
     """quacc's ``Vasp`` calculator for one single point with these resolved settings (call it
     inside ``quacc.change_settings`` that sets ``VASP_PP_PATH`` and the commands)."""
-    from quacc.calculators.vasp import Vasp
+    from quacc.calculators.oracles.vasp import Vasp
 
     atoms = atoms.copy()
     spin = bool(settings.get("spin_polarized"))

@@ -1,7 +1,7 @@
 """What a pw.x run ended as, read from its exit code and its output (``pw.out``).
 
 Peer tools accept an unconverged SCF as a result; here every run gets one status (the label
-statuses of :mod:`calculators.oracle`), and only ``ok`` can become a training label:
+statuses of :mod:`calculators.oracles.base`), and only ``ok`` can become a training label:
 
 - ``ok``: exit 0, ``JOB DONE.`` printed, a total energy printed;
 - ``unconverged``: ``convergence NOT achieved`` (pw.x exits 2);

@@ -1,0 +1,1 @@
+"""Machine-learned models: the MACE committee, MACE training, the stand-in foundation."""
