@@ -12,15 +12,19 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from al_loop.config import CampaignConfig, ConfigError, load_campaign
+
+if TYPE_CHECKING:
+    from al_loop.stages.base import ProgressEvent
 
 app = typer.Typer(
     help="Active learning of machine-learned interatomic potentials.",
@@ -101,79 +105,38 @@ def validate(campaign: CampaignFile) -> None:
 
 
 _STARTED = time.monotonic()
+_KIND_STYLE = {"start": "cyan", "step": "dim", "done": "green", "warning": "yellow"}
 
 
-def _progress(stage: str, info: dict[str, Any]) -> None:
+def _progress(event: ProgressEvent) -> None:
     """One line per event, after the time since the command started, flushed (batch jobs
-    write stdout to a file)."""
+    write stdout to a file): ``iteration 1 explore done: frames 60, accurate 0.95, ...``."""
     minutes, seconds = divmod(int(time.monotonic() - _STARTED), 60)
+    style = _KIND_STYLE.get(event.kind, "white")
+    figures = ", ".join(f"{key} {_value(value)}" for key, value in event.figures.items())
     wrap, console.soft_wrap = console.soft_wrap, True  # one event, one line, whatever the width
     try:
-        console.print(f"[dim]{minutes:3d}:{seconds:02d}[/] ", end="")
-        _print_progress(stage, info)
+        console.print(
+            f"[dim]{minutes:3d}:{seconds:02d} iteration {event.iteration}[/] "
+            f"[{style}]{event.stage} {event.kind}[/]" + (f": {figures}" if figures else ""),
+            highlight=False,
+        )
     finally:
         console.soft_wrap = wrap
     sys.stdout.flush()
 
 
-def _print_progress(stage: str, info: dict[str, Any]) -> None:
-    it = f"[dim]iteration {info['iteration']}[/] " if "iteration" in info else ""
-    if stage == "seed":
-        console.print(f"[cyan]seed[/]: {info['structures']} structures stored")
-    elif stage == "label":
-        console.print(
-            f"[cyan]label[/]: {info['fireworks']} Fireworks "
-            f"({'submitted' if info['added'] else 'already submitted'}) {info['states']}"
-        )
-        if info["recovered"]:
-            console.print(
-                f"[yellow]repaired[/] {len(info['recovered'])} Fireworks left "
-                "RUNNING by a stopped launcher"
-            )
-    elif stage == "launch":
-        console.print(
-            f"[cyan]launch[/]: {info['workers']} local rocket launchers for "
-            f"{info['pending']} pending Fireworks"
-        )
-    elif stage == "labelled":
-        console.print(
-            f"[cyan]labelled[/]: {info['labels_by_status']} (Fireworks {info['fireworks']})"
-        )
-    elif stage == "train":
-        console.print(
-            f"{it}[cyan]train[/]: member {info['member']} on {info['n_train']} structures"
-        )
-    elif stage == "member":
-        console.print(f"{it}[cyan]member[/] {info['member']} trained in {info['wall_s']:.0f} s")
-    elif stage == "trained":
-        console.print(
-            f"{it}[cyan]trained[/]: {info['n_train']} training labels, held-out force RMSE "
-            f"{_num(info['held_out_force_rmse'])} eV/Å"
-        )
-    elif stage == "explore":
-        console.print(f"{it}[cyan]explore[/]: {info['trajectories']} MD trajectories")
-    elif stage == "trajectory":
-        console.print(
-            f"{it}  {info['trajectory']}: {info['frames']} frames, max spread "
-            f"{_num(info['max_spread'])} eV/Å, P {_num(info['P_GPa'])} GPa"
-            + (f" [yellow]stopped: {info['stop_reason']}[/]" if info["stop_reason"] else "")
-        )
-    elif stage == "explored":
-        f = info["fractions"]
-        console.print(
-            f"{it}[cyan]explored[/]: {info['frames']} frames: accurate {f['accurate']:.1%}, "
-            f"candidate {f['candidate']:.1%}, failed {f['failed']:.1%}; median spread "
-            f"{_num(info['median_spread'])} eV/Å"
-        )
-    elif stage == "selected":
-        console.print(
-            f"{it}[cyan]selected[/]: {info['n_selected']} of {info['n_candidates']} candidates"
-        )
-    elif stage == "evaluated":
-        console.print(
-            f"{it}[cyan]evaluated[/]: held-out force RMSE {_num(info['held_out_force_rmse'])} "
-            f"eV/Å, spread-error rank correlation {_num(info['spearman'])}"
-        )
+def _value(value: Any) -> str:
+    """A figure as text: numbers to 3 significant digits, mappings and lists inline."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return str(value)
 
 
 def _num(value: float | None) -> str:
@@ -207,6 +170,14 @@ def _print_stats(title: str, stats: dict[str, Any]) -> None:
 def run(
     campaign: CampaignFile,
     workers: Annotated[int | None, typer.Option(help="Local rocket launchers.")] = None,
+    accept_physics_change: Annotated[
+        bool,
+        typer.Option(
+            "--accept-physics-change",
+            help="Go on after a change of the oracle's physics settings (recorded): every "
+            "structure is labelled again, earlier labels are kept but no longer trained on.",
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) a campaign: seed, label, train, then explore, select, label and train
     until the committee converges; prints progress, a summary, and where the plots are."""
@@ -219,9 +190,15 @@ def run(
         f"{config.system.pressures_GPa} GPa, oracle {config.oracle.code}"
     )
     with _user_errors():
-        summary = run_campaign(config, workers=workers, progress=_progress)
+        summary = run_campaign(
+            config,
+            workers=workers,
+            progress=_progress,
+            accept_physics_change=accept_physics_change,
+        )
     _print_stats(f"dataset of {config.name}", summary)
-    failed = {k: v for k, v in summary["label_stage"]["labels_by_status"].items() if k != "ok"}
+    label_stage = summary["label_stage"] or {"labels_by_status": {}}
+    failed = {k: v for k, v in label_stage["labels_by_status"].items() if k != "ok"}
     if failed:
         statuses = ",".join(k for k in failed if k != "unlabelled")
         console.print(
@@ -316,27 +293,24 @@ def write_inputs(
     out: Annotated[Path, typer.Argument(help="The folder to write the inputs into.")],
 ) -> None:
     """Write the DFT inputs of one structure with the campaign's oracle settings, without
-    running anything (VASP: INCAR, KPOINTS, POSCAR, POTCAR, POTCAR.spec)."""
+    running anything (pw.x: pw.in; VASP: INCAR, KPOINTS, POSCAR, POTCAR, POTCAR.spec)."""
     from ase.io import read
 
-    from calculators.oracles import resolve_settings
+    from calculators.oracles import oracle_class
 
     config = _load(campaign)
-    oracle = config.oracle
-    if oracle.code != "vasp":
+    oracle = oracle_class(config.oracle.code)(config.oracle.settings)
+    if not oracle.input_files:
         errors.print(
-            f"[bold red]error:[/] {campaign}: oracle.code: writing inputs alone is done for "
-            f"vasp only, not {oracle.code!r}",
+            f"[bold red]error:[/] {campaign}: oracle.code: {oracle.code!r} runs inside al-loop "
+            "and writes no input files",
             highlight=False,
         )
         raise typer.Exit(2)
-    from calculators.oracles.vasp import write_inputs as write_vasp_inputs
-
     with _user_errors():
         atoms = read(structure)
-        settings = resolve_settings(oracle.code, oracle.preset, oracle.overrides)
         try:
-            folder = write_vasp_inputs(atoms, out, settings)
+            folder = oracle.write_inputs(atoms, out)
         except RuntimeError as err:  # ASE: no POTCAR file for an element
             raise FileNotFoundError(" ".join(str(err).split())) from None
     written = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_file()))
@@ -358,87 +332,56 @@ def launch(
 ) -> None:
     """Run local rockets (rlaunch rapidfire) until no Firework of the campaign is ready."""
     from al_loop.campaign import open_campaign
-    from launchers import rerun_lost_local_runs, run_workers, workflow_states
 
     config = _load(campaign)
     with _user_errors(), open_campaign(config, create=False) as session:
-        lp = session.launchpad
-        recovered = rerun_lost_local_runs(lp, config.name, session.workdir / "launches")
+        fireworks = session.fireworks
+        recovered = fireworks.rerun_lost()
         if recovered:
             console.print(
                 f"rerunning {len(recovered)} Fireworks left RUNNING by a stopped local launcher"
             )
         if rerun_fizzled:
-            fizzled = [
-                d["fw_id"]
-                for d in lp.fireworks.find(
-                    {"spec.al_loop.campaign": config.name, "state": "FIZZLED"}, {"fw_id": 1}
-                )
-            ]
-            for fw_id in fizzled:
-                lp.rerun_fw(fw_id)
-            console.print(f"rerunning {len(fizzled)} FIZZLED Fireworks")
+            console.print(f"rerunning {len(fireworks.rerun_fizzled())} FIZZLED Fireworks")
         n = workers or config.launcher.workers
-        codes = run_workers(
-            session.launchpad_file,
-            session.fworker_file,
-            session.workdir / "launches",
-            n,
-            env=session.worker_env(),
-        )
-        console.print(
-            f"{n} launchers exited with {codes}; Fireworks: {workflow_states(lp, config.name)}"
-        )
+        codes = fireworks.run_local(n)
+        console.print(f"{n} launchers exited with {codes}; Fireworks: {fireworks.states()}")
 
 
 @app.command()
 def status(campaign: CampaignFile) -> None:
-    """Where a campaign stands: its stages and its Fireworks."""
+    """Where a campaign stands: every stage it recorded, with its figures, and its Fireworks."""
     from al_loop.campaign import open_campaign
-    from launchers import workflow_states
 
     config = _load(campaign)
     with _user_errors(), open_campaign(config, create=False) as session:
-        doc = session.store.db.campaigns.find_one({"_id": config.name})
+        doc = session.log.document()
         console.print(
             f"campaign [bold]{config.name}[/]: iteration {doc['iteration']}, "
             f"last stage {doc['stage']}, updated {doc['updated_at']:%Y-%m-%d %H:%M:%S}"
         )
-        records: dict[int, dict[str, Any]] = {}
-        for rec in session.store.db.metrics.find({"campaign": config.name, "status": "done"}):
-            records.setdefault(rec["iteration"], {})[rec["stage"]] = rec["result"]
-        table = Table(
-            "iteration",
-            "last stage",
-            "labels",
-            "accurate/candidate/failed",
-            "selected",
-            "held-out F RMSE (eV/Å)",
-            "spread-error rank corr.",
-        )
-        for iteration in sorted(records):
-            stages = records[iteration]
-            order = ("seed", "explore", "select", "label", "train", "evaluate", "finished")
-            f = stages.get("explore", {}).get("fractions")
-            trained = stages.get("train", {}).get("held_out", {})
-            calibration = stages.get("evaluate", {}).get("calibration", {})
-            table.add_row(
-                str(iteration),
-                [s for s in order if s in stages][-1],
-                " ".join(
-                    f"{n} {k}"
-                    for k, n in stages.get("label", {}).get("labels_by_status", {}).items()
-                ),
-                f"{f['accurate']:.1%}/{f['candidate']:.1%}/{f['failed']:.1%}" if f else "",
-                str(stages.get("select", {}).get("n_selected", "")),
-                _num(trained.get("force_rmse_eV_A")) if trained else "",
-                _num(calibration.get("spearman")) if calibration else "",
-            )
-        console.print(table)
+        wrap, console.soft_wrap = console.soft_wrap, True  # one stage, one line
+        try:
+            for record in session.log.records():
+                summary = record.get("summary") or {}
+                wall = record.get("wall_s")
+                figures = ", ".join(f"{key} {_value(value)}" for key, value in summary.items())
+                console.print(
+                    f"iteration {record['iteration']} [cyan]{record['stage']}[/]"
+                    + ("" if wall is None else f" ({wall:.0f} s)")
+                    + f" {record['finished_at']:%m-%d %H:%M}"
+                    + (f": {figures}" if figures else ""),
+                    highlight=False,
+                )
+        finally:
+            console.soft_wrap = wrap
+        changes = len(doc.get("physics_history") or [])
+        if changes:
+            console.print(f"[yellow]label physics changed {changes} time(s)[/] (physics_history)")
         finished = doc.get("finished")
         if finished:
             console.print(f"finished: {finished['reason']} at iteration {finished['iteration']}")
-        console.print(f"Fireworks: {workflow_states(session.launchpad, config.name)}")
+        console.print(f"Fireworks: {session.fireworks.states()}")
 
 
 def _query(
@@ -525,6 +468,9 @@ def db_query(
     all_campaigns: AllOpt = False,
     limit: Annotated[int, typer.Option(help="At most this many rows (0: all).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="One line per label, whatever the terminal's width.")
+    ] = False,
 ) -> None:
     """List labels by campaign, iteration, elements, pressure range and status."""
     from al_loop.campaign import open_campaign
@@ -540,34 +486,46 @@ def db_query(
         for doc in docs:
             sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return
-    table = Table(title=f"{total} labels match ({len(docs)} shown)")
-    table.add_column("label", no_wrap=True, min_width=24)  # the full id, for --json lookups
-    for header in (
-        "formula",
-        "status",
-        "E/atom (eV)",
-        "P (GPa)",
-        "max F (eV/Å)",
-        "code",
-        "iteration",
-    ):
-        table.add_column(header)
-    for doc in docs:
+    console.print(_labels_table(docs, total), width=None if not wide else 10_000)
 
-        def fmt(key: str, spec: str = ".3f", d: dict = doc) -> str:
-            return "" if d.get(key) is None else format(d[key], spec)
 
-        table.add_row(
+def _labels_table(docs: list[dict[str, Any]], total: int) -> Table:
+    """The labels as a table whose numbers are never cut: number columns keep their full
+    width; the id, formula and iterations wrap onto more lines when the terminal is narrow."""
+
+    def fmt(doc: dict[str, Any], key: str, spec: str) -> str:
+        return "" if doc.get(key) is None else format(doc[key], spec)
+
+    rows = [
+        (
             str(doc["_id"]),
             doc.get("formula", ""),
             doc["status"],
-            fmt("energy_per_atom_eV", ".4f"),
-            fmt("pressure_GPa", ".1f"),
-            fmt("max_force_eV_A"),
+            fmt(doc, "energy_per_atom_eV", ".4f"),
+            fmt(doc, "pressure_GPa", ".1f"),
+            fmt(doc, "max_force_eV_A", ".3f"),
             doc.get("code", ""),
             ",".join(str(r["iteration"]) for r in doc.get("requests", [])),
         )
-    console.print(table)
+        for doc in docs
+    ]
+    table = Table(
+        title=f"{total} labels match ({len(docs)} shown)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    headers = ("label", "formula", "status", "E/atom eV", "P GPa", "max F eV/Å", "code", "it")
+    numbers = {3, 4, 5}
+    for index, header in enumerate(headers):
+        widest = max((len(row[index]) for row in rows), default=0)
+        if index in numbers:  # never cut: as wide as the widest value, right-aligned
+            table.add_column(header, justify="right", no_wrap=True, min_width=widest)
+        else:
+            table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 @db_app.command("export")
@@ -611,10 +569,11 @@ def db_serve(campaign: CampaignFile) -> None:
 
     config = _load(campaign)
     with _user_errors(), open_campaign(config, create=False) as session:
+        files = session.fireworks
         console.print(
             f"serving {session.store.database_name} at {redact(session.store.uri)}; "
-            f"FireWorks: lpad -l {session.launchpad_file}; "
-            f"rlaunch -l {session.launchpad_file} -w {session.fworker_file} rapidfire"
+            f"FireWorks: lpad -l {files.launchpad_file}; "
+            f"rlaunch -l {files.launchpad_file} -w {files.fworker_file} rapidfire"
         )
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))

@@ -8,7 +8,6 @@ values are plain numbers. Loading never writes anything.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -32,9 +31,21 @@ from pydantic import (
     model_validator,
 )
 
+from al_loop.config_errors import (
+    ConfigError,
+    Problem,
+    config_error,
+    did_you_mean,
+    explain_all,
+    format_loc,
+    read_yaml,
+    redact,
+    show,
+)
 from al_loop.seeds import file_seeds
-from calculators.oracles import available_oracles, available_presets, oracle_class, resolve_settings
-from calculators.oracles.registry import preset_path
+from al_loop.selection import DEFAULT_STRATEGY, STRATEGIES
+from calculators.oracles import OracleSettings, available_oracles, available_presets, oracle_class
+from calculators.oracles.registry import preset_path, preset_settings
 
 __all__ = [
     "CampaignConfig",
@@ -55,54 +66,8 @@ SEED_SUFFIXES = (".cif", ".xyz", ".extxyz", ".vasp", ".traj")
 SEED_NAMES = ("POSCAR", "CONTCAR")
 #: Element symbols (ASE's table without the dummy ``X``).
 ELEMENTS = frozenset(chemical_symbols[1:])
-#: Key-name unit suffixes and how to say them, longest first.
-_UNITS = (("_eV_A", "eV/Å"), ("_GPa", "GPa"), ("_fs", "fs"), ("_K", "K"), ("_A", "Å"))
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER_RE = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S.*)?")
-_MAX_SHOWN = 10  # problems listed in one error
-
-
-class ConfigError(Exception):
-    """A campaign file that cannot be used. ``str(err)`` is ``"<file>: <key.path>: <message>"``.
-
-    ``problems`` holds every ``(key_path, message)`` found (the first is ``key_path``/``message``);
-    ``str(err)`` shows one line per problem.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        file: str | Path | None = None,
-        key_path: str = "",
-        line: int | None = None,
-        problems: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.file: Path | None = Path(file) if file is not None else None
-        self.key_path = key_path
-        self.message = message
-        self.line = line
-        self.problems: list[tuple[str, str]] = problems or [(key_path, message)]
-        super().__init__(message)
-
-    def _line(self, key_path: str, message: str) -> str:
-        return ": ".join(p for p in (str(self.file or ""), key_path, message) if p)
-
-    def __str__(self) -> str:
-        lines = [self._line(path, msg) for path, msg in self.problems[:_MAX_SHOWN]]
-        if len(self.problems) > _MAX_SHOWN:
-            lines.append(f"... and {len(self.problems) - _MAX_SHOWN} more problems")
-        return "\n".join(lines)
-
-
-class _Problem(ValueError):
-    """A validator's complaint about a key below the one being validated (``loc`` is relative)."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +128,7 @@ def _unique(values: list[Any]) -> list[Any]:
     first: dict[Any, int] = {}
     for i, value in enumerate(values):
         if value in first:
-            raise _Problem((i,), f"duplicate value {value!r} (already given at [{first[value]}])")
+            raise Problem((i,), f"duplicate value {value!r} (already given at [{first[value]}])")
         first[value] = i
     return values
 
@@ -175,7 +140,7 @@ def _none_is_empty(value: Any) -> Any:
 
 def _pair(value: Any) -> Any:
     if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ValueError(f"expected two numbers [lo, hi], got {_show(value)}")
+        raise ValueError(f"expected two numbers [lo, hi], got {show(value)}")
     return value
 
 
@@ -198,11 +163,6 @@ def _seed_file(value: Path, info: ValidationInfo) -> Path:
 def _has_password(uri: str) -> bool:
     head = uri.split("://", 1)[-1].split("?", 1)[0]
     return "@" in head and ":" in head.rsplit("@", 1)[0]
-
-
-def _redact(text: str) -> str:
-    """``scheme://user:secret@host`` → ``scheme://user:***@host``."""
-    return re.sub(r"(://[^:/?#@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 # Types: numbers and booleans are strict (no "50" -> 50, no true -> 1); ints are accepted as floats.
@@ -260,7 +220,7 @@ class SeedsConfig(_Section):
     @model_validator(mode="after")
     def _some_seeds(self) -> SeedsConfig:
         if self.n_structures == 0 and not self.files:
-            raise _Problem(
+            raise Problem(
                 ("n_structures",), "no initial structures: set n_structures > 0 or list files"
             )
         return self
@@ -279,7 +239,7 @@ class OracleConfig(_Section):
         known = available_oracles()
         if code not in known:
             raise ValueError(
-                f"unknown oracle code {code!r}{_did_you_mean(code, known)}; "
+                f"unknown oracle code {code!r}{did_you_mean(code, known)}; "
                 f"available: {', '.join(known)}"
             )
         return code
@@ -291,28 +251,44 @@ class OracleConfig(_Section):
             return str(_resolve(preset, info))
         return preset
 
+    _settings: OracleSettings | None = PrivateAttr(default=None)
+
+    @property
+    def settings(self) -> OracleSettings:
+        """The code's typed settings: the preset merged with the overrides, resolved once when
+        the campaign file is loaded."""
+        assert self._settings is not None
+        return self._settings
+
     @model_validator(mode="after")
-    def _preset_exists(self) -> OracleConfig:
+    def _resolve_settings(self, info: ValidationInfo) -> OracleConfig:
         path = preset_path(self.code, self.preset)
         if not path.is_file():
             shipped = available_presets(self.code)
-            raise _Problem(
+            raise Problem(
                 ("preset",),
                 f"no preset {self.preset!r} for oracle {self.code!r} (looked for {path})"
-                f"{_did_you_mean(self.preset, shipped)}; "
+                f"{did_you_mean(self.preset, shipped)}; "
                 f"available presets: {', '.join(shipped) or 'none'}",
             )
+        Settings = oracle_class(self.code).Settings
+        overrides = dict(self.overrides)
+        for key in Settings.path_fields & set(overrides):  # relative to the campaign file
+            if isinstance(overrides[key], str):
+                overrides[key] = str(_resolve(overrides[key], info))
         try:
-            settings = resolve_settings(self.code, self.preset, self.overrides)
+            merged = preset_settings(self.code, self.preset, overrides)
+            self._settings = Settings.model_validate(merged)
         except yaml.YAMLError as exc:
-            raise _Problem(("preset",), f"{path} is not valid YAML: {exc}") from None
-        problem = oracle_class(self.code).settings_problem(settings)
-        if problem:
-            key, message = problem
-            parts = tuple(key.split("."))  # "incar.NSW": a key inside a setting
-            top = parts[0].split("[")[0]
-            where = ("overrides", *parts) if top in self.overrides else ("preset",)
-            raise _Problem(where, message)
+            raise Problem(("preset",), f"{path} is not valid YAML: {exc}") from None
+        except ValidationError as exc:
+            items = []
+            for loc, message in explain_all(exc, Settings, f"in the {self.code} settings"):
+                if loc and loc[0] in self.overrides:
+                    items.append((("overrides", *loc), message))
+                else:  # the preset's own value
+                    items.append((("preset",), f"{path}: {format_loc(loc)}: {message}"))
+            raise Problem(*items[0], items=items) from None
         return self
 
 
@@ -374,7 +350,7 @@ class CommitteeConfig(_Section):
                 raise ValueError(f"{key!r} is set by al-loop; set {OWN_OPTIONS[key]} instead")
             if key not in known:
                 raise ValueError(
-                    f"{key!r} is not an option of mace_run_train{_did_you_mean(key, known)}"
+                    f"{key!r} is not an option of mace_run_train{did_you_mean(key, known)}"
                 )
         return value
 
@@ -406,7 +382,7 @@ class ExplorationConfig(_Section):
     @model_validator(mode="after")
     def _frames(self) -> ExplorationConfig:
         if self.frame_interval > self.steps:
-            raise _Problem(
+            raise Problem(
                 ("frame_interval",),
                 f"must be <= steps ({self.steps}), or no frame is ever kept; "
                 f"got {self.frame_interval}",
@@ -415,7 +391,14 @@ class ExplorationConfig(_Section):
 
 
 class SelectionConfig(_Section):
-    """Which frames get labelled: the force-spread trust window, cap, and stopping rule."""
+    """Which frames get labelled: the selector, the force-spread trust window, cap, and the
+    stopping rule."""
+
+    #: ``window_fps``: farthest-point sampling among the frames inside the trust window;
+    #: ``top_spread_fps``: among the ``top_spread_pool`` x ``max_per_iteration`` frames with
+    #: the highest spreads below trust_hi, whatever trust_lo (al_loop/selection.py).
+    strategy: Literal[STRATEGIES] = DEFAULT_STRATEGY  # type: ignore[valid-type]
+    top_spread_pool: Annotated[Int, Field(ge=1)] = 2
 
     trust_lo_eV_A: Annotated[Float, Field(ge=0)] = 0.05
     trust_hi_eV_A: Annotated[Float, Field(gt=0)] = 0.30
@@ -429,7 +412,7 @@ class SelectionConfig(_Section):
     @model_validator(mode="after")
     def _window(self) -> SelectionConfig:
         if self.trust_lo_eV_A >= self.trust_hi_eV_A:
-            raise _Problem(
+            raise Problem(
                 ("trust_lo_eV_A",),
                 f"must be below trust_hi_eV_A: got trust_lo_eV_A {self.trust_lo_eV_A} >= "
                 f"trust_hi_eV_A {self.trust_hi_eV_A}",
@@ -467,7 +450,7 @@ class StoreConfig(_Section):
                 "in a file (store.uri_file) or in the environment variable named by store.uri_env"
             )
         if not uri.startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError(f"must start with mongodb:// or mongodb+srv://, got {_redact(uri)!r}")
+            raise ValueError(f"must start with mongodb:// or mongodb+srv://, got {redact(uri)!r}")
         return uri
 
     @field_validator("uri_file")
@@ -479,7 +462,7 @@ class StoreConfig(_Section):
     @classmethod
     def _env_name(cls, name: str | None) -> str | None:
         if name is not None and not _ENV_NAME_RE.fullmatch(name):
-            what = "a URI" if "://" in name else repr(_redact(name))
+            what = "a URI" if "://" in name else repr(redact(name))
             raise ValueError(
                 f"must be the NAME of an environment variable (such as AL_LOOP_MONGO_URI), "
                 f"not {what}"
@@ -490,13 +473,13 @@ class StoreConfig(_Section):
     def _consistent(self) -> StoreConfig:
         given = [k for k in ("uri", "uri_file", "uri_env") if getattr(self, k) is not None]
         if len(given) > 1:
-            raise _Problem(
+            raise Problem(
                 (given[1],),
                 f"give only one of store.uri, store.uri_file, store.uri_env (got "
                 f"{' and '.join(given)})",
             )
         if self.launchpad_database == self.database:
-            raise _Problem(
+            raise Problem(
                 ("launchpad_database",),
                 f"must differ from database ({self.database!r}): FireWorks' LaunchPad resets "
                 "its own database",
@@ -548,29 +531,29 @@ class CampaignConfig(_Section):
         if supported is not None:
             missing = [el for el in self.system.elements if el not in supported]
             if missing:
-                raise _Problem(
+                raise Problem(
                     ("oracle", "code"),
                     f"oracle {self.oracle.code!r} cannot handle {', '.join(missing)} "
                     f"(system.elements); it handles only {', '.join(sorted(supported))}",
                 )
         table = oracle_class(self.oracle.code).per_element_setting
         if table:
-            settings = resolve_settings(self.oracle.code, self.oracle.preset, self.oracle.overrides)
-            missing = [el for el in self.system.elements if el not in (settings.get(table) or {})]
+            given = getattr(self.oracle.settings, table)
+            missing = [el for el in self.system.elements if el not in given]
             if missing:
                 where = (
                     ("oracle", "overrides", table)
                     if table in self.oracle.overrides
                     else ("oracle", "preset")
                 )
-                raise _Problem(
+                raise Problem(
                     where,
                     f"no {table} entry for {', '.join(missing)} (system.elements): add one "
                     f"under oracle.overrides.{table}",
                 )
         spread, trust_lo = self.exploration.max_spread_eV_A, self.selection.trust_lo_eV_A
         if spread <= trust_lo:
-            raise _Problem(
+            raise Problem(
                 ("exploration", "max_spread_eV_A"),
                 f"must be above selection.trust_lo_eV_A ({trust_lo}), or MD stops before any "
                 f"frame can be selected; got {spread}",
@@ -579,7 +562,7 @@ class CampaignConfig(_Section):
             try:
                 file_seeds([path], self.system.elements)
             except ValueError as exc:
-                raise _Problem(("seeds", "files", index), str(exc)) from None
+                raise Problem(("seeds", "files", index), str(exc)) from None
         return self
 
     @property
@@ -609,327 +592,15 @@ class CampaignConfig(_Section):
 # Loading
 # ---------------------------------------------------------------------------------------------
 
-Loc = tuple[str | int, ...]
-
 
 def load_campaign(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign file; raise one :class:`ConfigError` if it is not usable."""
     file = Path(path)
-    data, lines = _read_yaml(file)
+    data, lines = read_yaml(file)
     source = Path(os.path.abspath(file))
     try:
         config = CampaignConfig.model_validate(data, context={"base_dir": source.parent})
     except ValidationError as exc:
-        raise _config_error(exc, file, lines) from None
+        raise config_error(exc, file, lines, CampaignConfig) from None
     config._source_file = source
     return config
-
-
-def _read_yaml(file: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
-    """The top-level mapping of ``file`` and the line of every key and list item in it."""
-    if file.is_dir():
-        inside = sorted(p.name for p in file.iterdir() if p.suffix in {".yaml", ".yml"})[:5]
-        hint = f" (YAML files in it: {', '.join(inside)})" if inside else ""
-        raise ConfigError(f"is a folder, not a campaign file{hint}", file=file)
-    if not file.exists():
-        raise ConfigError(f"campaign file not found (looked at {os.path.abspath(file)})", file=file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("not a text (UTF-8) file; a campaign is a YAML file", file=file) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=file) from None
-
-    empty = ConfigError(
-        "the file is empty; a campaign needs at least 'name:' and 'system: elements:' "
-        "(see configs/demo.yaml)",
-        file=file,
-    )
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise empty
-        lines: dict[Loc, int] = {}
-        _index_nodes(node, (), lines, file, set())
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc, file) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=file) from None
-    finally:
-        loader.dispose()
-    if data is None:
-        raise empty
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"the top level must be a mapping of keys (name:, system:, ...), got {_show(data)}",
-            file=file,
-            line=1,
-        )
-    return data, lines
-
-
-def _yaml_error(exc: yaml.MarkedYAMLError, file: Path) -> ConfigError:
-    mark = exc.problem_mark or exc.context_mark
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = exc.problem or exc.context or "syntax error"
-    if exc.context and exc.problem:
-        since = exc.context_mark
-        started = f" that starts at line {since.line + 1}" if since and since != mark else ""
-        if exc.problem.startswith("but "):
-            problem = f"{exc.context}{started}, {exc.problem}"
-        else:
-            problem = f"{exc.problem} ({exc.context}{started})"
-    if exc.problem == "but found another document":
-        problem = "a campaign file holds one YAML document; a second one ('---') starts here"
-    if "\\t" in problem:
-        problem += "; indent with spaces, not tabs"
-    if exc.problem == "mapping values are not allowed here":
-        problem += "; check the indentation, and that every ':' above is followed by a space"
-    return ConfigError(
-        f"invalid YAML{where}: {problem}", file=file, line=mark.line + 1 if mark else None
-    )
-
-
-def _index_nodes(
-    node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: Path, stack: set[int]
-) -> None:
-    """Record the line of every key/item and refuse duplicate keys (YAML keeps the last one)."""
-    if id(node) in stack:  # a recursive alias
-        return
-    stack.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            key, line = key_node.value, key_node.start_mark.line + 1
-            here = (*loc, key)
-            if key in first:
-                raise ConfigError(
-                    f"duplicate key {key!r} at line {line} (first given at line {first[key]}); "
-                    "keep one",
-                    file=file,
-                    key_path=_format_loc(here),
-                    line=line,
-                )
-            first[key] = line
-            lines[here] = line
-            _index_nodes(value_node, here, lines, file, stack)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*loc, i)] = item.start_mark.line + 1
-            _index_nodes(item, (*loc, i), lines, file, stack)
-    stack.discard(id(node))
-
-
-def _config_error(exc: ValidationError, file: Path, lines: dict[Loc, int]) -> ConfigError:
-    """One ConfigError for all of pydantic's complaints, unknown keys first (they explain more)."""
-    problems: list[tuple[str, str]] = []
-    first_line: int | None = None
-    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    for err in errors:
-        loc: Loc = tuple(err["loc"])
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, _Problem):
-            loc = (*loc, *cause.loc)
-        if err["type"] == "invalid_key":  # pydantic puts the key itself at the end of loc
-            loc = loc[:-1]
-        message = _explain(err, loc)
-        line = _line_of(loc, lines)
-        if line is not None:
-            message += f" (line {line})"
-        problem = (_format_loc(loc), message)
-        if problem not in problems:
-            if not problems:
-                first_line = line
-            problems.append(problem)
-    key_path, message = problems[0]
-    return ConfigError(message, file=file, key_path=key_path, line=first_line, problems=problems)
-
-
-def _format_loc(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part != "[key]":
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _line_of(loc: Loc, lines: dict[Loc, int]) -> int | None:
-    for end in range(len(loc), 0, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return None
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The section model found at ``loc`` (``()`` is the campaign), or None."""
-    model: type[BaseModel] | None = CampaignConfig
-    for part in loc:
-        field = model.model_fields.get(part) if model and isinstance(part, str) else None
-        ann = field.annotation if field else None
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return model
-
-
-def _field_name(loc: Loc) -> str:
-    return next((p for p in reversed(loc) if isinstance(p, str)), "")
-
-
-def _unit(field: str) -> str:
-    return next((unit for suffix, unit in _UNITS if field.endswith(suffix)), "")
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, dict):
-        return "a mapping"
-    text = _redact(repr(value))
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return f"a list {text}" if isinstance(value, list) else text
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    lower = {c.lower(): c for c in choices}
-    match = lower.get(word.lower()) or next(
-        iter(difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)), None
-    )
-    match = lower.get(match, match) if match else None
-    return f"; did you mean {match!r}?" if match else ""
-
-
-def _stem(key: str) -> str:
-    """``pressures_GPa`` → ``pressure``: the key without its unit suffix or plural s."""
-    return key.lower().split("_")[0].rstrip("s")
-
-
-def _unknown_key(loc: Loc) -> str:
-    key, parent = str(loc[-1]), loc[:-1]
-    model = _model_at(parent)
-    allowed = list(model.model_fields) if model else []
-    where = f"in {_format_loc(parent)}" if parent else "at the top level"
-    message = f"unknown key {key!r} {where}"
-    same_stem = [a for a in allowed if _stem(a) == _stem(key) and "_" in a]
-    if same_stem:
-        unit = _unit(same_stem[0])
-        message += f"; did you mean {same_stem[0]!r}?"
-        if unit:
-            message += f" (units are part of the key name: give the values in {unit})"
-    elif hint := _did_you_mean(key, allowed):
-        message += hint
-    else:
-        elsewhere = _find_key_elsewhere(key)
-        if elsewhere and elsewhere != _format_loc(loc):
-            message += f"; it belongs under {elsewhere.rsplit('.', 1)[0]}: ({elsewhere})"
-    if allowed:
-        message += f"; allowed keys: {', '.join(allowed)}"
-    return message
-
-
-def _find_key_elsewhere(key: str) -> str | None:
-    """The full key path of a section key of that name (``elements`` → ``system.elements``)."""
-    for section, field in CampaignConfig.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            for name in ann.model_fields:
-                if name.lower() == key.lower() or (_stem(name) == _stem(key) and "_" in name):
-                    return f"{section}.{name}"
-    return None
-
-
-def _as_list_hint(value: Any) -> str:
-    if isinstance(value, str):
-        items = [p for p in re.split(r"[,\s]+", value.strip()) if p]
-        return f"; write [{', '.join(items)}]" if items else ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"; write [{value}]"
-    return ""
-
-
-def _number_message(kind: str, value: Any, field: str) -> str:
-    want = "a whole number" if kind.startswith("int") else "a number"
-    unit = _unit(field)
-    if isinstance(value, str):
-        match = _NUMBER_RE.fullmatch(value)
-        if match and match.group(2):
-            in_unit = f" in {unit}" if unit else ""
-            note = f"; units are in the key name ({field})" if unit else ""
-            return f"got {value!r}: give a plain number{in_unit}{note}"
-        if match and "e" in value.lower() and "." not in value:
-            return f"YAML reads {value!r} as text: write it with a decimal point (e.g. 1.0e3)"
-        if match:
-            return f"got the text {value!r}: write the number without quotes"
-    return f"expected {want}, got {_show(value)}"
-
-
-_COMPARE = {
-    "greater_than": (">", "gt"),
-    "greater_than_equal": (">=", "ge"),
-    "less_than": ("<", "lt"),
-    "less_than_equal": ("<=", "le"),
-}
-
-
-def _explain(err: Any, loc: Loc) -> str:
-    """A pydantic error in the campaign file's words."""
-    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    field = _field_name(loc)
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        return _unknown_key(loc)
-    if kind in ("value_error", "assertion_error"):
-        cause = ctx.get("error")
-        return cause.message if isinstance(cause, _Problem) else str(cause or err["msg"])
-    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float"):
-        return _number_message(kind, value, field)
-    if kind in _COMPARE:
-        op, key = _COMPARE[kind]
-        unit = _unit(field)
-        bound = f"{ctx[key]:g}" if isinstance(ctx[key], float) else str(ctx[key])
-        return f"must be {op} {bound}{' ' + unit if unit else ''}, got {_show(value)}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {_show(value)}"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {_show(value)}"
-    if kind == "string_type":
-        message = f"expected text, got {_show(value)}"
-        if isinstance(value, bool):
-            return message + " (YAML reads yes/no/on/off as booleans): put it in quotes"
-        is_number = isinstance(value, int | float)
-        if field == "elements" and isinstance(value, int) and 0 < value < len(chemical_symbols):
-            return message + f"; did you mean {chemical_symbols[value]!r}? give symbols"
-        return message + ("; put it in quotes" if is_number else "")
-    if kind in ("list_type", "tuple_type"):
-        return f"expected a list, got {_show(value)}{_as_list_hint(value)}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        model = _model_at(loc)
-        allowed = f"; allowed keys: {', '.join(model.model_fields)}" if model else ""
-        return f"expected a mapping (indented 'key: value' lines), got {_show(value)}{allowed}"
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        hint = _did_you_mean(str(value), choices) if isinstance(value, str) else ""
-        return f"must be one of {', '.join(choices)}; got {_show(value)}{hint}"
-    if kind == "invalid_key":
-        return (
-            f"key {_show(value)} is not text: YAML reads unquoted numbers, yes/no/on/off and "
-            "true/false as such; quote the key or fix its spelling"
-        )
-    if kind == "string_too_short":
-        return "must not be empty" if value == "" else str(err["msg"])
-    if kind == "too_short":
-        if hasattr(value, "__len__") and len(value) == 0:
-            return "must not be empty"
-        return f"needs at least {ctx.get('min_length')} items, got {_show(value)}"
-    if kind == "too_long":
-        return f"has too many items (at most {ctx.get('max_length')}), got {_show(value)}"
-    if kind in ("path_type", "path_parsing"):
-        return f"expected a file path, got {_show(value)}"
-    return str(err["msg"])

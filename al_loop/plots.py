@@ -19,6 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
+from al_loop.selection import ACCURATE, CANDIDATE, FAILED, classify, fractions
+
 log = logging.getLogger(__name__)
 
 #: Figure size in inches and resolution: every PNG is 800 x 600 pixels (width x height).
@@ -31,7 +33,7 @@ FORCE_UNIT = "eV/Å"
 ENERGY_UNIT = "meV/atom"
 
 # Colours of the trust-window regions of the spread histogram.
-_REGION_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
+_REGION_COLOURS = {ACCURATE: "tab:green", CANDIDATE: "tab:orange", FAILED: "tab:red"}
 
 
 def _new_figure() -> tuple[Figure, Axes]:
@@ -76,28 +78,6 @@ def _as_float_array(values: Sequence[float] | np.ndarray | None) -> np.ndarray:
 def _fmt(x: float) -> str:
     """Compact number for labels."""
     return f"{x:.3g}"
-
-
-def trust_fractions(spreads_eV_A: np.ndarray, window: tuple[float, float]) -> dict[str, float]:
-    """Fractions of frames below, inside and above the trust window ``[lo, hi)``.
-
-    Non-finite spreads (NaN/inf, e.g. a committee member that blew up) count as failed.
-    Returns ``{"accurate", "candidate", "failed"}`` fractions (all zero for no frames).
-    """
-    lo, hi = window
-    s = _as_float_array(spreads_eV_A)
-    if s.size == 0:
-        return {"accurate": 0.0, "candidate": 0.0, "failed": 0.0}
-    finite = np.isfinite(s)
-    accurate = finite & (s < lo)
-    candidate = finite & (s >= lo) & (s < hi)
-    failed = ~(accurate | candidate)
-    n = s.size
-    return {
-        "accurate": float(accurate.sum()) / n,
-        "candidate": float(candidate.sum()) / n,
-        "failed": float(failed.sum()) / n,
-    }
 
 
 def learning_curve(
@@ -173,13 +153,16 @@ def spread_histogram(
 ) -> Path:
     """Histogram of the committee's max force spread over explored frames.
 
-    Log-spaced bins; NaN/inf spreads count as failed (their number is stated in the legend).
-    The trust window ``[lo, hi)`` is drawn as vertical lines and shaded; the fractions
-    accurate / candidate / failed are given in the legend.
+    ``window`` is the trust window ``[lo, hi)`` actually used (with an adaptive lo, the moved
+    one: ``Selection.window``). Frames are classified by :func:`al_loop.selection.classify`, the
+    one window rule. Log-spaced bins; NaN/inf spreads count as failed (their number is stated in
+    the legend). The window is drawn as vertical lines and shaded (lo = 0, possible with an
+    adaptive lo, sits at the left edge of the log axis); the fractions accurate / candidate /
+    failed are given in the legend.
     """
     lo, hi = float(window[0]), float(window[1])
-    if not (0 < lo < hi):
-        raise ValueError(f"spread_histogram: need 0 < lo < hi, got window {window!r}")
+    if not (0 <= lo < hi):
+        raise ValueError(f"spread_histogram: need 0 <= lo < hi, got window {window!r}")
     s = _as_float_array(spreads_eV_A)
 
     fig, ax = _new_figure()
@@ -190,23 +173,28 @@ def spread_histogram(
         _no_data(ax)
         return _save(fig, path)
 
-    finite = s[np.isfinite(s)]
+    is_finite = np.isfinite(s)
+    finite = s[is_finite]
     n_nonfinite = int(s.size - finite.size)
-    fractions = trust_fractions(s, (lo, hi))
+    classes = classify(s, lo, hi)  # the window rule, from al_loop.selection
+    shares = fractions(classes)
 
     # Log-spaced bins covering the data and the window; zeros/negatives go to the first bin.
     positive = finite[finite > 0]
-    lo_edge = min(float(positive.min()) if positive.size else lo, lo) / 1.5
+    low = [float(positive.min())] if positive.size else []
+    low += [lo] if lo > 0 else []
+    lo_edge = (min(low) if low else hi / 10) / 1.5
     hi_edge = max(float(positive.max()) if positive.size else hi, hi) * 1.5
     bins = np.geomspace(lo_edge, hi_edge, 41)
     clipped = np.clip(finite, lo_edge, hi_edge)
 
-    groups = [clipped[finite < lo], clipped[(finite >= lo) & (finite < hi)], clipped[finite >= hi]]
-    names = ["accurate", "candidate", "failed"]
+    finite_classes = classes[is_finite]
+    names = [ACCURATE, CANDIDATE, FAILED]
+    groups = [clipped[finite_classes == name] for name in names]
     labels = [
-        f"accurate (< {_fmt(lo)}): {fractions['accurate']:.1%}",
-        f"candidate [{_fmt(lo)}, {_fmt(hi)}): {fractions['candidate']:.1%}",
-        f"failed (≥ {_fmt(hi)} or NaN/inf): {fractions['failed']:.1%} ({n_nonfinite} NaN/inf)",
+        f"accurate (< {_fmt(lo)}): {shares[ACCURATE]:.1%}",
+        f"candidate [{_fmt(lo)}, {_fmt(hi)}): {shares[CANDIDATE]:.1%}",
+        f"failed (≥ {_fmt(hi)} or NaN/inf): {shares[FAILED]:.1%} ({n_nonfinite} NaN/inf)",
     ]
     ax.hist(
         groups,
@@ -217,8 +205,9 @@ def spread_histogram(
         edgecolor="white",
         linewidth=0.4,
     )
-    ax.axvspan(lo, hi, color=_REGION_COLOURS["candidate"], alpha=0.12, zorder=0)
-    ax.axvline(lo, color="k", linestyle="--", linewidth=1)
+    ax.axvspan(max(lo, lo_edge), hi, color=_REGION_COLOURS[CANDIDATE], alpha=0.12, zorder=0)
+    if lo > 0:
+        ax.axvline(lo, color="k", linestyle="--", linewidth=1)
     ax.axvline(hi, color="k", linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlim(lo_edge, hi_edge)

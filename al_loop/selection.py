@@ -3,8 +3,11 @@
 Each frame has a committee force spread (eV/Å). Frames below the trust window are *accurate*
 (the committee agrees, nothing to learn), frames inside it are *candidates* for labelling, and
 frames at or above it (or with a non-finite spread, e.g. an MD run that blew up) are *failed*
-(too far from the training data to be trusted, usually unphysical). Among candidates, a diverse
-subset is picked by farthest-point sampling on structure descriptors.
+(too far from the training data to be trusted, usually unphysical).
+
+A *strategy* (:data:`STRATEGIES`) names which frames may be picked (:func:`candidates`); a
+diverse subset of those is then picked by farthest-point sampling on structure descriptors
+(:func:`select`). The window rule (:func:`trust_window`, :func:`classify`) lives here only.
 
 Pure numpy: no MACE, no database.
 """
@@ -12,6 +15,7 @@ Pure numpy: no MACE, no database.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +169,93 @@ def farthest_point_sampling(
     return picks
 
 
+# --- strategies: which frames may be picked ---------------------------------------------------
+
+
+def _window_candidates(
+    spreads: np.ndarray, classes: np.ndarray, window: tuple[float, float], cap: int, pool: int
+) -> np.ndarray:
+    """The frames inside the trust window ``[lo, hi)``."""
+    return np.flatnonzero(classes == CANDIDATE)
+
+
+def _top_spread_candidates(
+    spreads: np.ndarray, classes: np.ndarray, window: tuple[float, float], cap: int, pool: int
+) -> np.ndarray:
+    """The ``pool`` frames with the highest finite spreads strictly below hi, whatever lo.
+
+    Ties are broken by frame index (lower first); the result is in frame order.
+    """
+    hi = window[1]
+    with np.errstate(invalid="ignore"):
+        eligible = np.flatnonzero(np.isfinite(spreads) & (spreads < hi))
+    order = np.argsort(-spreads[eligible], kind="stable")
+    return np.sort(eligible[order[:pool]])
+
+
+#: Strategy name -> function(spreads, classes, window, cap, pool size) -> candidate indices.
+_STRATEGIES: dict[
+    str, Callable[[np.ndarray, np.ndarray, tuple[float, float], int, int], np.ndarray]
+] = {
+    "window_fps": _window_candidates,
+    "top_spread_fps": _top_spread_candidates,
+}
+
+#: Names of the selection strategies, the default first. ``window_fps``: farthest-point sampling
+#: among the frames in the trust window. ``top_spread_fps``: farthest-point sampling among the
+#: ``pool_factor * cap`` frames with the highest finite spreads below hi, whatever lo.
+STRATEGIES: tuple[str, ...] = tuple(_STRATEGIES)
+DEFAULT_STRATEGY = "window_fps"
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """Outcome of :func:`candidates`: the frames a strategy lets farthest-point sampling pick."""
+
+    indices: np.ndarray  #: frames that may be picked (int, ascending); they need a descriptor
+    window: tuple[float, float]  #: the (lo, hi) used to classify frames
+    classes: np.ndarray  #: class per frame, ``classify(spreads, *window)`` (read-only)
+    strategy: str
+
+
+def _check_strategy(strategy: str) -> str:
+    if strategy not in _STRATEGIES:
+        raise ValueError(
+            f"unknown selection strategy {strategy!r}; known strategies: {', '.join(STRATEGIES)}"
+        )
+    return strategy
+
+
+def candidates(
+    spreads: np.ndarray,
+    lo: float,
+    hi: float,
+    cap: int,
+    strategy: str = DEFAULT_STRATEGY,
+    adaptive_percentile: float | None = None,
+    pool_factor: int = 2,
+) -> Candidates:
+    """The window (:func:`trust_window`), the class of every frame, and the frames ``strategy``
+    lets be picked. Frames failed by the window (spread >= hi, or non-finite) are never
+    candidates. ``pool_factor`` sizes ``top_spread_fps``'s pool (``pool_factor * cap`` frames).
+
+    Raises ValueError for an unknown strategy, cap < 0, pool_factor < 1 or a bad window.
+    """
+    _check_strategy(strategy)
+    s = _as_spreads(spreads)
+    if cap < 0:
+        raise ValueError(f"cap must be >= 0, got {cap}")
+    if pool_factor < 1:
+        raise ValueError(f"pool_factor must be >= 1, got {pool_factor}")
+    window = trust_window(s, lo, hi, adaptive_percentile)
+    classes = classify(s, *window)
+    classes.setflags(write=False)
+    indices = _STRATEGIES[strategy](s, classes, window, int(cap), int(pool_factor * cap))
+    indices = np.asarray(indices, dtype=np.intp)
+    indices.setflags(write=False)
+    return Candidates(indices, window, classes, strategy)
+
+
 @dataclass(frozen=True, eq=False)
 class Selection:
     """Outcome of :func:`select`."""
@@ -172,12 +263,15 @@ class Selection:
     indices: list[int]  #: frames chosen for labelling, in pick order
     classes: np.ndarray  #: class per frame
     window: tuple[float, float]  #: the (lo, hi) actually used
-    n_candidates: int
+    n_candidates: int  #: frames the strategy let be picked
+    strategy: str = DEFAULT_STRATEGY
 
     def report(self) -> dict[str, Any]:
-        """JSON-able summary: fractions, counts per class, n_candidates, n_selected, window."""
+        """JSON-able summary: strategy, fractions, counts per class, n_candidates, n_selected,
+        window."""
         c = np.asarray(self.classes)
         return {
+            "strategy": self.strategy,
             "n_frames": int(c.size),
             "fractions": fractions(c),
             "counts": {name: int(np.count_nonzero(c == name)) for name in CLASSES},
@@ -193,15 +287,20 @@ def select(
     lo: float,
     hi: float,
     cap: int,
+    strategy: str = DEFAULT_STRATEGY,
     adaptive_percentile: float | None = None,
     reference: np.ndarray | None = None,
     min_distance: float = 0.0,
     seed: int = 0,
+    pool_factor: int = 2,
 ) -> Selection:
-    """Window (:func:`trust_window`), classify, then FPS among candidates only, at most ``cap``.
+    """:func:`candidates` for ``strategy``, then FPS among the candidates only (distances from
+    ``reference``, the labelled set's descriptors, when given), at most ``cap``.
 
-    Indices refer to rows of the input arrays.
+    ``descriptors`` has one row per frame; only candidates' rows are read (the others may be
+    zeros). Indices refer to rows of the input arrays.
     """
+    _check_strategy(strategy)
     s = _as_spreads(spreads)
     x = _as_descriptors(descriptors)
     if x.shape[0] != s.shape[0]:
@@ -209,23 +308,20 @@ def select(
             f"descriptors have {x.shape[0]} rows but there are {s.shape[0]} spreads; "
             "need one descriptor row per frame"
         )
-    if cap < 0:
-        raise ValueError(f"cap must be >= 0, got {cap}")
-    window = trust_window(s, lo, hi, adaptive_percentile)
-    classes = classify(s, *window)
-    candidates = np.flatnonzero(classes == CANDIDATE)
+    chosen = candidates(s, lo, hi, cap, strategy, adaptive_percentile, pool_factor)
+    pool = chosen.indices
     picked = farthest_point_sampling(
-        x[candidates], cap, reference=reference, min_distance=min_distance, seed=seed
+        x[pool], cap, reference=reference, min_distance=min_distance, seed=seed
     )
-    indices = [int(candidates[i]) for i in picked]
-    classes.setflags(write=False)
-    selection = Selection(indices, classes, window, int(candidates.size))
+    indices = [int(pool[i]) for i in picked]
+    selection = Selection(indices, chosen.classes, chosen.window, int(pool.size), strategy)
     log.info(
-        "selection: window [%.4g, %.4g) eV/Å, %d frames, %d candidates, %d selected (cap %d)",
-        window[0],
-        window[1],
+        "selection (%s): window [%.4g, %.4g) eV/Å, %d frames, %d candidates, %d selected (cap %d)",
+        strategy,
+        chosen.window[0],
+        chosen.window[1],
         s.size,
-        candidates.size,
+        pool.size,
         len(indices),
         cap,
     )

@@ -20,15 +20,16 @@ random's labels (``--target-ratio 0.2``).
    (``calculators.models.mace_train.train_mace``, single head,
    E0s from the foundation) from a stand-in foundation (``calculators.models.standin``; no real
    foundation model can be downloaded here) on bootstrap resamples of the labels (out-of-bag
-   labels validate, ``al_loop.training.member_split``), ``--epochs`` epochs, member m with seed
+   labels validate, ``al_loop.stages.train.member_split``), ``--epochs`` epochs, member m with seed
    1000 * seed + m: the same settings and seeds for both strategies at every label count.
 3. Both strategies start from the same ``--initial`` random pool frames (one shared committee).
    Active, ``--batch`` labels per round up to ``--active-max``: the committee's force spread on
    every unlabelled pool frame, the trust window (``al_loop.selection``: ``[--trust-lo,
    --trust-hi)``, lo moved to the ``--adaptive-percentile`` of the spreads), farthest-point
    sampling on the committee's descriptors among the candidates, starting from the labelled
-   frames (``selection.select``); when fewer than ``--batch`` frames are in the window, FPS picks
-   among the 2 x ``--batch`` highest spreads. Random: the first n frames of one random order of
+   frames (``selection.select``, strategy ``window_fps``); when fewer than ``--batch`` frames
+   are in the window, FPS picks among the 2 x ``--batch`` highest spreads below ``--trust-hi``
+   (strategy ``top_spread_fps``). Random: the first n frames of one random order of
    the pool (nested sets), at the label counts ``--random-schedule``.
 4. After every round: the committee-mean force RMSE on the test set (``al_loop.evaluation``).
 
@@ -78,8 +79,8 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from al_loop.evaluation import errors, rank_correlation
 from al_loop.exploration import UnphysicalPressure, bulk_modulus_GPa, compress
-from al_loop.selection import farthest_point_sampling, select, trust_window
-from al_loop.training import member_split
+from al_loop.selection import candidates, select
+from al_loop.stages.train import member_split
 from calculators.models.committee import CommitteeCalculator, mace_calculator
 from calculators.models.mace_train import TrainSettings, labelled_atoms, train_mace
 from calculators.models.standin import STANDIN_SETTINGS, build_standin_foundation
@@ -413,11 +414,22 @@ def choose_active(
     args: argparse.Namespace,
     round_seed: int,
 ) -> tuple[list[int], dict[str, Any]]:
-    """Indices into ``frames`` to label: trust window + FPS (``selection.select``), or FPS among
-    the highest spreads when the window holds fewer than ``args.batch`` frames."""
-    lo, hi = trust_window(spreads, args.trust_lo, args.trust_hi, args.adaptive_percentile)
-    finite = np.isfinite(spreads)
-    in_window = np.flatnonzero(finite & (spreads >= lo) & (spreads < hi))
+    """Indices into ``frames`` to label, by the product's selector (``selection.select``):
+    strategy ``window_fps`` (trust window + FPS), or ``top_spread_fps`` (FPS among the
+    2 x ``args.batch`` highest spreads) when the window holds fewer than ``args.batch`` frames.
+
+    Descriptors are computed only for the strategy's candidates (zero rows elsewhere). Unlike
+    the benchmark's own fallback before it, ``top_spread_fps`` never draws failed frames
+    (spread >= ``--trust-hi``, or non-finite): its pool is the highest spreads below hi.
+    """
+    window_args = (spreads, args.trust_lo, args.trust_hi, args.batch)
+    in_window = candidates(*window_args, "window_fps", args.adaptive_percentile)
+    lo, hi = in_window.window
+    if in_window.indices.size >= args.batch:
+        strategy, pool = "window_fps", in_window
+    else:
+        strategy = "top_spread_fps"
+        pool = candidates(*window_args, strategy, args.adaptive_percentile)
     reference = descriptors(paths, args.eval_dtype, labelled)
     summary = {
         "pool_frames": len(frames),
@@ -425,29 +437,30 @@ def choose_active(
         "p90_spread_eV_A": float(np.nanpercentile(spreads, 90)),
         "max_spread_eV_A": float(np.nanmax(spreads)),
         "window_eV_A": [lo, hi],
-        "in_window": int(in_window.size),
+        "in_window": int(in_window.indices.size),
+        "strategy": strategy,
     }
-    if in_window.size >= args.batch:
-        table = np.zeros((len(frames), reference.shape[1]))
-        table[in_window] = descriptors(paths, args.eval_dtype, [frames[i] for i in in_window])
-        choice = select(
-            spreads,
-            table,
-            args.trust_lo,
-            args.trust_hi,
-            args.batch,
-            adaptive_percentile=args.adaptive_percentile,
-            reference=reference,
-            seed=round_seed,
-        )
-        picks = choice.indices
+    table = np.zeros((len(frames), reference.shape[1]))
+    if pool.indices.size:
+        table[pool.indices] = descriptors(paths, args.eval_dtype, [frames[i] for i in pool.indices])
+    choice = select(
+        spreads,
+        table,
+        args.trust_lo,
+        args.trust_hi,
+        args.batch,
+        strategy=strategy,
+        adaptive_percentile=args.adaptive_percentile,
+        reference=reference,
+        seed=round_seed,
+    )
+    picks = choice.indices
+    if strategy == "window_fps":
         summary["how"] = "trust window + FPS"
     else:
-        top = np.argsort(np.where(finite, spreads, -np.inf))[::-1][: 2 * args.batch]
-        table = descriptors(paths, args.eval_dtype, [frames[i] for i in top])
-        picked = farthest_point_sampling(table, args.batch, reference=reference, seed=round_seed)
-        picks = [int(top[i]) for i in picked]
-        summary["how"] = f"window held {in_window.size} < {args.batch}: FPS among top spreads"
+        summary["how"] = (
+            f"window held {in_window.indices.size} < {args.batch}: FPS among top spreads"
+        )
     summary["picked_spread_eV_A"] = [round(float(spreads[i]), 4) for i in picks]
     summary["picked_T_P"] = [
         [frames[i].info["target_T_K"], frames[i].info["target_P_GPa"]] for i in picks

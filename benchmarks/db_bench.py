@@ -11,7 +11,7 @@ What it measures:
 1. Inserts: N realistic label documents (as :class:`database.Store` writes them: 8-atom Ca-Fe-Ni
    cells with inline arrays) with ``insert_many`` in batches, into a database indexed by
    ``Store.ensure_indexes()``. The same documents go, batch by batch, into a second database that
-   has only the unique (structure_id, settings_hash) index: the baseline.
+   has only the unique (structure_id, physics_hash) index: the baseline.
 2. The query: campaign + status ``ok`` + 100-150 GPa + containing Fe (a :class:`LabelQuery`),
    through ``Store.count_labels`` and ``Store.find_labels(with_arrays=False)``, ``--queries``
    times on each database: median and p90 in ms, the hits, and indexed/unindexed ratios.
@@ -87,7 +87,7 @@ class LabelFactory:
             }
             for ecut in (45, 60)
         ]
-        self.settings_hashes = [
+        self.physics_hashes = [
             hashlib.sha256(repr(s).encode()).hexdigest()[:16] for s in self.settings
         ]
         self.t0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -118,7 +118,7 @@ class LabelFactory:
         }
         doc: dict[str, Any] = {
             "structure_id": hashlib.sha256(f"{i}-{rng.random()}".encode()).hexdigest(),
-            "settings_hash": self.settings_hashes[which],
+            "physics_hash": self.physics_hashes[which],
             "status": status,
             "requests": [
                 {
@@ -176,10 +176,10 @@ class LabelFactory:
 
 
 class UniqueOnlyStore(Store):
-    """A Store whose labels have only the unique (structure_id, settings_hash) index."""
+    """A Store whose labels have only the unique (structure_id, physics_hash) index."""
 
     def ensure_indexes(self) -> None:
-        self.db.labels.create_index([("structure_id", 1), ("settings_hash", 1)], unique=True)
+        self.db.labels.create_index([("structure_id", 1), ("physics_hash", 1)], unique=True)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ foundation is a stand-in built here (``calculators.models.standin``, 150 EMT cel
    fractions of frames with spread below 0.05 and 0.10 eV/Å, and Spearman's rank correlation of
    the spread with the frame's max force error; ratios against ``plain``.
 2. Parallel training: the ``ema`` committee trained again one member after another (2 torch
-   threads) against two at a time with one thread each (as ``al_loop.training`` does on 2
+   threads) against two at a time with one thread each (as ``al_loop.stages.train`` does on 2
    cores): wall time and ratio.
 3. MD driver: one 100-step NPT trajectory at 2000 K, 50 GPa on an 8-atom cell with the ``ema``
    committee (float32), driven by the committee mean against the first member with the
@@ -51,7 +51,7 @@ import numpy as np
 from ase.build import bulk
 
 from al_loop.exploration import MDSettings, run_trajectory
-from al_loop.training import member_split
+from al_loop.stages.train import member_split
 from calculators.models.committee import CommitteeCalculator
 from calculators.models.mace_train import TrainSettings, labelled_atoms, train_mace
 from calculators.models.standin import build_standin_foundation

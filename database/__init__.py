@@ -1,18 +1,19 @@
 """The MongoDB dataset: structures, labels with provenance, models, campaigns, metrics."""
 
+from database.campaign_log import CampaignLog
 from database.connection import open_store, redact, resolve_uri
 from database.embedded import EmbeddedServer
-from database.export import export_ase_db, export_extxyz, label_to_atoms
+from database.export import export_ase_db, export_extxyz
 from database.queries import LabelQuery
 from database.store import Store
 
 __all__ = [
+    "CampaignLog",
     "EmbeddedServer",
     "LabelQuery",
     "Store",
     "export_ase_db",
     "export_extxyz",
-    "label_to_atoms",
     "open_store",
     "redact",
     "resolve_uri",

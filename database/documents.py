@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
 
 #: A document whose arrays take more than this many bytes keeps them in GridFS.
 INLINE_ARRAY_LIMIT_BYTES = 2 * 1024 * 1024
@@ -134,3 +135,43 @@ def stress_fields(stress_eV_A3: np.ndarray | None) -> dict[str, Any]:
         stress = np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
     stress_gpa = stress * EV_A3_TO_GPA
     return {"stress_GPa": stress_gpa.tolist(), "pressure_GPa": float(-stress_gpa[:3].mean())}
+
+
+#: Label fields copied into ``atoms.info`` by :func:`label_to_atoms`.
+LABEL_INFO_KEYS = (
+    "status",
+    "physics_hash",
+    "structure_id",
+    "code",
+    "code_version",
+    "pressure_GPa",
+    "energy_per_atom_eV",
+    "wall_time_s",
+    "formula",
+)
+
+
+def label_to_atoms(doc: dict[str, Any], arrays: dict[str, Any]) -> Atoms:
+    """``Atoms`` of a label (``arrays``: its structure arrays, and forces when computed) with
+    its results in a ``SinglePointCalculator`` and its ids in ``info``."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    atoms = atoms_from_arrays(arrays)
+    results: dict[str, Any] = {}
+    if doc.get("energy_eV") is not None:
+        results["energy"] = float(doc["energy_eV"])
+        results["free_energy"] = float(doc["energy_eV"])
+    if "forces" in arrays:
+        results["forces"] = arrays["forces"]
+    if doc.get("stress_GPa") is not None:
+        results["stress"] = np.asarray(doc["stress_GPa"], dtype=float) / EV_A3_TO_GPA
+    if results:
+        atoms.calc = SinglePointCalculator(atoms, **results)
+    atoms.info["label_id"] = str(doc["_id"])
+    for key in LABEL_INFO_KEYS:
+        if doc.get(key) is not None:
+            atoms.info[key] = doc[key]
+    requests = doc.get("requests") or []
+    if requests:
+        atoms.info["campaign"] = requests[0]["campaign"]
+        atoms.info["iteration"] = requests[0]["iteration"]
+    return atoms

@@ -21,7 +21,7 @@ class LabelQuery:
     pressure_min_GPa: float | None = None
     pressure_max_GPa: float | None = None
     status: str | list[str] | None = None
-    settings_hash: str | None = None
+    physics_hash: str | None = None
 
     def to_filter(self) -> dict[str, Any]:
         """The MongoDB filter document."""
@@ -50,8 +50,8 @@ class LabelQuery:
             flt["status"] = self.status
         elif self.status:
             flt["status"] = {"$in": list(self.status)}
-        if self.settings_hash is not None:
-            flt["settings_hash"] = self.settings_hash
+        if self.physics_hash is not None:
+            flt["physics_hash"] = self.physics_hash
         return flt
 
     def to_pipeline(self) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from database.documents import (
     composition_fields,
     decode_npz,
     encode_npz,
+    label_to_atoms,
     software_versions,
     structure_arrays,
     structure_id,
@@ -47,7 +48,7 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ([("chemsys", ASCENDING)], {}),
     ],
     "labels": [
-        ([("structure_id", ASCENDING), ("settings_hash", ASCENDING)], {"unique": True}),
+        ([("structure_id", ASCENDING), ("physics_hash", ASCENDING)], {"unique": True}),
         (
             [
                 ("requests.campaign", ASCENDING),
@@ -62,7 +63,7 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ),
         ([("elements", ASCENDING)], {}),
         ([("chemsys", ASCENDING)], {}),
-        ([("settings_hash", ASCENDING)], {}),
+        ([("physics_hash", ASCENDING)], {}),
         ([("status", ASCENDING)], {}),
     ],
     "models": [
@@ -171,11 +172,14 @@ class Store:
     ) -> list[str]:
         return [self.add_structure(a, campaign, iteration, source) for a in structures]
 
-    def get_structure(self, sid: str) -> Atoms:
+    def _structure_doc(self, sid: str) -> dict[str, Any]:
         doc = self.db.structures.find_one({"_id": sid})
         if doc is None:
             raise KeyError(f"no structure {sid} in database {self.database_name}")
-        return atoms_from_arrays(self.unpack_arrays(doc))
+        return doc
+
+    def get_structure(self, sid: str) -> Atoms:
+        return atoms_from_arrays(self.unpack_arrays(self._structure_doc(sid)))
 
     def structure_ids(self, campaign: str, iteration: int | None = None) -> list[str]:
         match: dict[str, Any] = {"campaign": campaign}
@@ -184,11 +188,23 @@ class Store:
         cursor = self.db.structures.find({"requests": {"$elemMatch": match}}, {"_id": 1})
         return [d["_id"] for d in cursor.sort("created_at", ASCENDING)]
 
+    def unlabelled_structure_ids(self, campaign: str, physics_hash: str) -> list[str]:
+        """The campaign's structures that have no label (of any status) under
+        ``physics_hash``, oldest first."""
+        ids = self.structure_ids(campaign)
+        labelled = {
+            d["structure_id"]
+            for d in self.db.labels.find(
+                {"structure_id": {"$in": ids}, "physics_hash": physics_hash}, {"structure_id": 1}
+            )
+        }
+        return [sid for sid in ids if sid not in labelled]
+
     # -- labels ----------------------------------------------------------------------------------
     def claim_label(
-        self, sid: str, settings_hash: str, campaign: str, iteration: int, worker: dict[str, Any]
+        self, sid: str, physics_hash: str, campaign: str, iteration: int, worker: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """Reserve the label of ``sid`` under ``settings_hash`` for ``worker``.
+        """Reserve the label of ``sid`` under ``physics_hash`` for ``worker``.
 
         Returns the claimed document, or ``None`` when the label is done (``ok``) or being
         computed by another worker. A failed label, or one left ``running`` by an earlier
@@ -203,7 +219,7 @@ class Store:
         now = utcnow()
         doc = {
             "structure_id": sid,
-            "settings_hash": settings_hash,
+            "physics_hash": physics_hash,
             "status": "running",
             "requests": [request],
             **{
@@ -229,7 +245,7 @@ class Store:
             return doc
         except DuplicateKeyError:
             pass
-        key = {"structure_id": sid, "settings_hash": settings_hash}
+        key = {"structure_id": sid, "physics_hash": physics_hash}
         self.db.labels.update_one(key, {"$addToSet": {"requests": request}})
         takeover: dict[str, Any] = {"status": {"$in": list(RETRYABLE)}}
         if worker.get("job_id") is not None:  # no job id: never take over a running label
@@ -331,11 +347,25 @@ class Store:
         counted = list(self.db.labels.aggregate(pipeline))
         return counted[0]["n"] if counted else 0
 
+    def label_counts(self, structure_ids: list[str], physics_hash: str) -> dict[str, int]:
+        """How many of ``structure_ids`` have a label under ``physics_hash``, by status
+        (``unlabelled``: no label document at all)."""
+        pipeline = [
+            {"$match": {"structure_id": {"$in": structure_ids}, "physics_hash": physics_hash}},
+            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+        ]
+        counts = {d["_id"]: d["n"] for d in self.db.labels.aggregate(pipeline)}
+        missing = len(set(structure_ids)) - sum(counts.values())
+        if missing:
+            counts["unlabelled"] = missing
+        return counts
+
     def label_atoms(self, doc: dict[str, Any]) -> Atoms:
         """An ``Atoms`` with the label's energy, forces and stress attached (ASE units)."""
-        from database.export import label_to_atoms
-
-        return label_to_atoms(doc, self)
+        arrays = doc["arrays"] if isinstance(doc.get("arrays"), dict) else self.unpack_arrays(doc)
+        if "numbers" not in arrays:  # a label still running has no arrays yet: its structure has
+            arrays = {**self.unpack_arrays(self._structure_doc(doc["structure_id"])), **arrays}
+        return label_to_atoms(doc, arrays)
 
     # -- files and models ------------------------------------------------------------------------
     def put_file(self, data: bytes, filename: str, **metadata: Any) -> Any:

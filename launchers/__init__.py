@@ -1,7 +1,10 @@
-"""FireWorks: the Firetasks and workflows that label structures, LaunchPads, rockets."""
+"""FireWorks: the Firetasks and workflows that label structures, LaunchPads, rockets.
 
+:class:`CampaignFireworks` is what a campaign uses; the functions below it are its parts (and
+what tests and benchmarks drive directly)."""
+
+from launchers.campaign_fireworks import TERMINAL_STATES, CampaignFireworks
 from launchers.launchpad import (
-    fworker_env,
     make_fworker,
     make_launchpad,
     write_fworker_file,
@@ -9,19 +12,23 @@ from launchers.launchpad import (
 )
 from launchers.rockets import rerun_lost_local_runs, run_workers, start_workers
 from launchers.tasks import LabellingFailed, LabelStructuresTask
-from launchers.workflows import label_workflows, submit_label_workflow, workflow_states
+from launchers.worker_env import fworker_env, process_env
+from launchers.workflows import label_workflows, submit_label_workflows, workflow_states
 
 __all__ = [
+    "TERMINAL_STATES",
+    "CampaignFireworks",
     "LabelStructuresTask",
     "LabellingFailed",
     "fworker_env",
     "label_workflows",
     "make_fworker",
     "make_launchpad",
+    "process_env",
     "rerun_lost_local_runs",
     "run_workers",
     "start_workers",
-    "submit_label_workflow",
+    "submit_label_workflows",
     "workflow_states",
     "write_fworker_file",
     "write_launchpad_file",

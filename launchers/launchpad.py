@@ -25,16 +25,6 @@ def make_launchpad(uri: str, launchpad_database: str) -> LaunchPad:
     return lp
 
 
-def fworker_env(data_dir: Path | None = None, uri_file: Path | None = None) -> dict[str, Any]:
-    """The FWorker ``env`` that tells Firetasks where the dataset is (never a password)."""
-    env: dict[str, Any] = {}
-    if uri_file is not None:
-        env["al_loop_store_uri_file"] = str(uri_file)
-    elif data_dir is not None:
-        env["al_loop_store_data_dir"] = str(data_dir)
-    return env
-
-
 def make_fworker(
     name: str, category: str | None, env: dict[str, Any], campaign: str | None = None
 ) -> FWorker:

@@ -11,9 +11,10 @@ from typing import Any
 
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
-from calculators.oracles import LabelResult, oracle_class
+from calculators.oracles import LabelResult, Oracle, merge_settings, oracle_class
+from calculators.oracles.settings import differences
 from database.documents import stress_fields
-from launchers.store_access import task_store
+from launchers.worker_env import execution_settings, task_store
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,25 @@ def label_fields(result: LabelResult, natoms: int, worker: dict[str, Any]) -> di
         fields["max_force_eV_A"] = float((result.forces_eV_A**2).sum(axis=1).max() ** 0.5)
     fields["host"] = worker.get("host")
     return fields
+
+
+def worker_oracle(spec: dict[str, Any], fw_env: dict[str, Any] | None) -> Oracle:
+    """The Firework's oracle (``{"code", "settings", "physics_hash"}``) with this worker's
+    execution settings (FWorker ``env``) merged in, checked to compute the same physics: the
+    worker's files (pseudopotentials, POTCARs) must have the content the campaign hashed, and
+    a worker may change no physics setting."""
+    code = spec["code"]
+    local = execution_settings(fw_env, code)
+    oracle = oracle_class(code)(merge_settings(spec["settings"], local))
+    expected = spec.get("physics_hash")
+    if expected is not None and oracle.physics_hash != expected:
+        changed = differences(spec.get("physics") or {}, oracle.physics)
+        raise LabellingFailed(
+            f"this worker would compute other physics than the campaign's ({code}: "
+            f"{', '.join(changed) or 'physics hash'} differ): check its pseudopotential/POTCAR "
+            f"files and its al_loop_execution settings ({sorted(local) or 'none'})"
+        )
+    return oracle
 
 
 def error_summary(error: str | None) -> str:
@@ -79,7 +99,7 @@ class LabelStructuresTask(FiretaskBase):
             store_spec["database"],
             store_spec.get("launchpad_database", "al_loop_fireworks"),
         )
-        oracle = oracle_class(self["oracle"]["code"])(self["oracle"]["settings"])
+        oracle = worker_oracle(self["oracle"], fw_spec.get("_fw_env"))
         worker = {
             "job_id": self["job_id"],
             "host": socket.gethostname(),
@@ -89,7 +109,7 @@ class LabelStructuresTask(FiretaskBase):
         done, skipped, failed = [], [], []
         for sid in self["structure_ids"]:
             claim = store.claim_label(
-                sid, oracle.settings_hash, self["campaign"], int(self["iteration"]), worker
+                sid, oracle.physics_hash, self["campaign"], int(self["iteration"]), worker
             )
             if claim is None:
                 skipped.append(sid)
@@ -104,7 +124,7 @@ class LabelStructuresTask(FiretaskBase):
             "labelled": len(done),
             "skipped": len(skipped),
             "failed": len(failed),
-            "settings_hash": oracle.settings_hash,
+            "physics_hash": oracle.physics_hash,
         }
         log.info("labelled %(labelled)d, skipped %(skipped)d, failed %(failed)d", summary)
         if failed and self.get("fail_on_error", True):

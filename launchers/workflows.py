@@ -30,16 +30,21 @@ def label_workflows(
     (measured: 0.71 s per Firework at N = 200 against 0.48 s for single ones), and a launcher
     killed while holding the lock stalls every other Firework for FireWorks' 5-minute lock
     expiry. The oracle's resolved settings travel in the spec, so a label can be reproduced
-    from its Firework alone; the dataset's URI does not (workers find it, see store_access).
+    from its Firework alone; the dataset's URI does not (workers find it: launchers.worker_env).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    oracle_spec = {"code": oracle.code, "settings": oracle.settings}
+    oracle_spec = {
+        "code": oracle.code,
+        "settings": oracle.settings.to_dict(),
+        "physics": oracle.physics,
+        "physics_hash": oracle.physics_hash,
+    }
     metadata = {
         "al_loop_campaign": campaign,
         "al_loop_iteration": iteration,
         "al_loop_stage": "label",
-        "settings_hash": oracle.settings_hash,
+        "physics_hash": oracle.physics_hash,
     }
     workflows = []
     for start in range(0, len(structure_ids), batch_size):
@@ -64,7 +69,7 @@ def label_workflows(
 
 
 def find_label_workflow(
-    lp: LaunchPad, campaign: str, iteration: int, settings_hash: str
+    lp: LaunchPad, campaign: str, iteration: int, physics_hash: str
 ) -> int | None:
     """The first fw_id of the labelling workflows of this iteration and settings, if any."""
     doc = lp.workflows.find_one(
@@ -72,7 +77,7 @@ def find_label_workflow(
             "metadata.al_loop_campaign": campaign,
             "metadata.al_loop_iteration": iteration,
             "metadata.al_loop_stage": "label",
-            "metadata.settings_hash": settings_hash,
+            "metadata.physics_hash": physics_hash,
         },
         {"nodes": 1},
         sort=[("nodes", 1)],
@@ -80,29 +85,22 @@ def find_label_workflow(
     return doc["nodes"][0] if doc and doc.get("nodes") else None
 
 
-def submit_label_workflow(
-    lp: LaunchPad,
-    structure_ids: list[str],
-    campaign: str,
-    iteration: int,
-    oracle: Oracle,
-    store_spec: dict[str, str],
-    batch_size: int = 1,
-    category: str | None = None,
-) -> tuple[int, bool]:
-    """Add the labelling workflows unless they exist (idempotent); returns (first fw_id, added).
+def submit_label_workflows(lp: LaunchPad, workflows: list[Workflow]) -> tuple[int | None, bool]:
+    """Add ``workflows`` (one selection's, from :func:`label_workflows`) unless that selection
+    was submitted before (idempotent, found by their metadata); returns (first fw_id, added).
 
     All of them go in with two ``insert_many`` calls (workflows, then Fireworks).
     """
-    existing = find_label_workflow(lp, campaign, iteration, oracle.settings_hash)
+    if not workflows:
+        return None, False
+    meta = workflows[0].metadata
+    campaign, iteration = meta["al_loop_campaign"], meta["al_loop_iteration"]
+    existing = find_label_workflow(lp, campaign, iteration, meta["physics_hash"])
     if existing is not None:
         log.info(
             "labelling workflow for %s iteration %d exists (fw %d)", campaign, iteration, existing
         )
         return existing, False
-    workflows = label_workflows(
-        structure_ids, campaign, iteration, oracle, store_spec, batch_size, category
-    )
     lp.bulk_add_wfs(workflows)
     log.info(
         "added %d labelling Fireworks for %s iteration %d", len(workflows), campaign, iteration

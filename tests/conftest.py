@@ -126,24 +126,30 @@ def vasp_standin() -> str:
 
 
 @pytest.fixture
-def label_through_a_rocket(
-    tmp_path: Path, mongo_uri: str
-) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
-    """``label(oracle)``: seed two 2-atom bcc Fe-Ni cells of a campaign with that ``oracle``
-    section, label them through a real rocket, and return the label documents."""
+def label_through_a_rocket(tmp_path: Path, mongo_uri: str) -> Callable[..., dict[str, Any]]:
+    """``label(oracle, database=None, accept_physics_change=False)``: a campaign of two 2-atom
+    bcc Fe-Ni cells with that ``oracle`` section is seeded and labelled through a real rocket
+    (iteration 0); returns its ``labels`` (every label document of the database), ``training``
+    (how many labels the committee would train on) and ``physics_hash``. Calls with the same
+    ``database`` continue the same campaign."""
     import yaml
 
-    from al_loop.campaign import label_stage, open_campaign, seed_stage
+    from al_loop.campaign import open_campaign
+    from al_loop.committee import labelled_structures
     from al_loop.config import load_campaign
+    from al_loop.stages import LabelStage, SeedStage
 
-    def label(oracle: dict[str, Any]) -> list[dict[str, Any]]:
-        database = f"{oracle['code']}_{uuid.uuid4().hex[:8]}"
+    def label(
+        oracle: dict[str, Any], database: str | None = None, accept_physics_change: bool = False
+    ) -> dict[str, Any]:
+        database = database or f"{oracle['code']}_{uuid.uuid4().hex[:8]}"
         campaign = {
             "name": f"fe-ni-{oracle['code']}",
             "workdir": str(tmp_path / "run"),
             "system": {"elements": ["Fe", "Ni"], "pressures_GPa": [0, 250]},
             "seeds": {"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
             "oracle": oracle,
+            "committee": {"held_out_fraction": 0.0},
             "store": {
                 "uri": mongo_uri,
                 "database": database,
@@ -153,8 +159,15 @@ def label_through_a_rocket(
         }
         path = tmp_path / "campaign.yaml"
         path.write_text(yaml.safe_dump(campaign))
-        with open_campaign(load_campaign(path)) as session:
-            label_stage(session, 0, seed_stage(session))
-            return list(session.store.db.labels.find({}))
+        config = load_campaign(path)
+        with open_campaign(config, accept_physics_change=accept_physics_change) as session:
+            SeedStage(session).run(0)
+            LabelStage(session).run(0)
+            train, held_out = labelled_structures(session)
+            return {
+                "labels": list(session.store.db.labels.find({})),
+                "training": len(train) + len(held_out),
+                "physics_hash": session.oracle.physics_hash,
+            }
 
     return label

@@ -1,1 +1,26 @@
-"""Campaign stages."""
+"""The stages of a campaign, one module each, on one base (:mod:`al_loop.stages.base`) that
+owns the done-check, the record of the result, timing and progress events.
+
+A new stage (distil, phase) is a new module here and a place in
+:func:`al_loop.loop.campaign_stages`.
+"""
+
+from al_loop.stages.base import Outcome, ProgressEvent, Stage
+from al_loop.stages.evaluate import EvaluateStage
+from al_loop.stages.explore import ExploreStage
+from al_loop.stages.label import LabelStage
+from al_loop.stages.seed import SeedStage
+from al_loop.stages.select import SelectStage
+from al_loop.stages.train import TrainStage
+
+__all__ = [
+    "EvaluateStage",
+    "ExploreStage",
+    "LabelStage",
+    "Outcome",
+    "ProgressEvent",
+    "SeedStage",
+    "SelectStage",
+    "Stage",
+    "TrainStage",
+]

@@ -22,7 +22,10 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from calculators.models.interface import ModelCalculator
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def mace_calculator(
     )
 
 
-class CommitteeCalculator(Calculator):
+class CommitteeCalculator(ModelCalculator):
     """Mean and spread of a committee of MACE models (see the module docstring)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -96,7 +99,8 @@ class CommitteeCalculator(Calculator):
         r = self.mace.results
         energies = np.asarray(r["energy_comm"], dtype=float)
         forces = np.asarray(r["forces_comm"], dtype=float)
-        stresses = np.asarray(r["stress_comm"], dtype=float)  # eV/Å^3, Voigt
+        # mace gives the members' stresses as (models, 3, 3) matrices, eV/Å^3: to Voigt
+        stresses = full_3x3_to_voigt_6_stress(np.asarray(r["stress_comm"], dtype=float))
         n_atoms = len(self.atoms)
         self.results = {
             "energy": float(energies.mean()),

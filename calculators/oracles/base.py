@@ -6,10 +6,10 @@ returns a :class:`LabelResult` for every structure, never raising: a failure is 
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib
-import json
 import logging
+import math
 import os
 import shlex
 import time
@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from ase import Atoms
+
+from calculators.oracles.settings import OracleSettings, digest, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,10 @@ class LabelResult:
     code: str
     code_version: str
     settings: dict[str, Any]
-    settings_hash: str
+    #: The label's identity: the hash of the code and :attr:`physics` (None when the physics
+    #: could not be read, e.g. a pseudopotential file is missing: the label is an input error).
+    physics_hash: str | None
+    physics: dict[str, Any] | None = None
     energy_eV: float | None = None
     forces_eV_A: np.ndarray | None = None
     stress_eV_A3: np.ndarray | None = None
@@ -82,55 +87,72 @@ class Attempt:
     results: dict[str, Any] | None = None
 
 
-def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into ``base``; an override of ``None`` removes the key."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_settings(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def settings_hash(code: str, settings: dict[str, Any]) -> str:
-    """A stable hash of the code and its full resolved settings (sorted-key JSON, SHA-256)."""
-    payload = json.dumps({"code": code, "settings": settings}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+def kpoints(atoms: Atoms, spacing_A: float) -> tuple[int, int, int]:
+    """Monkhorst-Pack divisions n_i = max(1, ceil(|b_i| / spacing)), b_i with 2π (VASP's
+    KSPACING): the same sampling density whatever the cell size."""
+    lengths = 2 * math.pi * np.linalg.norm(atoms.cell.reciprocal(), axis=1)
+    return tuple(max(1, math.ceil(length / spacing_A)) for length in lengths)  # type: ignore[return-value]
 
 
 class Oracle(ABC):
-    """Base class of every reference calculator (EMT, Quantum ESPRESSO, VASP)."""
+    """Base class of every reference code (EMT, Quantum ESPRESSO, VASP).
+
+    A code is a subclass with its ``code`` name, its typed ``Settings`` (every field physics or
+    execution, see :mod:`calculators.oracles.settings`) and ``_compute``; one line in
+    :mod:`calculators.oracles.registry` makes it available, and the conformance test
+    (``tests/unit/test_oracle_conformance.py``) holds it to the contract.
+    """
 
     code: ClassVar[str]
+    Settings: ClassVar[type[OracleSettings]]
     #: Elements the code can handle with these settings; ``None`` means any element.
     supported_elements: ClassVar[frozenset[str] | None] = None
     #: The setting that must name a file per element (UPF, POTCAR); checked against the
-    #: campaign's elements when the campaign file is loaded.
+    #: campaign's elements when the campaign file is loaded, and hashed by content.
     per_element_setting: ClassVar[str | None] = None
+    #: The statuses a run of this code can end in.
+    statuses: ClassVar[tuple[str, ...]] = STATUSES
+    #: The input files :meth:`write_inputs` writes (none: the code runs in this process).
+    input_files: ClassVar[tuple[str, ...]] = ()
+    #: The quacc module the code runs through, imported by :meth:`prepare`.
+    quacc_module: ClassVar[str | None] = None
 
-    @classmethod
-    def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
-        """The first problem with ``settings`` as (key, message), or ``None`` if they are usable.
-
-        Called when a campaign file is loaded, so a typo in a setting is an input error, not a
-        run-time failure (nor, worse, a setting silently ignored).
-        """
-        return None
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.settings = dict(settings)
-        self.settings_hash = settings_hash(self.code, self.settings)
+    def __init__(self, settings: OracleSettings | dict[str, Any]) -> None:
+        self.settings = (
+            settings
+            if isinstance(settings, self.Settings)
+            else self.Settings.model_validate(settings)
+        )
 
     @abstractmethod
     def version(self) -> str:
         """The version of the code that computes the labels."""
 
-    #: The quacc module the code runs through, imported by :meth:`prepare`.
-    quacc_module: ClassVar[str | None] = None
+    # -- identity ------------------------------------------------------------------------------
+    def physics_files(self) -> dict[str, Path]:
+        """The files the physics settings name, by element (pseudopotentials, POTCARs); their
+        content, not their path, is part of a label's identity. Raises FileNotFoundError
+        naming the setting and the fix when one is missing."""
+        return {}
 
+    @functools.cached_property
+    def physics(self) -> dict[str, Any]:
+        """The physics part of the settings, with each file of :meth:`physics_files` replaced
+        by the SHA-256 of its content."""
+        part = self.settings.physics_part()
+        files = self.physics_files()
+        if files:
+            part[self.per_element_setting or "files"] = {
+                element: file_sha256(path) for element, path in sorted(files.items())
+            }
+        return part
+
+    @functools.cached_property
+    def physics_hash(self) -> str:
+        """A label's identity: the hash of the code and :attr:`physics`."""
+        return digest({"code": self.code, "physics": self.physics})
+
+    # -- running ---------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Import what the code needs (not counted in a label's wall time; quacc's imports take
         seconds, paid once per process) and check that quacc runs jobs now: inside a Firetask
@@ -144,14 +166,16 @@ class Oracle(ABC):
             raise RuntimeError("unset QUACC_WORKFLOW_ENGINE: al-loop runs quacc jobs directly")
 
     def climb_retries(
-        self, workdir: Path, run: Callable[[dict[str, Any], Path], Attempt]
+        self, workdir: Path, run: Callable[[Any, Path], Attempt]
     ) -> tuple[Attempt, list[dict[str, Any]]]:
         """``run(settings, folder)`` with the settings, then, while the SCF stays unconverged,
-        with each rung of ``settings["retries"]`` merged in, each in its own ``attempt-N``
+        with each rung of ``settings.retries`` merged in, each in its own ``attempt-N``
         folder. Returns the last attempt and the label's ``retries`` list (every attempt)."""
         retries: list[dict[str, Any]] = []
-        for number, changes in enumerate([{}, *(self.settings.get("retries") or [])]):
-            attempt = run(merge_settings(self.settings, changes), workdir / f"attempt-{number}")
+        rungs = getattr(self.settings, "retries", None) or []
+        for number, changes in enumerate([{}, *rungs]):
+            settings = self.settings.merged(changes) if changes else self.settings
+            attempt = run(settings, workdir / f"attempt-{number}")
             retries.append(
                 {
                     "attempt": number,
@@ -170,14 +194,25 @@ class Oracle(ABC):
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         """Run the code once; may raise, :meth:`label` turns exceptions into ``crashed``."""
 
+    def write_inputs(self, atoms: Atoms, directory: Path) -> Path:
+        """Write the code's input files for ``atoms`` (:attr:`input_files`) without running."""
+        raise NotImplementedError(
+            f"{self.code} runs in this process and has no input files to write"
+        )
+
     def result(self, status: str, **fields: Any) -> LabelResult:
         """A :class:`LabelResult` carrying this oracle's identity and settings."""
+        try:
+            physics, physics_hash = self.physics, self.physics_hash
+        except (OSError, ValueError):  # the identity cannot be read: :meth:`label` says why
+            physics, physics_hash = None, None
         return LabelResult(
             status=status,
             code=self.code,
             code_version=self.version(),
-            settings=self.settings,
-            settings_hash=self.settings_hash,
+            settings=self.settings.to_dict(),
+            physics_hash=physics_hash,
+            physics=physics,
             **fields,
         )
 
@@ -196,6 +231,12 @@ class Oracle(ABC):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        try:
+            self.physics_hash  # noqa: B018 (a missing pseudopotential is an input error)
+        except (OSError, ValueError) as exc:
+            result = self.result("input_error", error=f"{type(exc).__name__}: {exc}")
+            result.wall_time_s = time.perf_counter() - start
+            return result
         try:
             self.prepare()
             start = time.perf_counter()

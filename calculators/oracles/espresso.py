@@ -7,70 +7,134 @@ moments silently, so they are always overwritten). K-points from a spacing in Å
 KSPACING convention, 2π included) so that cells of any size get the same sampling. Each run is
 classified (:mod:`calculators.oracles.espresso_output`); an unconverged SCF climbs the
 ``retries`` ladder (each rung's changes and outcome are kept in the label's ``retries``) and
-never becomes ``ok``.
-A run longer than ``wall_time_s`` is stopped by ``timeout`` and marked ``killed``; the files of
-every attempt stay in the label's folder.
+never becomes ``ok``. A run longer than ``wall_time_s`` is stopped by ``timeout`` and marked
+``killed``; the files of every attempt stay in the label's folder.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
+import copy
 import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import numpy as np
 from ase import Atoms
+from pydantic import Field
 
-from calculators.oracles.base import Attempt, LabelResult, Oracle, launch_prefix, merge_settings
+from calculators.oracles.base import Attempt, LabelResult, Oracle, kpoints, launch_prefix
 from calculators.oracles.espresso_output import classify
+from calculators.oracles.settings import (
+    Bool,
+    Element,
+    Float,
+    Int,
+    OracleSettings,
+    PositiveFloat,
+    execution,
+    merge_settings,
+    physics,
+)
 
-#: Settings keys and what they mean (the presets in configs/presets/espresso/ set them all).
-SETTINGS = {
-    "pseudo_dir": "folder of the UPF files (null: $AL_LOOP_PSEUDO_DIR)",
-    "pseudopotentials": "UPF file name per element",
-    "ecutwfc_Ry": "wave-function cut-off",
-    "ecutrho_Ry": "charge-density cut-off",
-    "kspacing_A": "k-point spacing in 1/Å, 2π included (VASP's KSPACING)",
-    "smearing": "pw.x smearing (mv, gaussian, ...)",
-    "degauss_Ry": "smearing width",
-    "spin_polarized": "collinear spin with the starting moments of magmoms",
-    "magmoms": "starting magnetisation per element, in [-1, 1] (pw.x's starting_magnetization)",
-    "conv_thr_Ry": "SCF convergence threshold",
-    "mixing_beta": "charge mixing",
-    "electron_maxstep": "SCF iterations at most",
-    "input_data": "any other pw.x namelist keys, nested by namelist",
-    "parallel_cmd": "command before pw.x, e.g. 'mpirun -np 4'",
-    "pw_args": "arguments after pw.x, e.g. '-nk 2'",
-    "wall_time_s": "a run is stopped (and marked killed) after this long",
-    "retries": "changes tried in turn after an unconverged SCF (keys of this table)",
-}
+#: pw.x's smearing names.
+Smearing = Literal[
+    "gaussian", "gauss", "methfessel-paxton", "m-p", "mp", "marzari-vanderbilt", "cold", "m-v",
+    "mv", "fermi-dirac", "f-d", "fd",
+]  # fmt: skip
+#: pw.x's input file, as quacc names it.
+INPUT_FILE, OUTPUT_FILE = "pw.in", "pw.out"
+
+
+class EspressoSettings(OracleSettings):
+    """pw.x settings (the presets in configs/presets/espresso/ set them all)."""
+
+    path_fields = frozenset({"pseudo_dir"})
+
+    pseudo_dir: str | None = execution(None, "folder of the UPF files (null: $AL_LOOP_PSEUDO_DIR)")
+    pseudopotentials: dict[Element, Annotated[str, Field(min_length=1)]] = physics(
+        ..., "UPF file name per element; the file's content is part of a label's identity"
+    )
+    ecutwfc_Ry: PositiveFloat = physics(..., "wave-function cut-off")
+    ecutrho_Ry: PositiveFloat = physics(..., "charge-density cut-off")
+    kspacing_A: PositiveFloat = physics(..., "k-point spacing in 1/Å, 2π included (KSPACING)")
+    smearing: Smearing = physics(..., "pw.x smearing (mv, gaussian, ...)")
+    degauss_Ry: PositiveFloat = physics(..., "smearing width")
+    spin_polarized: Bool = physics(False, "collinear spin with the starting moments of magmoms")
+    magmoms: dict[Element, Annotated[Float, Field(ge=-1, le=1)]] = physics(
+        {}, "starting magnetisation per element in [-1, 1] (starting_magnetization)"
+    )
+    conv_thr_Ry: PositiveFloat = physics(..., "SCF convergence threshold (the label's precision)")
+    input_data: dict[str, dict[str, Any]] = physics(
+        {}, "any other pw.x namelist keys, nested by namelist"
+    )
+    mixing_beta: Annotated[Float, Field(gt=0, le=1)] = execution(..., "charge mixing")
+    mixing_mode: Literal["plain", "TF", "local-TF"] | None = execution(None, "mixing scheme")
+    diagonalization: Literal["david", "cg", "ppcg", "paro", "rmm-davidson", "rmm-paro"] | None = (
+        execution(None, "diagonalisation algorithm")
+    )
+    electron_maxstep: Annotated[Int, Field(ge=1)] = execution(..., "SCF iterations at most")
+    parallel_cmd: str = execution("", "command before pw.x, e.g. 'mpirun -np 4'")
+    pw_args: str = execution("", "arguments after pw.x, e.g. '-nk 2'")
+    wall_time_s: PositiveFloat = execution(..., "a run is stopped (and marked killed) after this")
+    retries: list[dict[str, Any]] = execution(
+        [], "changes tried in turn after an unconverged SCF (execution settings only)"
+    )
+
+
+def pw_parameters(atoms: Atoms, s: EspressoSettings) -> dict[str, Any]:
+    """quacc's ``static_job`` keyword arguments for one structure: namelists, UPF names,
+    k-points (what the run and :meth:`EspressoOracle.write_inputs` both use)."""
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(s.pseudopotentials))
+    if missing:
+        raise ValueError(f"no pseudopotential for {missing} in the oracle's settings")
+    electrons = {
+        "conv_thr": s.conv_thr_Ry,
+        "mixing_beta": s.mixing_beta,
+        "electron_maxstep": s.electron_maxstep,
+    }
+    electrons |= {k: getattr(s, k) for k in ("mixing_mode", "diagonalization") if getattr(s, k)}
+    input_data = merge_settings(
+        {
+            "control": {"tstress": True, "tprnfor": True},
+            "system": {
+                "ecutwfc": s.ecutwfc_Ry,
+                "ecutrho": s.ecutrho_Ry,
+                "occupations": "smearing",
+                "smearing": s.smearing,
+                "degauss": s.degauss_Ry,
+            },
+            "electrons": electrons,
+        },
+        s.input_data,
+    )
+    species = sorted(set(atoms.get_chemical_symbols()))
+    return {
+        "input_data": input_data,
+        "pseudopotentials": {el: s.pseudopotentials[el] for el in species},
+        "kpts": kpoints(atoms, s.kspacing_A),
+    }
+
+
+def with_moments(atoms: Atoms, spin: bool, moments: dict[str, float]) -> Atoms:
+    """A copy of ``atoms`` whose initial moments are those of ``moments`` (zero without spin):
+    ASE's ``bulk("Fe")`` sets moments that would silently switch spin on."""
+    atoms = atoms.copy()
+    atoms.set_initial_magnetic_moments(
+        [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
+    )
+    return atoms
 
 
 class EspressoOracle(Oracle):
     """pw.x SCF: energy, forces and stress of one structure."""
 
     code = "espresso"
+    Settings = EspressoSettings
     quacc_module = "quacc.recipes.espresso.core"
     per_element_setting = "pseudopotentials"
-
-    @classmethod
-    def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
-        for key in settings:
-            if key not in SETTINGS:
-                hint = difflib.get_close_matches(key, list(SETTINGS), n=1)
-                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                return key, f"Quantum ESPRESSO has no setting {key!r}{suggestion}"
-        for k, rung in enumerate(settings.get("retries") or []):
-            unknown = sorted(set(rung) - set(SETTINGS) - {"mixing_mode", "diagonalization"})
-            if unknown:
-                return f"retries[{k}]", f"unknown keys {unknown} in a retry"
-        if not settings.get("pseudopotentials"):
-            return "pseudopotentials", "give a UPF file name per element"
-        return None
+    input_files = (INPUT_FILE,)
+    settings: EspressoSettings
 
     _pw_version = ""  # read from pw.out ("v.6.7MaX") once pw.x has run
 
@@ -86,7 +150,7 @@ class EspressoOracle(Oracle):
         return f"pw.x {self._pw_version or '(version not read yet)'} (quacc {__version__})"
 
     def pseudo_dir(self) -> Path:
-        value = self.settings.get("pseudo_dir") or os.environ.get("AL_LOOP_PSEUDO_DIR")
+        value = self.settings.pseudo_dir or os.environ.get("AL_LOOP_PSEUDO_DIR")
         if not value:
             raise FileNotFoundError(
                 "no pseudopotential folder: set oracle.overrides.pseudo_dir or "
@@ -94,93 +158,97 @@ class EspressoOracle(Oracle):
             )
         return Path(value).expanduser().resolve()
 
+    def physics_files(self) -> dict[str, Path]:
+        folder = self.pseudo_dir()
+        files = {el: folder / name for el, name in self.settings.pseudopotentials.items()}
+        for element, path in files.items():
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"pseudopotentials.{element}: {path} not found (pseudo_dir {folder}); "
+                    "put the UPF file there or fix the name"
+                )
+        return files
+
+    @classmethod
+    def classify_run(cls, directory: Path, returncode: int | None) -> tuple[str, str]:
+        """(status, reason) of the pw.x run whose files are in ``directory``."""
+        return classify(_read(Path(directory) / OUTPUT_FILE), returncode)
+
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         last, retries = self.climb_retries(workdir, lambda s, folder: self._run(atoms, folder, s))
         if last.status != "ok" or last.results is None:
             return self.result(last.status, error=last.reason, retries=retries)
+        parameters = pw_parameters(atoms, self.settings)
         return self.ok_result(
             last.results,
-            pseudopotentials=self._pseudos(atoms),
-            kpoints=list(kpoints(atoms, self.settings["kspacing_A"])),
+            pseudopotentials=parameters["pseudopotentials"],
+            kpoints=list(parameters["kpts"]),
             retries=retries,
             extra={"attempts": len(retries), "pw_out": str(last.directory)},
         )
 
-    def _pseudos(self, atoms: Atoms) -> dict[str, str]:
-        table = self.settings["pseudopotentials"]
-        missing = sorted(set(atoms.get_chemical_symbols()) - set(table))
-        if missing:
-            raise ValueError(f"no pseudopotential for {missing} in the oracle's settings")
-        return {el: table[el] for el in sorted(set(atoms.get_chemical_symbols()))}
-
-    def _run(self, atoms: Atoms, workdir: Path, s: dict[str, Any]) -> Attempt:
-        """One pw.x run in ``workdir`` (quacc's ``failed-quacc-*`` inside it when it fails)."""
-        from quacc import JobFailure, change_settings
-        from quacc.recipes.espresso.core import static_job
-
-        atoms = atoms.copy()
-        spin = bool(s.get("spin_polarized"))
-        moments = s.get("magmoms") or {}
-        atoms.set_initial_magnetic_moments(
-            [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
-        )
-        input_data = merge_settings(
-            {
-                "control": {"tstress": True, "tprnfor": True},
-                "system": {
-                    "ecutwfc": s["ecutwfc_Ry"],
-                    "ecutrho": s["ecutrho_Ry"],
-                    "occupations": "smearing",
-                    "smearing": s["smearing"],
-                    "degauss": s["degauss_Ry"],
-                },
-                "electrons": {
-                    "conv_thr": s["conv_thr_Ry"],
-                    "mixing_beta": s["mixing_beta"],
-                    "electron_maxstep": s["electron_maxstep"],
-                    **{k: s[k] for k in ("mixing_mode", "diagonalization") if k in s},
-                },
-            },
-            s.get("input_data") or {},
-        )
-        prefix = launch_prefix(s["wall_time_s"], s.get("parallel_cmd"))
-        workdir.mkdir(parents=True, exist_ok=True)
-        quacc_settings = {
+    def _quacc_settings(self, workdir: Path, s: EspressoSettings) -> dict[str, Any]:
+        return {
             "ESPRESSO_PSEUDO": str(self.pseudo_dir()),
-            "ESPRESSO_PARALLEL_CMD": (prefix, s.get("pw_args") or ""),
+            "ESPRESSO_PARALLEL_CMD": (launch_prefix(s.wall_time_s, s.parallel_cmd), s.pw_args),
             "RESULTS_DIR": workdir,
             "SCRATCH_DIR": None,  # a user's QUACC_SCRATCH_DIR would put files elsewhere
             "NESTED_RESULTS": False,
             "CREATE_UNIQUE_DIR": False,
             "GZIP_FILES": False,
         }
+
+    def _run(self, atoms: Atoms, workdir: Path, s: EspressoSettings) -> Attempt:
+        """One pw.x run in ``workdir`` (quacc's ``failed-quacc-*`` inside it when it fails)."""
+        from quacc import JobFailure, change_settings
+        from quacc.recipes.espresso.core import static_job
+
+        workdir.mkdir(parents=True, exist_ok=True)
         try:
-            with change_settings(quacc_settings):
+            with change_settings(self._quacc_settings(workdir, s)):
                 out = static_job(
-                    atoms,
+                    with_moments(atoms, s.spin_polarized, s.magmoms),
                     preset=None,
-                    input_data=input_data,
-                    pseudopotentials=self._pseudos(atoms),
-                    kpts=kpoints(atoms, s["kspacing_A"]),
+                    **pw_parameters(atoms, s),
                 )
         except JobFailure as exc:
             error = exc.parent_error
             code = error.returncode if isinstance(error, subprocess.CalledProcessError) else None
-            text = self._note_version(_read(Path(exc.directory) / "pw.out"))
+            text = self._note_version(_read(Path(exc.directory) / OUTPUT_FILE))
             status, reason = classify(text, code)
             if code is None and text is None:
                 reason = f"{reason} ({type(error).__name__}: {error})"
             return Attempt(status, reason, Path(exc.directory))
         directory = Path(out.get("dir_name") or workdir)
-        status, reason = classify(self._note_version(_read(directory / "pw.out")), 0)
+        status, reason = classify(self._note_version(_read(directory / OUTPUT_FILE)), 0)
         return Attempt(status, reason, directory, results=out["results"])
 
+    def write_inputs(self, atoms: Atoms, directory: Path) -> Path:
+        """Write ``pw.in`` as the run writes it (quacc's calculator, ``static_job``'s
+        defaults), without running pw.x."""
+        from quacc import change_settings
+        from quacc.calculators.espresso.espresso import EspressoTemplate
+        from quacc.calculators.espresso.utils import check_is_metal
+        from quacc.recipes.espresso._base import BASE_SET_METAL, BASE_SET_NON_METAL, prepare_calc
 
-def kpoints(atoms: Atoms, spacing_A: float) -> tuple[int, int, int]:
-    """Monkhorst-Pack divisions n_i = max(1, ceil(|b_i| / spacing)), b_i with 2π (VASP's
-    KSPACING): the same sampling density whatever the cell size."""
-    lengths = 2 * math.pi * np.linalg.norm(atoms.cell.reciprocal(), axis=1)
-    return tuple(max(1, math.ceil(length / spacing_A)) for length in lengths)  # type: ignore[return-value]
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        atoms = with_moments(atoms, s.spin_polarized, s.magmoms)
+        defaults = copy.deepcopy(BASE_SET_METAL if check_is_metal(atoms) else BASE_SET_NON_METAL)
+        defaults["input_data"]["control"] = {"calculation": "scf"}  # as static_job
+        with change_settings(self._quacc_settings(directory, s)):
+            calc = prepare_calc(
+                atoms,
+                preset=None,
+                template=EspressoTemplate("pw"),
+                calc_defaults=defaults,
+                calc_swaps=pw_parameters(atoms, s),
+            )
+            calc.template.write_input(
+                calc.profile, directory, atoms, calc.parameters, ["energy", "forces", "stress"]
+            )
+        return directory
 
 
 def _read(path: Path) -> str | None:

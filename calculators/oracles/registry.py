@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
-from calculators.oracles.base import Oracle, merge_settings
+from calculators.oracles.base import Oracle
 from calculators.oracles.emt import EMTOracle
 from calculators.oracles.espresso import EspressoOracle
+from calculators.oracles.settings import OracleSettings, merge_settings
 from calculators.oracles.vasp import VaspOracle
 
 #: Oracle classes by code name. A new code is one class and one line here.
@@ -52,8 +53,8 @@ def available_presets(code: str) -> list[str]:
     return sorted(p.stem for p in (presets_dir() / code).glob("*.yaml"))
 
 
-def resolve_settings(code: str, preset: str, overrides: dict[str, Any] | None = None) -> dict:
-    """The full settings of a run: the preset's YAML merged with the campaign's overrides."""
+def preset_settings(code: str, preset: str, overrides: dict[str, Any] | None = None) -> dict:
+    """The preset's YAML merged with ``overrides``, not yet validated."""
     path = preset_path(code, preset)
     if not path.is_file():
         raise FileNotFoundError(
@@ -64,6 +65,14 @@ def resolve_settings(code: str, preset: str, overrides: dict[str, Any] | None = 
     return merge_settings(base, overrides or {})
 
 
+def resolve_settings(
+    code: str, preset: str, overrides: dict[str, Any] | None = None
+) -> OracleSettings:
+    """The typed settings of a run: the preset merged with the overrides, validated by the
+    code's ``Settings`` (pydantic's ValidationError names the key)."""
+    return oracle_class(code).Settings.model_validate(preset_settings(code, preset, overrides))
+
+
 def make_oracle(code: str, preset: str = "default", overrides: dict | None = None) -> Oracle:
-    """Build the oracle for ``code`` with a preset and overrides."""
+    """Build the oracle for ``code`` with a preset and overrides (settings checked)."""
     return oracle_class(code)(resolve_settings(code, preset, overrides))

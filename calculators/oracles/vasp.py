@@ -24,34 +24,27 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from ase import Atoms
+from pydantic import AfterValidator, Field
 
-from calculators.oracles.base import Attempt, LabelResult, Oracle, launch_prefix
-from calculators.oracles.espresso import kpoints
+from calculators.oracles.base import Attempt, LabelResult, Oracle, kpoints, launch_prefix
+from calculators.oracles.espresso import with_moments
+from calculators.oracles.settings import (
+    Bool,
+    Element,
+    Float,
+    Int,
+    OracleSettings,
+    PositiveFloat,
+    SettingProblem,
+    execution,
+    physics,
+)
 from calculators.oracles.vasp_output import classify, read_results, vasp_version
 
-#: Settings keys and what they mean (the presets in configs/presets/vasp/ set them all).
-SETTINGS = {
-    "pp_path": "folder holding potpaw_PBE.64/ and the like (null: $VASP_PP_PATH)",
-    "potcar_functional": "POTCAR family: PBE or LDA (ASE's pp)",
-    "potcar_version": "POTCAR release: '64' reads potpaw_PBE.64/ (null: potpaw_PBE/)",
-    "potcars": "POTCAR name per element, e.g. {Fe: Fe_pv}",
-    "incar": "INCAR tags in upper case (ENCUT, PREC, ISMEAR, SIGMA, EDIFF, NELM, ALGO, ...)",
-    "kspacing_A": "k-point spacing in 1/Å, 2π included (VASP's KSPACING), Γ-centred",
-    "spin_polarized": "ISPIN=2 with the starting moments of magmoms",
-    "magmoms": "starting moment per element in μB (MAGMOM)",
-    "vasp_cmd": "VASP executable for k-point grids",
-    "vasp_gamma_cmd": "VASP executable for a Γ-only grid",
-    "parallel_cmd": "command before VASP, e.g. 'srun' or 'mpirun -np 32'",
-    "use_custodian": "run VASP under custodian's error handlers",
-    "custodian_handlers": "custodian handler names (quacc's list of VASP handlers)",
-    "custodian_max_errors": "custodian corrections at most per run",
-    "wall_time_s": "a run is stopped (and marked killed) after this long",
-    "retries": "INCAR changes tried in turn after an unconverged SCF, e.g. {incar: {ALGO: All}}",
-}
 #: INCAR tags al-loop sets itself, and the setting to use instead.
 OWN_TAGS = {
     "NSW": "al-loop labels single points (NSW=0)",
@@ -63,76 +56,131 @@ OWN_TAGS = {
     "KGAMMA": "the grid is always Γ-centred",
     "PSTRESS": "labels are at the structure's own cell (PSTRESS only adds P·V)",
 }
-#: INCAR tags that change the physics (the level of theory of a label). custodian may change
-#: numerics (ALGO, mixing, NELM) but a change of one of these makes the label ``crashed``: it
-#: would no longer be computed with the settings it records.
-PHYSICS_TAGS = frozenset(
+#: INCAR tags that change how the answer is reached or what is written, not the answer: the
+#: SCF's algorithms and mixing, iteration caps, bands, symmetry use, output, parallelisation.
+#: Every other tag is physics (part of a label's identity). A retry rung, and custodian, may
+#: change these tags only: a change of any other tag makes the label ``crashed``.
+EXECUTION_TAGS = frozenset(
     {
-        "ENCUT",
-        "PREC",
-        "GGA",
-        "METAGGA",
-        "LASPH",
-        "ISMEAR",
-        "SIGMA",
-        "ISPIN",
-        "LREAL",
-        "IVDW",
-        "LDAU",
-        "LDAUU",
-        "LDAUJ",
-        "LDAUL",
-        "LHFCALC",
-        "HFSCREEN",
-        "AEXX",
-        "NELECT",
-        "ENAUG",
+        "ALGO", "IALGO", "NELM", "NELMIN", "NELMDL", "AMIX", "BMIX", "AMIX_MAG", "BMIX_MAG",
+        "AMIN", "IMIX", "INIMIX", "MAXMIX", "MIXPRE", "WC", "TIME", "NBLOCK", "KBLOCK", "NSIM",
+        "NBANDS", "ISYM", "SYMPREC", "ISTART", "LWAVE", "LCHARG", "LVTOT", "LVHAR", "LELF",
+        "LORBIT", "LAECHG", "NWRITE", "NCORE", "NPAR", "KPAR", "LPLANE", "LSCALU",
+        "LSCALAPACK",
     }
-)
+)  # fmt: skip
+
+
+def _incar_tags(incar: dict[str, Any]) -> dict[str, Any]:
+    for tag in incar:
+        if tag != tag.upper():
+            raise SettingProblem((tag,), f"write INCAR tags in upper case: {tag.upper()}")
+        if tag in OWN_TAGS:
+            raise SettingProblem((tag,), f"{tag} is set by al-loop: {OWN_TAGS[tag]}")
+        if tag.lower() not in _known_tags():
+            hint = difflib.get_close_matches(tag.lower(), _known_tags(), n=1)
+            suggestion = f"; did you mean {hint[0].upper()!r}?" if hint else ""
+            raise SettingProblem((tag,), f"{tag} is not an INCAR tag ASE knows{suggestion}")
+    return incar
+
+
+def _potcar_names(potcars: dict[str, str]) -> dict[str, str]:
+    for element, name in potcars.items():
+        if not re.fullmatch(rf"{element}([_.\d].*)?", str(name)):
+            raise SettingProblem((element,), f"{name!r} is not a POTCAR of {element}")
+    return potcars
+
+
+def _handlers(names: list[str]) -> list[str]:
+    from custodian.vasp import handlers
+
+    for index, name in enumerate(names):
+        if not isinstance(getattr(handlers, name, None), type):
+            known = [n for n in dir(handlers) if n.endswith("Handler")]
+            hint = difflib.get_close_matches(name, known, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise SettingProblem((index,), f"{name!r} is not a custodian VASP handler{suggestion}")
+    return names
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class VaspSettings(OracleSettings):
+    """VASP settings (the presets in configs/presets/vasp/ set them all)."""
+
+    path_fields = frozenset({"pp_path"})
+
+    pp_path: str | None = execution(
+        None, "folder holding potpaw_PBE.64/ and the like (null: $VASP_PP_PATH)"
+    )
+    potcar_functional: NonEmpty = execution(
+        "PBE", "POTCAR family: PBE or LDA (ASE's pp); which files, whose content is physics"
+    )
+    potcar_version: str | None = execution(
+        None, "POTCAR release: '64' reads potpaw_PBE.64/ (null: potpaw_PBE/)"
+    )
+    potcars: Annotated[dict[Element, NonEmpty], AfterValidator(_potcar_names)] = physics(
+        ..., "POTCAR name per element, e.g. {Fe: Fe_pv}; the file's content is physics"
+    )
+    incar: Annotated[dict[str, Any], AfterValidator(_incar_tags)] = physics(
+        {},
+        "INCAR tags in upper case; the EXECUTION_TAGS among them (mixing, ALGO, NELM, "
+        "output, parallelisation) are execution",
+    )
+    kspacing_A: PositiveFloat = physics(..., "k-point spacing in 1/Å, 2π included, Γ-centred")
+    spin_polarized: Bool = physics(False, "ISPIN=2 with the starting moments of magmoms")
+    magmoms: dict[Element, Float] = physics({}, "starting moment per element in μB (MAGMOM)")
+    vasp_cmd: NonEmpty = execution("vasp_std", "VASP executable for k-point grids")
+    vasp_gamma_cmd: NonEmpty = execution("vasp_gam", "VASP executable for a Γ-only grid")
+    parallel_cmd: str = execution("", "command before VASP, e.g. 'srun' or 'mpirun -np 32'")
+    use_custodian: Bool = execution(True, "run VASP under custodian's error handlers")
+    custodian_handlers: Annotated[list[str], AfterValidator(_handlers)] = execution(
+        ["VaspErrorHandler", "UnconvergedErrorHandler"], "custodian handler names"
+    )
+    custodian_max_errors: Annotated[Int, Field(ge=0)] = execution(
+        5, "custodian corrections at most per run"
+    )
+    wall_time_s: PositiveFloat = execution(..., "a run is stopped (and marked killed) after this")
+    retries: list[dict[str, Any]] = execution(
+        [], "INCAR changes tried in turn after an unconverged SCF, e.g. {incar: {ALGO: All}}"
+    )
+
+    def physics_part(self) -> dict[str, Any]:
+        part = super().physics_part()
+        part["incar"] = {k: v for k, v in part["incar"].items() if k not in EXECUTION_TAGS}
+        return part
+
+    def execution_part(self) -> dict[str, Any]:
+        part = super().execution_part()
+        part["incar"] = {k: v for k, v in self.incar.items() if k in EXECUTION_TAGS}
+        return part
+
+
+def potcar_file(settings: VaspSettings, pp_path: Path, element: str) -> Path:
+    """The POTCAR ASE reads for ``element`` (its folder rule: ``potpaw_PBE.64/Fe_pv/POTCAR``,
+    ``.Z`` if compressed)."""
+    version = settings.potcar_version
+    folder = {"lda": "potpaw_LDA" if version else "potpaw", "pbe": "potpaw_PBE"}.get(
+        settings.potcar_functional.lower(), settings.potcar_functional
+    )
+    if version and settings.potcar_functional.lower() in ("lda", "pbe"):
+        folder = f"{folder}.{version}"
+    path = pp_path / folder / settings.potcars[element] / "POTCAR"
+    return (
+        path if path.is_file() or not path.with_suffix(".Z").is_file() else path.with_suffix(".Z")
+    )
 
 
 class VaspOracle(Oracle):
     """VASP single point: energy, forces and stress of one structure."""
 
     code = "vasp"
-    quacc_module = "quacc.calculators.oracles.vasp"
+    Settings = VaspSettings
+    quacc_module = "quacc.calculators.vasp"
     per_element_setting = "potcars"
-
-    @classmethod
-    def settings_problem(cls, settings: dict[str, Any]) -> tuple[str, str] | None:
-        for key in settings:
-            if key not in SETTINGS:
-                hint = difflib.get_close_matches(key, list(SETTINGS), n=1)
-                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                return key, f"VASP has no setting {key!r}{suggestion}"
-        for source, incar in [("incar", settings.get("incar") or {})] + [
-            (f"retries[{k}].incar", (rung or {}).get("incar") or {})
-            for k, rung in enumerate(settings.get("retries") or [])
-        ]:
-            for tag in incar:
-                if tag != tag.upper():
-                    return f"{source}.{tag}", f"write INCAR tags in upper case: {tag.upper()}"
-                if tag in OWN_TAGS:
-                    return f"{source}.{tag}", f"{tag} is set by al-loop: {OWN_TAGS[tag]}"
-                if tag.lower() not in _known_tags():
-                    hint = difflib.get_close_matches(tag.lower(), _known_tags(), n=1)
-                    suggestion = f"; did you mean {hint[0].upper()!r}?" if hint else ""
-                    return f"{source}.{tag}", f"{tag} is not an INCAR tag ASE knows{suggestion}"
-        for k, rung in enumerate(settings.get("retries") or []):
-            unknown = sorted(set(rung or {}) - set(SETTINGS))
-            if unknown:
-                return f"retries[{k}]", f"unknown keys {unknown} in a retry"
-            physics = sorted(PHYSICS_TAGS & set((rung or {}).get("incar") or {}))
-            if physics:  # the label records the base settings and their hash
-                return f"retries[{k}].incar.{physics[0]}", (
-                    f"a retry may change numerics only, not the level of theory ({physics[0]})"
-                )
-        if not settings.get("potcars"):
-            return "potcars", "give a POTCAR name per element, e.g. {Fe: Fe_pv}"
-        for element, name in settings["potcars"].items():
-            if not re.fullmatch(rf"{element}([_.\d].*)?", str(name)):
-                return f"potcars.{element}", f"{name!r} is not a POTCAR of {element}"
-        return None
+    input_files = ("INCAR", "KPOINTS", "POSCAR", "POTCAR", "POTCAR.spec")
+    settings: VaspSettings
 
     _version = ""  # read from vasprun.xml once VASP has run
 
@@ -142,13 +190,29 @@ class VaspOracle(Oracle):
         return f"VASP {self._version or '(version not read yet)'} (quacc {__version__})"
 
     def pp_path(self) -> Path:
-        value = self.settings.get("pp_path") or os.environ.get("VASP_PP_PATH")
+        value = self.settings.pp_path or os.environ.get("VASP_PP_PATH")
         if not value:
             raise FileNotFoundError(
                 "no POTCAR folder: set oracle.overrides.pp_path or $VASP_PP_PATH "
                 "(the folder that holds potpaw_PBE.64/)"
             )
         return Path(value).expanduser().resolve()
+
+    def physics_files(self) -> dict[str, Path]:
+        folder = self.pp_path()
+        files = {el: potcar_file(self.settings, folder, el) for el in self.settings.potcars}
+        for element, path in files.items():
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"potcars.{element}: {path} not found (pp_path {folder}); put the POTCAR "
+                    "there or fix potcars, potcar_functional or potcar_version"
+                )
+        return files
+
+    @classmethod
+    def classify_run(cls, directory: Path, returncode: int | None) -> tuple[str, str]:
+        """(status, reason) of the VASP run whose files are in ``directory``."""
+        return classify(directory, returncode)
 
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         last, retries = self.climb_retries(workdir, lambda s, folder: self._run(atoms, folder, s))
@@ -161,8 +225,8 @@ class VaspOracle(Oracle):
             return self.result("crashed", error=mismatch, retries=retries)
         return self.ok_result(
             results,
-            pseudopotentials={el: self.settings["potcars"][el] for el in _species(atoms)},
-            kpoints=list(kpoints(atoms, self.settings["kspacing_A"])),
+            pseudopotentials={el: self.settings.potcars[el] for el in _species(atoms)},
+            kpoints=list(kpoints(atoms, self.settings.kspacing_A)),
             retries=retries,
             extra={
                 "attempts": len(retries),
@@ -172,7 +236,7 @@ class VaspOracle(Oracle):
             },
         )
 
-    def _run(self, atoms: Atoms, directory: Path, s: dict[str, Any]) -> Attempt:
+    def _run(self, atoms: Atoms, directory: Path, s: VaspSettings) -> Attempt:
         """One VASP run in ``directory`` (quacc's ``failed-quacc-*`` inside it when it fails);
         custodian's corrections go into the attempt's record."""
         from quacc import JobFailure, change_settings
@@ -205,16 +269,29 @@ class VaspOracle(Oracle):
             status, reason, directory, record={"custodian_corrections": _corrections(directory)}
         )
 
-    def _quacc_settings(self, directory: Path, s: dict[str, Any]) -> dict[str, Any]:
-        prefix = launch_prefix(s["wall_time_s"], s.get("parallel_cmd"))
+    def write_inputs(self, atoms: Atoms, directory: Path) -> Path:
+        """Write INCAR, KPOINTS, POSCAR, POTCAR and POTCAR.spec for ``atoms`` as the run
+        writes them, without running VASP; the POTCAR folder comes from ``pp_path``."""
+        from quacc import change_settings
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with change_settings(self._quacc_settings(directory, self.settings)):
+            calc = make_calculator(atoms, self.settings)
+            calc.directory = str(directory)
+            calc.write_input(calc.input_atoms)
+        write_potcar_spec(directory)
+        return directory
+
+    def _quacc_settings(self, directory: Path, s: VaspSettings) -> dict[str, Any]:
         return {
             "VASP_PP_PATH": self.pp_path(),
-            "VASP_CMD": s["vasp_cmd"],
-            "VASP_GAMMA_CMD": s["vasp_gamma_cmd"],
-            "VASP_PARALLEL_CMD": prefix,
-            "VASP_USE_CUSTODIAN": bool(s["use_custodian"]),
-            "VASP_CUSTODIAN_HANDLERS": list(s["custodian_handlers"]),
-            "VASP_CUSTODIAN_MAX_ERRORS": int(s["custodian_max_errors"]),
+            "VASP_CMD": s.vasp_cmd,
+            "VASP_GAMMA_CMD": s.vasp_gamma_cmd,
+            "VASP_PARALLEL_CMD": launch_prefix(s.wall_time_s, s.parallel_cmd),
+            "VASP_USE_CUSTODIAN": s.use_custodian,
+            "VASP_CUSTODIAN_HANDLERS": list(s.custodian_handlers),
+            "VASP_CUSTODIAN_MAX_ERRORS": s.custodian_max_errors,
             "VASP_INCAR_COPILOT_MODE": "off",
             "RESULTS_DIR": directory,
             "SCRATCH_DIR": None,  # a user's QUACC_SCRATCH_DIR would put files elsewhere
@@ -224,33 +301,29 @@ class VaspOracle(Oracle):
         }
 
 
-def make_calculator(atoms: Atoms, settings: dict[str, Any]) -> Any:
+def make_calculator(atoms: Atoms, settings: VaspSettings) -> Any:
     """quacc's ``Vasp`` calculator for one single point with these resolved settings (call it
     inside ``quacc.change_settings`` that sets ``VASP_PP_PATH`` and the commands)."""
-    from quacc.calculators.oracles.vasp import Vasp
+    from quacc.calculators.vasp import Vasp
 
-    atoms = atoms.copy()
-    spin = bool(settings.get("spin_polarized"))
-    moments = settings.get("magmoms") or {}
-    atoms.set_initial_magnetic_moments(
-        [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
-    )
-    incar = {tag.lower(): value for tag, value in (settings.get("incar") or {}).items()}
-    missing = sorted(set(atoms.get_chemical_symbols()) - set(settings["potcars"]))
+    spin = settings.spin_polarized
+    atoms = with_moments(atoms, spin, settings.magmoms)
+    incar = {tag.lower(): value for tag, value in settings.incar.items()}
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(settings.potcars))
     if missing:  # ASE would silently take the plain POTCAR of the element
         raise ValueError(f"no POTCAR for {missing} in the oracle's potcars setting")
-    setups = {el: name[len(el) :] for el, name in settings["potcars"].items()}
+    setups = {el: name[len(el) :] for el, name in settings.potcars.items()}
     return Vasp(
         atoms,
         preset=None,
-        use_custodian=bool(settings.get("use_custodian")),
+        use_custodian=settings.use_custodian,
         incar_copilot_mode="off",
         copy_magmoms=False,
         mag_cutoff=0.0,
-        pp=settings["potcar_functional"],
-        pp_version=settings.get("potcar_version"),
+        pp=settings.potcar_functional,
+        pp_version=settings.potcar_version,
         setups=setups,
-        kpts=kpoints(atoms, settings["kspacing_A"]),
+        kpts=kpoints(atoms, settings.kspacing_A),
         gamma=True,
         **incar,
         nsw=0,
@@ -258,22 +331,6 @@ def make_calculator(atoms: Atoms, settings: dict[str, Any]) -> Any:
         isif=2,
         ispin=2 if spin else 1,
     )
-
-
-def write_inputs(atoms: Atoms, directory: str | Path, settings: dict[str, Any]) -> Path:
-    """Write INCAR, KPOINTS, POSCAR, POTCAR and POTCAR.spec for ``atoms`` without running VASP
-    (to inspect a campaign's inputs); the POTCAR folder comes from ``pp_path``."""
-    from quacc import change_settings
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    oracle = VaspOracle(settings)
-    with change_settings(oracle._quacc_settings(directory, settings)):
-        calc = make_calculator(atoms, settings)
-        calc.directory = str(directory)
-        calc.write_input(calc.input_atoms)
-    write_potcar_spec(directory)
-    return directory
 
 
 def write_potcar_spec(directory: Path) -> None:
@@ -300,8 +357,9 @@ def potcar_titles(path: Path) -> list[dict[str, str]]:
 
 
 def physics_changes(directory: Path) -> dict[str, list[Any]]:
-    """PHYSICS_TAGS that custodian changed: its backup of the INCAR written (``INCAR.orig``)
-    against the INCAR that ran, as {tag: [written, ran]}; empty without custodian."""
+    """Physics tags (any tag but EXECUTION_TAGS) that custodian changed: its backup of the
+    INCAR written (``INCAR.orig``) against the INCAR that ran, as {tag: [written, ran]}; empty
+    without custodian."""
     from pymatgen.io.vasp.inputs import Incar
 
     if not (directory / "INCAR.orig").is_file() or not (directory / "INCAR").is_file():
@@ -309,7 +367,7 @@ def physics_changes(directory: Path) -> dict[str, list[Any]]:
     written = Incar.from_file(directory / "INCAR.orig")
     ran = Incar.from_file(directory / "INCAR")
     out = {}
-    for tag in sorted(PHYSICS_TAGS & (set(ran) | set(written))):
+    for tag in sorted((set(ran) | set(written)) - EXECUTION_TAGS):
         before, after = written.get(tag), ran.get(tag)
         if isinstance(before, str) and isinstance(after, str):
             same = before.lower() == after.lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -126,8 +127,8 @@ def test_committee_is_reloaded_from_the_database(demo: tuple[Path, Path]) -> Non
     from ase.build import bulk
 
     from al_loop.campaign import open_campaign
+    from al_loop.committee import load_committee
     from al_loop.config import load_campaign
-    from al_loop.training import load_committee
 
     path, tmp = demo
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
@@ -149,7 +150,7 @@ def test_rerun_is_idempotent(demo: tuple[Path, Path]) -> None:
     path, tmp = demo
     result = al_loop("run", str(path), cwd=tmp)
     assert result.returncode == 0, result.stderr
-    assert "train:" not in result.stdout and "explore:" not in result.stdout
+    assert "train start" not in result.stdout and "explore start" not in result.stdout
     stats = json.loads(al_loop("db", "stats", str(path), "--json", cwd=tmp).stdout)
     assert stats["labels"] == 14 and stats["structures"] == 14
     assert stats["labels_by_status"] == {"ok": 14}
@@ -188,8 +189,32 @@ def test_status_shows_stages(demo: tuple[Path, Path]) -> None:
     result = al_loop("status", str(path), cwd=tmp)
     assert result.returncode == 0, result.stderr
     assert "finished: max_iterations at iteration 2" in result.stdout
-    assert "8 ok" in result.stdout and "3 ok" in result.stdout
+    lines = result.stdout.splitlines()
+    labelled = [line for line in lines if " label " in line]
+    assert len(labelled) == 3  # one line per recorded stage, whatever the terminal's width
+    assert "labels {ok: 8}" in labelled[0] and "labels {ok: 3}" in labelled[1]
+    assert any("iteration 1 select" in line and "selected 3" in line for line in lines)
     assert "'COMPLETED': 4" in result.stdout  # 8 seeds at 4 per Firework, then 3 and 3
+
+
+def test_query_never_cuts_numbers(demo: tuple[Path, Path]) -> None:
+    """An 80-column pipe: the table folds text but prints every number whole."""
+    path, tmp = demo
+    docs = query(path, tmp)
+    table = subprocess.run(
+        [AL_LOOP, "db", "query", str(path), "--limit", "0"],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=120,
+    ).stdout
+    assert "…" not in table
+    for doc in docs:
+        for key, spec in (("energy_per_atom_eV", ".4f"), ("pressure_GPa", ".1f")):
+            assert format(doc[key], spec) in table, (key, doc[key])
+    wide = al_loop("db", "query", str(path), "--limit", "0", "--wide", cwd=tmp).stdout
+    assert all(doc["_id"] in wide for doc in docs)  # one line per label: ids whole
 
 
 def test_bad_campaign_exits_2_and_writes_nothing(tmp_path: Path) -> None:
@@ -290,7 +315,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(
 
     resumed = al_loop("run", str(path), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "already submitted" in resumed.stdout
+    assert "submitted before" in resumed.stdout
     assert "stopped after 1 iterations" in resumed.stdout  # and went on to the end
     docs = query(path, tmp_path, "--iteration", "0")
     assert len(docs) == 12 and {d["status"] for d in docs} == {"ok"}

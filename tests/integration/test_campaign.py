@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from al_loop.campaign import label_stage, open_campaign, seed_stage, stage_record
+from al_loop.campaign import open_campaign
 from al_loop.config import CampaignConfig, load_campaign
+from al_loop.stages import LabelStage, ProgressEvent, SeedStage, TrainStage
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +33,29 @@ def write_campaign(tmp_path: Path, mongo_uri: str, database: str, **changes: Any
 
 def run_campaign(config: CampaignConfig, progress: Any = None) -> dict[str, Any]:
     """The campaign's first stages (seed, label), as `al-loop run` starts them."""
-    progress = progress or (lambda stage, info: None)
+    progress = progress or (lambda event: None)
     with open_campaign(config) as session:
-        ids = seed_stage(session)
-        progress("seed", {"structures": len(ids)})
-        label = label_stage(session, 0, ids, progress=progress)
-        return {**session.store.stats(config.name), "label_stage": label}
+        SeedStage(session, progress).run(0)
+        label = LabelStage(session, progress).run(0)
+        return {**session.store.stats(config.name), "label_stage": label.result}
 
 
 def test_run_resume_and_changed_configuration(tmp_path: Path, mongo_uri: str) -> None:
     database = f"camp_{uuid.uuid4().hex[:8]}"
     config = load_campaign(write_campaign(tmp_path, mongo_uri, database))
-    seen: list[str] = []
-    summary = run_campaign(config, progress=lambda stage, info: seen.append(stage))
-    assert seen == ["seed", "label", "launch", "labelled"]
+    events: list[ProgressEvent] = []
+    summary = run_campaign(config, progress=events.append)
+    seen = [(e.stage, e.kind) for e in events]
+    assert seen == [
+        ("seed", "start"),
+        ("seed", "done"),
+        ("label", "start"),
+        ("label", "step"),  # submitted
+        ("label", "step"),  # local launchers
+        ("label", "done"),
+    ]
+    assert events[1].figures["structures"] == 6 and events[1].figures["wall_s"] >= 0
+    assert events[-1].figures["labels"] == {"ok": 6}
     assert summary["structures"] == 6 and summary["labels"] == 6
     assert summary["labels_by_status"] == {"ok": 6}
     assert summary["label_stage"]["fireworks"] == {"COMPLETED": 2}
@@ -55,22 +65,24 @@ def test_run_resume_and_changed_configuration(tmp_path: Path, mongo_uri: str) ->
     assert fworker["env"] == {"al_loop_store_uri": mongo_uri}
 
     # resuming does nothing new: recorded stages are skipped, nothing relaunched
-    seen.clear()
-    again = run_campaign(config, progress=lambda stage, info: seen.append(stage))
-    assert seen == ["seed"]
-    assert again["labels"] == 6
+    events.clear()
+    again = run_campaign(config, progress=events.append)
+    assert events == []
+    assert again["labels"] == 6 and again["label_stage"]["fireworks"] == {"COMPLETED": 2}
 
     # a changed campaign file is used and the old one kept
     changed = load_campaign(write_campaign(tmp_path, mongo_uri, database, description="second try"))
     run_campaign(changed)
     with open_campaign(changed) as session:
-        doc = session.store.db.campaigns.find_one({"_id": "cu-ni-test"})
+        doc = session.log.document()
         assert doc["config_hash"] == changed.config_hash()
         assert [h["config_hash"] for h in doc["config_history"]] == [config.config_hash()]
-        assert doc["software"]["ase"]
+        assert doc["physics_history"] == []  # the description is not physics
+        assert doc["physics"] == {"asap_cutoff": False} and doc["software"]["ase"]
         for stage in ("seed", "label"):
-            record = stage_record(session.store, "cu-ni-test", 0, stage)
+            record = session.log.stage(0, stage)
             assert record is not None and record["software"]["fireworks"]
+            assert record["wall_s"] > 0 and record["summary"]
         session.store.client.drop_database(database)
         session.store.client.drop_database(f"{database}_fw")
 
@@ -104,7 +116,8 @@ def test_uri_from_environment_or_file(
     launchpad_file = tmp_path / "run" / "my_launchpad.yaml"
     assert launchpad_file.stat().st_mode & 0o777 == 0o600
     with open_campaign(config, create=False) as session:
-        specs = [fw["spec"] for fw in session.launchpad.fireworks.find({}, {"spec": 1})]
+        launchpad = session.fireworks.launchpad
+        specs = [fw["spec"] for fw in launchpad.fireworks.find({}, {"spec": 1})]
         assert specs and all(mongo_uri not in str(spec) for spec in specs)
         session.store.client.drop_database(database)
         session.store.client.drop_database(f"{database}_fw")
@@ -115,8 +128,6 @@ def test_a_member_that_fails_to_train_loses_none_of_the_others(
 ) -> None:
     """Members train two at a time; one fails for real (its folder cannot be made). The others
     are stored, the error is raised, and the next run trains only the missing member."""
-    from al_loop.training import train_stage
-
     database = f"camp_{uuid.uuid4().hex[:8]}"
     committee = {
         "n_models": 3,
@@ -132,11 +143,12 @@ def test_a_member_that_fails_to_train_loses_none_of_the_others(
     blocked.write_text("a file where member 1's folder goes")
     with open_campaign(config) as session:
         with pytest.raises(FileExistsError):
-            train_stage(session, 0)
+            TrainStage(session).run(0)
+        assert session.log.stage(0, "train") is None  # a failed stage is not recorded
         stored = {d["member"]: d["sha256"] for d in session.store.models(config.name, 0)}
         assert sorted(stored) == [0, 2]
         blocked.unlink()
-        result = train_stage(session, 0)
+        result = TrainStage(session).run(0).result
         again = {d["member"]: d["sha256"] for d in session.store.models(config.name, 0)}
     assert sorted(again) == [0, 1, 2] and result["models"] == 3
     assert {m: again[m] for m in (0, 2)} == stored  # not trained again

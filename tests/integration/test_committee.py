@@ -10,6 +10,8 @@ from ase import units
 from ase.build import bulk
 
 from calculators.models.committee import CommitteeCalculator, force_spread, mace_calculator
+from calculators.models.interface import ModelCalculator
+from calculators.models.validation import CHECKS, default_structures, validate_model
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +50,24 @@ def test_committee_equals_its_members_averaged(committee_models: list[Path]) -> 
     assert r["force_spread"] > 0  # members trained on different data disagree
     assert r["energy_spread"] == pytest.approx(e.std() / len(atoms), abs=1e-8)
     assert r["stress_spread"] == pytest.approx(s.std(axis=0).max() / units.GPa, abs=1e-6)
+
+
+def test_the_committee_passes_the_model_validator(committee_models: list[Path]) -> None:
+    import torch
+
+    committee = CommitteeCalculator(committee_models, device="cpu", dtype="float64")
+    assert isinstance(committee, ModelCalculator)
+    structures = default_structures(["Cu", "Ni", "Al"])  # Cu4, Ni4, Al4 and a Cu-Ni-Al cell
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 4-atom graphs: ~3 s in one thread, 30 s and more in two (loaded)
+    try:
+        report = validate_model(committee, structures, fd_atoms=2)
+    finally:
+        torch.set_num_threads(threads)
+    print(report.summary())
+    assert report.ok, report.summary()
+    assert {c.name for c in report.checks} == set(CHECKS)
+    assert len({c.structure for c in report.checks}) == len(structures) == 4
 
 
 def test_identical_members_have_no_spread(committee_models: list[Path]) -> None:

@@ -4,6 +4,8 @@ ladder, the wall-time guard, and a label through a real rocket into the database
 from __future__ import annotations
 
 import re
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,9 @@ import pytest
 from ase import Atoms, units
 from ase.build import bulk
 
-from calculators.oracles.espresso import EspressoOracle, kpoints
+from al_loop.campaign import PhysicsChanged
+from calculators.oracles.base import kpoints
+from calculators.oracles.espresso import EspressoOracle
 from calculators.oracles.registry import make_oracle
 
 pytestmark = pytest.mark.integration
@@ -49,8 +53,8 @@ def test_labels_of_small_cells(name: str, atoms: Atoms, fast_pseudos: Path, tmp_
     assert np.abs(result.forces_eV_A).max() < 0.05  # symmetric cells: no net force per atom
     pressure = -result.stress_eV_A3[:3].mean() / units.GPa
     assert pressure == pytest.approx(printed_pressure_GPa(Path(result.extra["pw_out"])), abs=0.02)
-    assert result.settings_hash and result.pseudopotentials == {
-        el: oracle(fast_pseudos).settings["pseudopotentials"][el] for el in set(atoms.symbols)
+    assert result.physics_hash and result.pseudopotentials == {
+        el: oracle(fast_pseudos).settings.pseudopotentials[el] for el in set(atoms.symbols)
     }
     assert result.retries == [{**result.retries[0], "attempt": 0, "status": "ok"}]
     assert re.fullmatch(r"pw.x v\.6\.\S+ \(quacc [\d.]+\)", result.code_version)
@@ -106,20 +110,11 @@ def test_the_wall_time_guard_kills_and_keeps_the_files(fast_pseudos: Path, tmp_p
     assert (kept / "pw.in").is_file() and (kept / "pw.out").is_file()
 
 
-def test_settings_are_checked_when_the_campaign_is_loaded(fast_pseudos: Path) -> None:
-    settings = oracle(fast_pseudos).settings
-    assert EspressoOracle.settings_problem({**settings, "ecutwfc": 40})[1].endswith(
-        "did you mean 'ecutwfc_Ry'?"
-    )
-    assert EspressoOracle.settings_problem({**settings, "retries": [{"beta": 0.1}]})[0] == (
-        "retries[0]"
-    )
-
-
 def test_a_label_through_a_real_rocket(fast_pseudos: Path, label_through_a_rocket) -> None:
-    labels = label_through_a_rocket(
+    done = label_through_a_rocket(
         {"code": "espresso", "preset": "fast", "overrides": {"pseudo_dir": str(fast_pseudos)}}
     )
+    labels = done["labels"]
     assert len(labels) == 2 and {d["status"] for d in labels} == {"ok"}, [
         (d["status"], d.get("error")) for d in labels
     ]
@@ -127,3 +122,61 @@ def test_a_label_through_a_real_rocket(fast_pseudos: Path, label_through_a_rocke
         assert doc["code"] == "espresso" and doc["settings"]["ecutwfc_Ry"] == 30
         assert doc["retries"][0]["status"] == "ok" and doc["kpoints"]
         assert np.isfinite(doc["energy_eV"]) and len(doc["stress_GPa"]) == 6
+        # the identity: physics only, each UPF file by its content
+        assert doc["physics_hash"] == done["physics_hash"]
+        assert set(doc["physics"]["pseudopotentials"]) == {"Fe", "Ni"}
+        assert "pseudo_dir" not in doc["physics"] and "wall_time_s" not in doc["physics"]
+
+
+def test_execution_changes_keep_every_label(fast_pseudos: Path, label_through_a_rocket) -> None:
+    """Wall time, parallel command and pw.x arguments changed between two runs of a campaign:
+    no label is made again, and every earlier label still trains."""
+    database = f"exec_{uuid.uuid4().hex[:8]}"
+    first = label_through_a_rocket(
+        {"code": "espresso", "preset": "fast", "overrides": {"pseudo_dir": str(fast_pseudos)}},
+        database,
+    )
+    assert first["training"] == 2
+    overrides = {
+        "pseudo_dir": str(fast_pseudos),
+        "wall_time_s": 3600,
+        "parallel_cmd": "nice -n 1",
+        "pw_args": "-nk 1",
+        "mixing_beta": 0.3,
+    }
+    second = label_through_a_rocket(
+        {"code": "espresso", "preset": "fast", "overrides": overrides}, database
+    )
+    assert second["physics_hash"] == first["physics_hash"]
+    assert second["training"] == 2
+    assert [d["_id"] for d in second["labels"]] == [d["_id"] for d in first["labels"]]
+    assert all(d["attempts"] == 1 for d in second["labels"])  # nothing computed again
+
+
+def test_a_changed_pseudopotential_makes_new_labels(
+    fast_pseudos: Path, label_through_a_rocket, tmp_path: Path
+) -> None:
+    """The same UPF path with other content is other physics: refused on resume unless
+    accepted; then the campaign is labelled anew and the old labels are not reused."""
+    pseudos = tmp_path / "pseudos"
+    shutil.copytree(fast_pseudos, pseudos)
+    oracle = {"code": "espresso", "preset": "fast", "overrides": {"pseudo_dir": str(pseudos)}}
+    database = f"upf_{uuid.uuid4().hex[:8]}"
+    first = label_through_a_rocket(oracle, database)
+    fe = pseudos / "Fe.pbe-nd-rrkjus.UPF"
+    text = fe.read_text()
+    assert "<PP_INFO>" in text
+    fe.write_text(text.replace("<PP_INFO>", "<PP_INFO>\n  edited by an al-loop test", 1))
+
+    with pytest.raises(PhysicsChanged, match=r"pseudopotentials\.Fe"):
+        label_through_a_rocket(oracle, database)
+    second = label_through_a_rocket(oracle, database, accept_physics_change=True)
+    assert second["physics_hash"] != first["physics_hash"]
+    by_hash: dict[str, list] = {}
+    for doc in second["labels"]:
+        by_hash.setdefault(doc["physics_hash"], []).append(doc)
+    assert sorted(by_hash) == sorted([first["physics_hash"], second["physics_hash"]])
+    assert [d["status"] for d in by_hash[second["physics_hash"]]] == ["ok", "ok"]
+    old_ids = {d["_id"] for d in first["labels"]}
+    assert {d["_id"] for d in by_hash[first["physics_hash"]]} == old_ids  # kept, untouched
+    assert second["training"] == 2  # the new labels only

@@ -1,7 +1,7 @@
 """Labelling through FireWorks end to end: real server, real LaunchPad, real ``rlaunch``, real EMT.
 
 Every test gets a fresh dataset database and LaunchPad database on the session's secantusdb
-server, submits labelling workflows with :func:`launchers.submit_label_workflow` and runs them
+server, submits labelling workflows with :func:`launchers.submit_label_workflows` and runs them
 with ``rlaunch rapidfire`` subprocesses (:mod:`launchers.rockets`).
 """
 
@@ -25,12 +25,13 @@ from calculators.oracles import Oracle, make_oracle
 from database import EmbeddedServer, LabelQuery, Store
 from launchers import (
     fworker_env,
+    label_workflows,
     make_fworker,
     make_launchpad,
     rerun_lost_local_runs,
     run_workers,
     start_workers,
-    submit_label_workflow,
+    submit_label_workflows,
     workflow_states,
     write_fworker_file,
     write_launchpad_file,
@@ -96,9 +97,10 @@ class Rig:
         }
 
     def submit(self, ids: list[str], iteration: int = 0, batch_size: int = 1) -> tuple[int, bool]:
-        return submit_label_workflow(
-            self.lp, ids, CAMPAIGN, iteration, self.oracle, self.store_spec, batch_size=batch_size
+        workflows = label_workflows(
+            ids, CAMPAIGN, iteration, self.oracle, self.store_spec, batch_size=batch_size
         )
+        return submit_label_workflows(self.lp, workflows)
 
     def launch_dir(self) -> Path:
         """A new folder for the next round of rockets."""
@@ -214,9 +216,9 @@ def test_fifty_structures_two_concurrent_workers(make_rig: Any) -> None:
     assert len(labels) == 50
     assert {d["structure_id"] for d in labels} == set(ids)
     assert {d["status"] for d in labels} == {"ok"}
-    keys = Counter((d["structure_id"], d["settings_hash"]) for d in labels)
+    keys = Counter((d["structure_id"], d["physics_hash"]) for d in labels)
     assert max(keys.values()) == 1
-    assert {d["settings_hash"] for d in labels} == {rig.oracle.settings_hash}
+    assert {d["physics_hash"] for d in labels} == {rig.oracle.physics_hash}
     assert all(d["attempts"] == 1 and d["history"] == [] for d in labels)
     assert all(d["code"] == "emt" and d["settings"] == rig.oracle.settings for d in labels)
     # the labels' provenance names the two worker processes too

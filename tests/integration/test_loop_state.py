@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from al_loop.campaign import record_stage
 from al_loop.config import load_campaign
-from al_loop.loop import conditions, converged
-from database import Store
+from al_loop.loop import converged
+from al_loop.stages.explore import conditions
+from database import CampaignLog, Store
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +32,14 @@ def session(tmp_path: Path, store: Store, **selection: object) -> SimpleNamespac
             }
         )
     )
-    return SimpleNamespace(store=store, name="c", config=load_campaign(path))
+    return SimpleNamespace(
+        store=store, name="c", config=load_campaign(path), log=CampaignLog(store, "c")
+    )
 
 
 def explored(store: Store, iteration: int, accurate: float) -> None:
     fractions = {"accurate": accurate, "candidate": 1 - accurate, "failed": 0.0}
-    record_stage(store, "c", iteration, "explore", {"fractions": fractions})
+    CampaignLog(store, "c").record(iteration, "explore", {"fractions": fractions})
 
 
 def test_two_accurate_explorations_in_a_row_converge(tmp_path: Path, store: Store) -> None:
@@ -70,18 +72,20 @@ def test_conditions_cover_the_grid(tmp_path: Path, store: Store) -> None:
 
 
 def test_an_iteration_without_selection_reuses_the_committee(tmp_path: Path, store: Store) -> None:
-    from al_loop.loop import _keep_committee
-    from al_loop.training import committee_files
+    from al_loop.committee import committee_files
+    from al_loop.stages import TrainStage
 
     s = session(tmp_path, store)
     s.workdir = tmp_path / "run"
     for member in range(s.config.committee.n_models):
         doc = {"campaign": "c", "iteration": 1, "member": member}
         store.add_model(doc, f"model {member}".encode())
-    record_stage(store, "c", 1, "train", {"n_train": 5, "held_out": {"n": 0}})
-    _keep_committee(s, 2)
-    _keep_committee(s, 3)  # twice in a row still points at the last trained one
-    result = store.db.metrics.find_one({"iteration": 3, "stage": "train"})["result"]
+    s.log.record(1, "train", {"n_train": 5, "n_held_out": 0, "held_out": {"n": 0}})
+    for iteration in (2, 3):  # twice in a row still points at the last trained one
+        s.log.record(iteration, "select", {"structure_ids": []})
+        TrainStage(s).run(iteration)
+    result = s.log.result(3, "train")
     assert result["reused_from"] == 1 and result["n_train"] == 5
+    assert s.log.stage(3, "train")["summary"]["reused_from"] == 1
     files = committee_files(s, 3)
     assert [f.read_bytes() for f in files] == [f"model {m}".encode() for m in range(4)]

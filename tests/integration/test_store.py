@@ -441,7 +441,7 @@ def _build_dataset(store: Store) -> dict[str, Any]:
             },
         ),
         (LabelQuery(status=["unconverged", "running"]), {"cafeni_a1_unconv", "ca_b2_running"}),
-        (LabelQuery(settings_hash="other"), set()),
+        (LabelQuery(physics_hash="other"), set()),
         (
             LabelQuery(
                 campaign="A",

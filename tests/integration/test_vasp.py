@@ -89,7 +89,7 @@ def test_campaign_overrides_reach_the_incar(stub_potcars: Path, tmp_path: Path) 
     incar = Incar.from_file(write_inputs(bulk("Fe", "bcc", a=2.8), tmp_path, changed) / "INCAR")
     assert incar["ENCUT"] == 520 and "LREAL" not in incar and incar["PREC"] == "Normal"
     assert incar["ISPIN"] == 1 and "MAGMOM" not in incar  # fast: no spin, no moments
-    assert VaspOracle(base).settings_hash != VaspOracle(changed).settings_hash
+    assert VaspOracle(base).physics_hash != VaspOracle(changed).physics_hash
 
 
 def diamond() -> Atoms:

@@ -104,6 +104,8 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "dtype": "float32",
     }
     assert config.selection.model_dump() == {
+        "strategy": "window_fps",
+        "top_spread_pool": 2,
         "trust_lo_eV_A": 0.05,
         "trust_hi_eV_A": 0.30,
         "adaptive_percentile": None,

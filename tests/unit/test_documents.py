@@ -265,7 +265,7 @@ def test_resolve_uri_unset_variable_names_it(monkeypatch, value: str | None) -> 
         (LabelQuery(status="ok"), {"status": "ok"}),
         (LabelQuery(status=["killed", "crashed"]), {"status": {"$in": ["killed", "crashed"]}}),
         (LabelQuery(status=("ok",)), {"status": {"$in": ["ok"]}}),
-        (LabelQuery(settings_hash="abc123"), {"settings_hash": "abc123"}),
+        (LabelQuery(physics_hash="abc123"), {"physics_hash": "abc123"}),
         (
             LabelQuery(
                 campaign="cafeni",
@@ -275,7 +275,7 @@ def test_resolve_uri_unset_variable_names_it(monkeypatch, value: str | None) -> 
                 pressure_min_GPa=100,
                 pressure_max_GPa=150,
                 status="ok",
-                settings_hash="h1",
+                physics_hash="h1",
             ),
             {
                 "requests": {"$elemMatch": {"campaign": "cafeni", "iteration": 1}},
@@ -283,7 +283,7 @@ def test_resolve_uri_unset_variable_names_it(monkeypatch, value: str | None) -> 
                 "chemsys": "Fe-Ni",
                 "pressure_GPa": {"$gte": 100.0, "$lte": 150.0},
                 "status": "ok",
-                "settings_hash": "h1",
+                "physics_hash": "h1",
             },
         ),
         (

@@ -9,6 +9,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from pydantic import ValidationError
 
 from calculators.oracles import (
     STATUSES,
@@ -16,12 +17,13 @@ from calculators.oracles import (
     available_oracles,
     available_presets,
     make_oracle,
+    merge_settings,
     oracle_class,
     resolve_settings,
-    settings_hash,
 )
 from calculators.oracles.emt import EMTOracle
-from calculators.oracles.registry import merge_settings
+from calculators.oracles.registry import preset_settings
+from calculators.oracles.settings import digest
 
 
 def cunial(seed: int = 0) -> Atoms:
@@ -52,7 +54,7 @@ def test_emt_matches_ase_emt(tmp_path: Path) -> None:
 
     assert result.status == "ok", result.error
     assert result.error is None
-    energy, forces, stress = ase_emt(atoms, **oracle.settings)
+    energy, forces, stress = ase_emt(atoms, **oracle.settings.to_dict())
     assert result.energy_eV == pytest.approx(energy, rel=1e-12, abs=1e-12)
     assert result.forces_eV_A.shape == (4, 3)
     np.testing.assert_allclose(result.forces_eV_A, forces, rtol=1e-10, atol=1e-12)
@@ -64,8 +66,9 @@ def test_emt_matches_ase_emt(tmp_path: Path) -> None:
     # identity and provenance of the label
     assert result.code == "emt" == oracle.code
     assert result.code_version.startswith("ase-")
-    assert result.settings == oracle.settings
-    assert result.settings_hash == oracle.settings_hash == settings_hash("emt", oracle.settings)
+    assert result.settings == oracle.settings.to_dict()
+    assert result.physics_hash == oracle.physics_hash
+    assert result.physics == oracle.physics == {"asap_cutoff": False}
     assert result.wall_time_s > 0
     assert result.extra.get("quacc_version")
     # the input is not modified, and has no calculator attached
@@ -81,7 +84,7 @@ def test_emt_oracle_labels_several_structures_consistently(tmp_path: Path) -> No
         atoms = cunial(seed=10 + seed)
         atoms = atoms[[0, 1, 2]] if seed == 2 else atoms  # a 3-atom cell as well
         result = oracle.label(atoms, tmp_path / f"s{seed}")
-        energy, forces, _ = ase_emt(atoms, **oracle.settings)
+        energy, forces, _ = ase_emt(atoms, **oracle.settings.to_dict())
         assert result.status == "ok"
         assert result.energy_eV == pytest.approx(energy, rel=1e-12, abs=1e-12)
         np.testing.assert_allclose(result.forces_eV_A, forces, rtol=1e-10, atol=1e-12)
@@ -96,7 +99,7 @@ def test_emt_setting_override_reaches_the_calculator(tmp_path: Path) -> None:
     assert asap.status == default.status == "ok"
     assert asap.energy_eV == pytest.approx(energy, rel=1e-12)
     assert asap.energy_eV != pytest.approx(default.energy_eV, rel=1e-6)
-    assert asap.settings_hash != default.settings_hash
+    assert asap.physics_hash != default.physics_hash
 
 
 def test_unsupported_element_is_a_crashed_label_not_an_exception(tmp_path: Path) -> None:
@@ -109,7 +112,7 @@ def test_unsupported_element_is_a_crashed_label_not_an_exception(tmp_path: Path)
     assert result.energy_eV is None and result.forces_eV_A is None and result.stress_eV_A3 is None
     assert result.error.startswith("Traceback (most recent call last)")
     assert "No EMT-potential for Fe" in result.error  # the original error, not just quacc's
-    assert result.code == "emt" and result.settings_hash == oracle.settings_hash
+    assert result.code == "emt" and result.physics_hash == oracle.physics_hash
     assert result.wall_time_s > 0
 
 
@@ -122,29 +125,26 @@ def test_label_creates_missing_workdir(tmp_path: Path) -> None:
 # -- settings -------------------------------------------------------------------------------------
 
 
-def test_settings_hash_is_stable_and_order_independent() -> None:
-    a = settings_hash("emt", {"asap_cutoff": False, "nested": {"x": 1, "y": [1, 2]}})
-    b = settings_hash("emt", {"nested": {"y": [1, 2], "x": 1}, "asap_cutoff": False})
+def test_physics_hash_is_stable_and_order_independent() -> None:
+    a = digest({"code": "emt", "physics": {"asap_cutoff": False, "nested": {"x": 1, "y": [1, 2]}}})
+    b = digest({"physics": {"nested": {"y": [1, 2], "x": 1}, "asap_cutoff": False}, "code": "emt"})
     assert a == b
     assert len(a) == 64 and int(a, 16) >= 0
     # a fresh oracle from the same preset gets the same hash (no process-dependent state)
-    assert make_oracle("emt").settings_hash == make_oracle("emt").settings_hash
+    assert make_oracle("emt").physics_hash == make_oracle("emt").physics_hash
     # known value: the hash is part of stored label keys and must not drift silently
-    assert settings_hash("emt", {"asap_cutoff": False}) == make_oracle("emt").settings_hash
+    assert make_oracle("emt").physics_hash == digest(
+        {"code": "emt", "physics": {"asap_cutoff": False}}
+    )
 
 
-def test_settings_hash_changes_with_settings_and_code() -> None:
+def test_physics_hash_changes_with_physics_only() -> None:
     base = make_oracle("emt")
     changed = make_oracle("emt", overrides={"asap_cutoff": True})
-    added = make_oracle("emt", overrides={"extra_key": 1})
-    hashes = {
-        base.settings_hash,
-        changed.settings_hash,
-        added.settings_hash,
-        settings_hash("other-code", base.settings),
-    }
-    assert len(hashes) == 4
-    assert settings_hash("emt", {"x": [1, 2]}) != settings_hash("emt", {"x": [2, 1]})
+    assert base.physics_hash != changed.physics_hash
+    assert digest({"x": [1, 2]}) != digest({"x": [2, 1]})
+    with pytest.raises(ValidationError, match="extra_key"):  # an unknown setting is refused
+        make_oracle("emt", overrides={"extra_key": 1})
 
 
 def test_merge_settings_is_deep_and_none_removes() -> None:
@@ -167,17 +167,19 @@ def test_resolve_settings_reads_the_preset_and_applies_overrides() -> None:
     assert "emt" in available_oracles()
     assert "default" in available_presets("emt")
     preset = resolve_settings("emt", "default")
-    assert preset == {"asap_cutoff": False}
-    assert resolve_settings("emt", "default", {"asap_cutoff": None}) == {}
-    assert resolve_settings("emt", "default", {"asap_cutoff": True}) == {"asap_cutoff": True}
+    assert preset.to_dict() == {"asap_cutoff": False}
+    # a null override removes the preset's key: the setting's default applies
+    assert resolve_settings("emt", "default", {"asap_cutoff": None}).to_dict() == preset.to_dict()
+    on = resolve_settings("emt", "default", {"asap_cutoff": True})
+    assert on.to_dict() == {"asap_cutoff": True}
 
 
 def test_resolve_settings_from_a_preset_file(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text("asap_cutoff: true\n")
-    assert resolve_settings("emt", str(path)) == {"asap_cutoff": True}
+    assert resolve_settings("emt", str(path)).to_dict() == {"asap_cutoff": True}
     oracle = make_oracle("emt", str(path))
-    assert oracle.settings == {"asap_cutoff": True}
+    assert oracle.settings.to_dict() == {"asap_cutoff": True}
 
 
 def test_missing_preset_names_the_known_presets() -> None:
@@ -197,7 +199,7 @@ def test_presets_dir_follows_the_environment(
     (tmp_path / "emt" / "fast.yaml").write_text("asap_cutoff: true\n")
     monkeypatch.setenv("AL_LOOP_PRESETS", str(tmp_path))
     assert available_presets("emt") == ["fast"]
-    assert resolve_settings("emt", "fast") == {"asap_cutoff": True}
+    assert resolve_settings("emt", "fast").to_dict() == {"asap_cutoff": True}
     with pytest.raises(FileNotFoundError, match="fast"):
         resolve_settings("emt", "default")
 
@@ -213,7 +215,7 @@ def test_unknown_code_names_the_known_codes() -> None:
 
 
 def test_label_result_rejects_an_unknown_status() -> None:
-    fields = {"code": "emt", "code_version": "x", "settings": {}, "settings_hash": "h"}
+    fields = {"code": "emt", "code_version": "x", "settings": {}, "physics_hash": "h"}
     with pytest.raises(ValueError, match="unknown label status 'done'") as info:
         LabelResult(status="done", **fields)
     assert "crashed" in str(info.value)  # the allowed statuses are listed
@@ -225,26 +227,23 @@ def test_label_result_rejects_an_unknown_status() -> None:
 def test_oracle_result_carries_identity() -> None:
     oracle = make_oracle("emt")
     result = oracle.result("unconverged", error="SCF did not converge")
-    assert (result.code, result.settings_hash, result.status) == (
+    assert (result.code, result.physics_hash, result.status) == (
         "emt",
-        oracle.settings_hash,
+        oracle.physics_hash,
         "unconverged",
     )
     with pytest.raises(ValueError):
         oracle.result("finished")
 
 
-def test_every_shipped_preset_is_usable_and_documents_every_key() -> None:
-    from calculators.oracles import espresso, vasp
-
-    documented = {"espresso": espresso.SETTINGS, "vasp": vasp.SETTINGS}
+def test_every_shipped_preset_is_usable_and_sets_every_key() -> None:
     assert available_oracles() == ["emt", "espresso", "vasp"]
     for code in available_oracles():
         for name in available_presets(code):
-            settings = resolve_settings(code, name)
-            assert oracle_class(code).settings_problem(settings) is None, (code, name)
-            if code in documented:  # a preset sets every key, so nothing comes from elsewhere
-                assert set(settings) == set(documented[code]), (code, name)
+            raw = preset_settings(code, name)
+            settings = resolve_settings(code, name)  # validated: raises if not usable
+            # a preset sets every key, so nothing comes from a default hidden in the code
+            assert set(raw) == set(type(settings).model_fields), (code, name)
 
 
 def test_launch_prefix_guards_the_wall_time_and_lets_open_mpi_run_as_root(

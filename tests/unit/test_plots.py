@@ -19,8 +19,8 @@ from al_loop.plots import (
     learning_curves_comparison,
     parity,
     spread_histogram,
-    trust_fractions,
 )
+from al_loop.selection import classify, fractions, trust_window
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDTH, HEIGHT = plots.SIZE_PX
@@ -168,16 +168,28 @@ def test_mismatched_lengths_raise(tmp_path: Path) -> None:
         spread_histogram(np.ones(3), (0.5, 0.05), tmp_path / "f.png")
 
 
-def test_trust_fractions() -> None:
+def test_trust_fractions_come_from_selection() -> None:
+    # one window rule: the histogram's fractions are selection.classify + selection.fractions
+    assert not hasattr(plots, "trust_fractions")
     s = np.array([0.01, 0.05, 0.2, 0.5, 3.0, np.nan, np.inf, -np.inf])
-    f = trust_fractions(s, (0.05, 0.5))
+    f = fractions(classify(s, 0.05, 0.5))
     # [lo, hi): 0.05 is a candidate, 0.5 failed; NaN/inf failed
     assert f == pytest.approx({"accurate": 1 / 8, "candidate": 2 / 8, "failed": 5 / 8})
-    assert trust_fractions(np.empty(0), (0.05, 0.5)) == {
+    assert fractions(classify(np.empty(0), 0.05, 0.5)) == {
         "accurate": 0.0,
         "candidate": 0.0,
         "failed": 0.0,
     }
+
+
+def test_spread_histogram_adaptive_window_with_lo_zero(tmp_path: Path) -> None:
+    # exact zero spreads (e.g. a symmetric start frame) can move an adaptive lo to 0
+    s = np.concatenate([np.zeros(5), np.geomspace(0.01, 2.0, 40), [np.nan]])
+    window = trust_window(s, 0.05, 0.5, adaptive_percentile=0.0)
+    assert window == (0.0, 0.5)
+    check_png(spread_histogram(s, window, tmp_path / "adaptive.png"))
+    with pytest.raises(ValueError, match="lo < hi"):
+        spread_histogram(s, (-0.1, 0.5), tmp_path / "negative.png")
 
 
 def test_thread_safe_concurrent_drawing(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Frame selection: trust window, classes, farthest-point sampling, the combined select()."""
+"""Frame selection: trust window, classes, farthest-point sampling, strategies, select()."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import pytest
 from al_loop.selection import (
     ACCURATE,
     CANDIDATE,
+    DEFAULT_STRATEGY,
     FAILED,
+    STRATEGIES,
+    Candidates,
     Selection,
+    candidates,
     classify,
     farthest_point_sampling,
     fractions,
@@ -291,3 +295,184 @@ def test_report_is_json_and_consistent() -> None:
     assert report["counts"][CANDIDATE] == report["n_candidates"] == sel.n_candidates
     assert report["n_selected"] == len(sel.indices) == 4
     assert report["window"] == [sel.window[0], sel.window[1]]
+
+
+def test_report_has_strategy_and_window() -> None:
+    spreads, points, _ = frames()
+    report = select(spreads, points, 0.1, 0.3, cap=4, adaptive_percentile=20.0).report()
+    assert report["strategy"] == "window_fps"
+    finite_below = spreads[np.isfinite(spreads) & (spreads < 0.3)]
+    assert report["window"] == pytest.approx([np.percentile(finite_below, 20.0), 0.3])
+    report = select(spreads, points, 0.1, 0.3, cap=4, strategy="top_spread_fps").report()
+    assert report["strategy"] == "top_spread_fps"
+    assert report["window"] == [0.1, 0.3]
+    assert report["n_candidates"] == 8  # the pool: 2 x cap
+    assert report["n_selected"] == 4
+    json.dumps(report)
+
+
+# --- strategies ----------------------------------------------------------------------------------
+
+
+def test_strategy_names() -> None:
+    assert DEFAULT_STRATEGY == "window_fps" == STRATEGIES[0]
+    assert set(STRATEGIES) == {"window_fps", "top_spread_fps"}
+    assert len(set(STRATEGIES)) == len(STRATEGIES)
+
+
+def test_unknown_strategy_raises_naming_the_known_ones() -> None:
+    spreads, points, _ = frames()
+    for call in (
+        lambda: candidates(spreads, 0.1, 0.3, 3, strategy="random"),
+        lambda: select(spreads, points, 0.1, 0.3, 3, strategy="random"),
+    ):
+        with pytest.raises(ValueError, match="random") as err:
+            call()
+        assert all(name in str(err.value) for name in STRATEGIES)
+
+
+def test_candidates_window_fps() -> None:
+    spreads, _, _ = frames()
+    c = candidates(spreads, 0.1, 0.3, cap=2)
+    assert isinstance(c, Candidates)
+    assert c.strategy == "window_fps"
+    assert c.window == (0.1, 0.3)
+    assert list(c.indices) == list(np.flatnonzero((spreads >= 0.1) & (spreads < 0.3)))
+    assert c.indices.size > 2  # the window is not capped: FPS caps
+    assert list(c.classes) == list(classify(spreads, 0.1, 0.3))
+    # adaptive: the moved window is reported and used
+    c = candidates(spreads, 0.01, 0.3, cap=2, adaptive_percentile=50.0)
+    lo = np.percentile(spreads[np.isfinite(spreads) & (spreads < 0.3)], 50.0)
+    assert c.window == pytest.approx((lo, 0.3))
+    assert list(c.indices) == list(np.flatnonzero((spreads >= c.window[0]) & (spreads < 0.3)))
+    assert list(c.classes) == list(classify(spreads, *c.window))
+
+
+def test_candidates_top_spread_fps() -> None:
+    spreads = np.array([0.05, 0.9, np.nan, 0.29, 0.01, 0.3, np.inf, 0.2, 0.02, 0.2, 0.1, -np.inf])
+    # finite and below hi=0.3, by spread: 0.29 (3), 0.2 (7), 0.2 (9), 0.1 (10), 0.05 (0), ...
+    c = candidates(spreads, 0.25, 0.3, cap=2, strategy="top_spread_fps")
+    assert c.strategy == "top_spread_fps"
+    assert c.window == (0.25, 0.3)
+    assert list(c.classes) == list(classify(spreads, 0.25, 0.3))
+    assert list(c.indices) == [3, 7, 9, 10]  # 2 x cap, in frame order, accurate ones included
+    assert list(candidates(spreads, 0.25, 0.3, 1, "top_spread_fps", pool_factor=3).indices) == [
+        3,
+        7,
+        9,
+    ]
+    # ties broken by frame index: 0.2 at 7 before 0.2 at 9
+    assert list(candidates(spreads, 0.25, 0.3, 1, "top_spread_fps", pool_factor=2).indices) == [
+        3,
+        7,
+    ]
+    # a pool larger than the eligible frames: all finite frames below hi, never failed ones
+    every = candidates(spreads, 0.25, 0.3, cap=50, strategy="top_spread_fps")
+    assert list(every.indices) == [0, 3, 4, 7, 8, 9, 10]
+    assert candidates(spreads, 0.25, 0.3, cap=0, strategy="top_spread_fps").indices.size == 0
+    # lo does not matter (fixed or adaptive); the window is still reported as used
+    for lo in (0.001, 0.1, 0.2999):
+        assert list(candidates(spreads, lo, 0.3, 2, "top_spread_fps").indices) == [3, 7, 9, 10]
+    adaptive = candidates(spreads, 0.001, 0.3, 2, "top_spread_fps", adaptive_percentile=50.0)
+    assert list(adaptive.indices) == [3, 7, 9, 10]
+    assert adaptive.window == pytest.approx(
+        (np.percentile([0.05, 0.29, 0.01, 0.2, 0.02, 0.2, 0.1], 50.0), 0.3)
+    )
+    assert list(adaptive.classes) == list(classify(spreads, *adaptive.window))
+
+
+def test_candidates_bad_arguments() -> None:
+    spreads, _, _ = frames()
+    with pytest.raises(ValueError, match="cap"):
+        candidates(spreads, 0.1, 0.3, cap=-1, strategy="top_spread_fps")
+    with pytest.raises(ValueError, match="pool_factor"):
+        candidates(spreads, 0.1, 0.3, cap=2, strategy="top_spread_fps", pool_factor=0)
+    with pytest.raises(ValueError, match="lo < hi"):
+        candidates(spreads, 0.3, 0.1, cap=2, strategy="top_spread_fps")
+
+
+def top_spread_frames(seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """60 frames in 3 descriptor clusters, all below lo = 0.1 except the failed ones; the 12
+    highest spreads below hi = 0.3 (the pool for cap 3 x pool_factor 4) are 4 per cluster.
+
+    Every frame outside the pool has a descriptor row far from everything (so FPS would pick it
+    first if it were read). Returns spreads, descriptors, cluster labels and the pool.
+    """
+    points, labels = clusters(per_cluster=20, seed=seed)
+    rng = np.random.default_rng(seed)
+    spreads = rng.uniform(0.0, 0.05, size=len(points))
+    pool = np.sort(np.concatenate([np.flatnonzero(labels == k)[:4] for k in range(3)]))
+    spreads[pool] = rng.uniform(0.06, 0.09, size=pool.size)
+    rest = np.setdiff1d(np.arange(len(points)), pool)
+    spreads[rest[:3]] = [0.3, 5.0, np.nan]  # failed, above every pool spread
+    spreads[rest[3]] = np.inf
+    descriptors = points.copy()
+    descriptors[rest] = 1e4 + 1e3 * np.arange(rest.size)[:, None]
+    return spreads, descriptors, labels, pool
+
+
+def test_select_top_spread_picks_diverse_frames_from_the_pool_only() -> None:
+    spreads, descriptors, labels, pool = top_spread_frames()
+    kw = {"strategy": "top_spread_fps", "pool_factor": 4}
+    sel = select(spreads, descriptors, 0.1, 0.3, cap=3, **kw)
+    assert sel.strategy == "top_spread_fps"
+    assert sel.n_candidates == pool.size == 12
+    assert len(sel.indices) == 3
+    assert set(sel.indices) <= set(pool)
+    assert sorted(labels[sel.indices]) == [0, 1, 2]  # FPS spreads the picks out
+    assert all(np.isfinite(spreads[i]) and spreads[i] < 0.3 for i in sel.indices)
+    assert all(sel.classes[i] == ACCURATE for i in sel.indices)  # lo is ignored
+    assert list(sel.classes) == list(classify(spreads, 0.1, 0.3))
+    # the same frames with the window strategy: nothing in [0.1, 0.3)
+    assert select(spreads, descriptors, 0.1, 0.3, cap=3).indices == []
+    # cap respected, never a failed frame, even when the pool takes every eligible frame
+    for cap in (1, 5, 40, 100):
+        sel = select(spreads, descriptors, 0.1, 0.3, cap=cap, strategy="top_spread_fps")
+        assert len(sel.indices) == min(cap, 56) == len(set(sel.indices))
+        assert all(np.isfinite(spreads[i]) and spreads[i] < 0.3 for i in sel.indices)
+
+
+def test_select_top_spread_default_pool_and_reference() -> None:
+    spreads, descriptors, labels, pool = top_spread_frames()
+    top4 = np.argsort(-np.where(np.isfinite(spreads) & (spreads < 0.3), spreads, -1.0))[:4]
+    sel = select(spreads, descriptors, 0.1, 0.3, cap=2, strategy="top_spread_fps")
+    assert sel.n_candidates == 4
+    assert set(sel.indices) <= set(top4)
+    # with the labelled set's descriptors as reference: the pool frames far from it come first
+    reference = CENTRES[[0, 2]]
+    sel = select(
+        spreads,
+        descriptors,
+        0.1,
+        0.3,
+        cap=3,
+        strategy="top_spread_fps",
+        pool_factor=4,
+        reference=reference,
+        min_distance=10.0,
+    )
+    assert sorted(labels[sel.indices]) == [1]
+    assert set(sel.indices) <= set(pool)
+
+
+def test_select_top_spread_deterministic_with_seed() -> None:
+    spreads, descriptors, _, pool = top_spread_frames()
+    for seed in range(4):
+        runs = [
+            select(spreads, descriptors, 0.1, 0.3, 3, "top_spread_fps", seed=seed, pool_factor=4)
+            for _ in range(2)
+        ]
+        assert runs[0].indices == runs[1].indices
+        # no reference: the first pick is the seed's draw among the pool (in frame order)
+        first = int(np.random.default_rng(seed).integers(pool.size))
+        assert runs[0].indices[0] == pool[first]
+
+
+def test_select_default_strategy_is_window_fps() -> None:
+    spreads, points, _ = frames()
+    for kw in ({}, {"adaptive_percentile": 30.0}, {"reference": CENTRES[:1], "seed": 4}):
+        default = select(spreads, points, 0.1, 0.3, cap=4, **kw)
+        named = select(spreads, points, 0.1, 0.3, cap=4, strategy="window_fps", **kw)
+        assert default.indices == named.indices
+        assert default.strategy == named.strategy == "window_fps"
+        assert default.report() == named.report()

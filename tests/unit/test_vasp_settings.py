@@ -6,13 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from al_loop.config_errors import format_loc
 from calculators.oracles.registry import resolve_settings
-from calculators.oracles.vasp import VaspOracle, _corrections, physics_changes
+from calculators.oracles.settings import first_problem
+from calculators.oracles.vasp import _corrections, physics_changes
 
 
 def problem(**overrides: object) -> tuple[str, str] | None:
-    return VaspOracle.settings_problem(resolve_settings("vasp", "fast", overrides))
+    """The first problem of the fast preset with ``overrides``, as (key path, message)."""
+    try:
+        resolve_settings("vasp", "fast", overrides)
+    except ValidationError as err:
+        loc, message = first_problem(err)
+        return format_loc(loc), message
+    return None
 
 
 def test_the_shipped_settings_are_usable() -> None:
@@ -27,11 +36,18 @@ def test_the_shipped_settings_are_usable() -> None:
         ({"incar": {"MAGMOM": [1, 2]}}, "incar.MAGMOM", "use magmoms"),
         ({"incar": {"sigma": 0.1}}, "incar.sigma", "upper case: SIGMA"),
         ({"retries": [{"incar": {"NSW": 3}}]}, "retries[0].incar.NSW", "single points"),
-        ({"retries": [{"nelm": 3}]}, "retries[0]", "unknown keys ['nelm']"),
-        ({"retries": [{"incar": {"SIGMA": 0.3}}]}, "retries[0].incar.SIGMA", "numerics only"),
+        ({"retries": [{"nelm": 3}]}, "retries[0].nelm", "cannot set 'nelm'"),
+        (
+            {"retries": [{"incar": {"SIGMA": 0.3}}]},
+            "retries[0].incar.SIGMA",
+            "execution settings only",
+        ),
+        ({"retries": [{"kspacing_A": 0.3}]}, "retries[0].kspacing_A", "not the physics"),
+        ({"custodian_handlers": ["Nope"]}, "custodian_handlers[0]", "not a custodian VASP handler"),
         ({"potcars": {"N": "Ni_pv"}}, "potcars.N", "'Ni_pv' is not a POTCAR of N"),
         ({"potcars": {"C": "Ca_sv"}}, "potcars.C", "not a POTCAR of C"),
-        ({"kspacing": 0.3}, "kspacing", "did you mean 'kspacing_A'"),
+        ({"wall_time_s": "1h"}, "wall_time_s", "valid number"),
+        ({"kspacing_A": 0}, "kspacing_A", "greater than 0"),
     ],
 )
 def test_settings_problems_name_the_key(overrides: dict, key: str, words: str) -> None:
@@ -86,3 +102,17 @@ def test_physics_changes_made_by_custodian_are_found(tmp_path: Path) -> None:
     assert physics_changes(tmp_path) == {"ISMEAR": [None, 0], "SIGMA": [0.2, 0.05]}
     (tmp_path / "INCAR.orig").unlink()  # no custodian: nothing could change
     assert physics_changes(tmp_path) == {}
+
+
+def test_a_retry_may_change_numerics() -> None:
+    assert problem(retries=[{"incar": {"ALGO": "All", "NELM": 200, "AMIX": 0.1}}]) is None
+
+
+def test_execution_tags_are_not_physics() -> None:
+    base = resolve_settings("vasp", "fast")
+    numerics = resolve_settings("vasp", "fast", {"incar": {"ALGO": "All", "NCORE": 4}})
+    physics = resolve_settings("vasp", "fast", {"incar": {"ENCUT": 520}})
+    assert numerics.physics_part() == base.physics_part()
+    assert {"ALGO": "All", "NCORE": 4}.items() <= numerics.execution_part()["incar"].items()
+    assert not {"ALGO", "NCORE", "NELM", "LWAVE"} & set(numerics.physics_part()["incar"])
+    assert physics.physics_part()["incar"]["ENCUT"] == 520 != base.physics_part()["incar"]["ENCUT"]

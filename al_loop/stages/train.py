@@ -1,10 +1,10 @@
-"""The train stage: fine-tune the committee on every ``ok`` label of the campaign.
+"""Train: fine-tune the committee on every ``ok`` label of the campaign (its current physics).
 
 Members differ by seed and, by default, by a bootstrap resample of the training labels (their
-out-of-bag labels validate them). A fixed fraction of labels, chosen by a hash of the structure
-id so that a label never changes side, is held out of every member's training: the committee's
-error is measured on it. Each member goes to the database (file in GridFS, provenance in
-``models``) as soon as it is trained, so a stopped stage resumes with the members still missing.
+out-of-bag labels validate them); the held-out labels (al_loop/committee.py) are never trained
+on. Each member goes to the database (file in GridFS, provenance in ``models``) as soon as it is
+trained, so a stopped stage resumes with the members still missing. An iteration that selected
+nothing trains nothing: it reuses the previous committee.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ase import Atoms
 
+from al_loop.committee import labelled_structures, load_committee, model_cache, sha256_of
 from al_loop.evaluation import errors, summary
-from calculators.models.committee import CommitteeCalculator, mace_calculator, resolve_device
+from al_loop.stages.base import Stage
+from calculators.models.committee import mace_calculator, resolve_device
 from calculators.models.mace_train import (
     TrainedModel,
     TrainSettings,
@@ -30,7 +33,6 @@ from calculators.models.mace_train import (
     train_mace,
     train_options,
 )
-from database import LabelQuery
 from database.documents import software_versions
 
 if TYPE_CHECKING:
@@ -59,28 +61,6 @@ def train_settings(session: CampaignSession) -> TrainSettings:
     )
 
 
-def is_held_out(structure_id: str, fraction: float) -> bool:
-    """Whether a structure belongs to the held-out set (stable: a hash of its id)."""
-    return int(structure_id[:8], 16) / 16**8 < fraction
-
-
-def labelled_structures(session: CampaignSession) -> tuple[list[Atoms], list[Atoms]]:
-    """The campaign's ``ok`` labels as training atoms, split into (train, held out); ``info``
-    holds ``structure_id``, ``label_id`` and ``first_iteration`` (when the campaign asked)."""
-    query = LabelQuery(
-        campaign=session.name, status="ok", settings_hash=session.oracle().settings_hash
-    )
-    fraction = session.config.committee.held_out_fraction
-    train, held_out = [], []
-    for doc in session.store.find_labels(query):
-        atoms = session.store.label_atoms(doc)
-        atoms.info["structure_id"] = doc["structure_id"]
-        asked = [r["iteration"] for r in doc.get("requests", []) if r["campaign"] == session.name]
-        atoms.info["first_iteration"] = min(asked, default=None)
-        (held_out if is_held_out(doc["structure_id"], fraction) else train).append(atoms)
-    return train, held_out
-
-
 def member_split(
     train: list[Atoms], member: int, seed: int, bootstrap: bool
 ) -> tuple[list[int], list[int]]:
@@ -101,17 +81,13 @@ def _as_training(atoms: Atoms) -> Atoms:
     return labelled_atoms(atoms, atoms.get_potential_energy(), atoms.get_forces(), stress)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def foundation_spec(session: CampaignSession) -> dict[str, Any] | None:
     name = session.config.committee.foundation_model
     if name is None:
         return None
     path = Path(name)
     if path.is_file():
-        return {"path": str(path), "sha256": _sha256(path)}
+        return {"path": str(path), "sha256": sha256_of(path)}
     return {"name": name}
 
 
@@ -130,7 +106,9 @@ def training_slots(session: CampaignSession, device: str) -> tuple[int, int | No
     return slots, (max(1, cores // slots) if device == "cpu" else None)
 
 
-def train_stage(session: CampaignSession, iteration: int, progress: Any = None) -> dict[str, Any]:
+def train_committee(
+    session: CampaignSession, iteration: int, report: Callable[..., None]
+) -> dict[str, Any]:
     """Train (or finish training) the committee of ``iteration``; returns its metrics.
 
     Members train in parallel subprocesses; each is stored as soon as it is trained, and one
@@ -198,11 +176,7 @@ def train_stage(session: CampaignSession, iteration: int, progress: Any = None) 
             for wave in waves:
                 futures = {}
                 for member in wave:
-                    if progress:
-                        n_train = len(splits[member][0])
-                        progress(
-                            "train", {"iteration": iteration, "member": member, "n_train": n_train}
-                        )
+                    report(member=member, training_labels=len(splits[member][0]))
                     futures[pool.submit(fit, member)] = member
                 for future in as_completed(futures):
                     member = futures[future]
@@ -224,10 +198,7 @@ def train_stage(session: CampaignSession, iteration: int, progress: Any = None) 
                         log.error("iteration %d member %d failed: %s", iteration, member, exc)
                         failure = failure or exc
                         continue
-                    if progress:
-                        progress(
-                            "member", {"iteration": iteration, "member": member, "wall_s": wall}
-                        )
+                    report(member=member, trained_in_s=wall)
         except BaseException:  # interrupted: start nothing more (running trainings finish)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -281,43 +252,36 @@ def _store_member(
     data = model.path.read_bytes()
     doc["sha256"] = hashlib.sha256(data).hexdigest()
     session.store.add_model(doc, data)
-    cache = _cache(session, iteration, member)
+    cache = model_cache(session, iteration, member)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(data)
     log.info("iteration %d member %d trained in %.0f s", iteration, member, wall)
     return doc
 
 
-def _cache(session: CampaignSession, iteration: int, member: int) -> Path:
-    return session.workdir / "models" / f"iter{iteration:03d}" / f"member{member}.model"
+class TrainStage(Stage):
+    name = "train"
 
+    def compute(self, iteration: int) -> dict[str, Any]:
+        selected = self.session.log.result(iteration, "select") if iteration else None
+        if selected is not None and not selected["structure_ids"]:
+            previous = self.session.log.result(iteration - 1, "train")
+            if previous is None:
+                raise RuntimeError(f"iteration {iteration}: no committee {iteration - 1} to reuse")
+            log.warning("iteration %d selected nothing; the committee is kept", iteration)
+            return {**previous, "reused_from": previous.get("reused_from", iteration - 1)}
 
-def committee_files(session: CampaignSession, iteration: int) -> list[Path]:
-    """The committee's model files of ``iteration``, fetched from GridFS when the local copy is
-    missing or its SHA-256 differs from the stored one (the database is the reference)."""
-    trained = session.store.db.metrics.find_one(
-        {"campaign": session.name, "iteration": iteration, "stage": "train", "status": "done"}
-    )
-    if trained and trained["result"].get("reused_from") is not None:  # nothing was selected
-        iteration = trained["result"]["reused_from"]
-    docs = session.store.models(session.name, iteration)
-    if len(docs) < session.config.committee.n_models:
-        raise RuntimeError(
-            f"campaign {session.name!r}: {len(docs)} models stored for iteration {iteration}, "
-            f"{session.config.committee.n_models} expected"
-        )
-    paths = []
-    for doc in docs:
-        path = _cache(session, iteration, doc["member"])
-        if not path.is_file() or _sha256(path) != doc.get("sha256"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(session.store.read_file(doc["file_id"]))
-        paths.append(path)
-    return paths
+        def report(**figures: Any) -> None:
+            self.emit(iteration, "step", **figures)
 
+        return train_committee(self.session, iteration, report)
 
-def load_committee(
-    session: CampaignSession, iteration: int, dtype: str | None = None
-) -> CommitteeCalculator:
-    c = session.config.committee
-    return CommitteeCalculator(committee_files(session, iteration), c.device, dtype or c.dtype)
+    def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
+        out = {
+            "training_labels": result["n_train"],
+            "held_out_labels": result["n_held_out"],
+            "held_out_force_rmse_eV_A": result["held_out"].get("force_rmse_eV_A"),
+        }
+        if result.get("reused_from") is not None:
+            out["reused_from"] = result["reused_from"]
+        return out
