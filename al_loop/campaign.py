@@ -55,6 +55,21 @@ class CampaignSession:
         """The campaign's oracle, from the settings resolved when the file was loaded."""
         return oracle_class(self.config.oracle.code)(self.config.oracle.settings)
 
+    @property
+    def elements(self) -> list[str]:
+        return list(self.config.system.elements)
+
+    @functools.cached_property
+    def physics_hash(self) -> str:
+        """The identity of the campaign's physics: the oracle's physics for its elements."""
+        return self.oracle.physics_hash_for(self.elements)
+
+    @functools.cached_property
+    def label_hashes(self) -> list[str]:
+        """Every identity a label of this campaign can have (one per subset of its elements:
+        a structure's identity holds only its own elements' settings and files)."""
+        return self.oracle.identity_hashes(self.elements)
+
 
 @contextlib.contextmanager
 def open_campaign(
@@ -109,12 +124,17 @@ def open_campaign(
 
 
 def register(session: CampaignSession, accept_physics_change: bool = False) -> None:
-    """Record the campaign in its log; refuse a change of label physics unless accepted."""
+    """Record the campaign in its log; refuse a change of label physics unless accepted.
+
+    The physics compared is that of the elements the campaign had: adding an element keeps
+    every earlier label valid."""
     config, oracle = session.config, session.oracle
     stored = session.log.document()
     known = stored.get("physics_hash") if stored else None
-    if known is not None and known != oracle.physics_hash:
-        changed = differences(stored.get("physics") or {}, oracle.physics)
+    before = (stored.get("physics") or {}) if stored else {}
+    now = oracle.physics_for(stored.get("elements") or session.elements) if stored else {}
+    if known is not None and differences(before, now):
+        changed = differences(before, now)
         summary = ", ".join(changed) or "the physics hash"
         if not accept_physics_change:
             raise PhysicsChanged(
@@ -137,5 +157,9 @@ def register(session: CampaignSession, accept_physics_change: bool = False) -> N
             config.name,
         )
     session.log.register(
-        config.to_document(), config.config_hash(), oracle.physics, oracle.physics_hash
+        config.to_document(),
+        config.config_hash(),
+        oracle.physics_for(session.elements),
+        session.physics_hash,
+        session.elements,
     )

@@ -95,12 +95,21 @@ def _main(
 
 @app.command()
 def validate(campaign: CampaignFile) -> None:
-    """Check a campaign file; exit 2 with the key and the fix if it is wrong."""
+    """Check a campaign file, and that the files its label physics names (pseudopotentials,
+    POTCARs) can be read; exit 2 with the key and the fix if not."""
+    from calculators.oracles import oracle_class
+
     config = _load(campaign)
+    oracle = oracle_class(config.oracle.code)(config.oracle.settings)
+    with _user_errors():
+        try:
+            identity = oracle.physics_hash_for(config.system.elements)
+        except (OSError, ValueError) as err:
+            raise FileNotFoundError(f"{campaign}: oracle: {err}") from None
     console.print(
         f"{campaign}: valid campaign [bold]{config.name}[/] "
         f"({'-'.join(config.system.elements)}, oracle {config.oracle.code}, "
-        f"workdir {config.resolved_workdir()})"
+        f"label physics {identity[:12]}, workdir {config.resolved_workdir()})"
     )
 
 

@@ -30,7 +30,7 @@ def labelled_structures(session: CampaignSession) -> tuple[list[Atoms], list[Ato
     """The campaign's ``ok`` labels with its current physics, as atoms with their results,
     split into (train, held out); ``info`` holds ``structure_id``, ``label_id`` and
     ``first_iteration`` (when the campaign first asked for it)."""
-    query = LabelQuery(campaign=session.name, status="ok", physics_hash=session.oracle.physics_hash)
+    query = LabelQuery(campaign=session.name, status="ok", physics_hash=session.label_hashes)
     fraction = session.config.committee.held_out_fraction
     train, held_out = [], []
     for doc in session.store.find_labels(query):

@@ -34,10 +34,16 @@ class CampaignLog:
         return self.store.db.campaigns.find_one({"_id": self.name})
 
     def register(
-        self, config: dict[str, Any], config_hash: str, physics: dict[str, Any], physics_hash: str
+        self,
+        config: dict[str, Any],
+        config_hash: str,
+        physics: dict[str, Any],
+        physics_hash: str,
+        elements: list[str],
     ) -> None:
         """Create the campaign's document, or record what changed since the last run: the old
-        configuration goes to ``config_history``, old physics to ``physics_history``."""
+        configuration goes to ``config_history``, old physics (of the campaign's ``elements``)
+        to ``physics_history``."""
         now = utcnow()
         existing = self.document()
         if existing is None:
@@ -51,6 +57,7 @@ class CampaignLog:
                         "physics": physics,
                         "physics_hash": physics_hash,
                         "physics_history": [],
+                        "elements": elements,
                         "iteration": 0,
                         "stage": "created",
                         "created_at": now,
@@ -69,9 +76,11 @@ class CampaignLog:
             }
         if existing.get("physics_hash") != physics_hash:
             update["$set"] |= {"physics": physics, "physics_hash": physics_hash}
+            update["$set"]["elements"] = elements
             update["$push"]["physics_history"] = {
                 "physics": existing.get("physics"),
                 "physics_hash": existing.get("physics_hash"),
+                "elements": existing.get("elements"),
                 "replaced_at": now,
             }
         if update["$push"]:

@@ -21,7 +21,8 @@ class LabelQuery:
     pressure_min_GPa: float | None = None
     pressure_max_GPa: float | None = None
     status: str | list[str] | None = None
-    physics_hash: str | None = None
+    #: A label identity, or several (a campaign's labels have one per subset of its elements).
+    physics_hash: str | list[str] | None = None
 
     def to_filter(self) -> dict[str, Any]:
         """The MongoDB filter document."""
@@ -50,8 +51,10 @@ class LabelQuery:
             flt["status"] = self.status
         elif self.status:
             flt["status"] = {"$in": list(self.status)}
-        if self.physics_hash is not None:
+        if isinstance(self.physics_hash, str):
             flt["physics_hash"] = self.physics_hash
+        elif self.physics_hash is not None:
+            flt["physics_hash"] = {"$in": list(self.physics_hash)}
         return flt
 
     def to_pipeline(self) -> list[dict[str, Any]]:

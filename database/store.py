@@ -188,16 +188,12 @@ class Store:
         cursor = self.db.structures.find({"requests": {"$elemMatch": match}}, {"_id": 1})
         return [d["_id"] for d in cursor.sort("created_at", ASCENDING)]
 
-    def unlabelled_structure_ids(self, campaign: str, physics_hash: str) -> list[str]:
-        """The campaign's structures that have no label (of any status) under
-        ``physics_hash``, oldest first."""
+    def unlabelled_structure_ids(self, campaign: str, physics_hashes: list[str]) -> list[str]:
+        """The campaign's structures that have no label (of any status) with any of
+        ``physics_hashes``, oldest first."""
         ids = self.structure_ids(campaign)
-        labelled = {
-            d["structure_id"]
-            for d in self.db.labels.find(
-                {"structure_id": {"$in": ids}, "physics_hash": physics_hash}, {"structure_id": 1}
-            )
-        }
+        match = {"structure_id": {"$in": ids}, "physics_hash": {"$in": physics_hashes}}
+        labelled = {d["structure_id"] for d in self.db.labels.find(match, {"structure_id": 1})}
         return [sid for sid in ids if sid not in labelled]
 
     # -- labels ----------------------------------------------------------------------------------
@@ -347,11 +343,12 @@ class Store:
         counted = list(self.db.labels.aggregate(pipeline))
         return counted[0]["n"] if counted else 0
 
-    def label_counts(self, structure_ids: list[str], physics_hash: str) -> dict[str, int]:
-        """How many of ``structure_ids`` have a label under ``physics_hash``, by status
+    def label_counts(self, structure_ids: list[str], physics_hashes: list[str]) -> dict[str, int]:
+        """How many of ``structure_ids`` have a label with one of ``physics_hashes``, by status
         (``unlabelled``: no label document at all)."""
+        match = {"structure_id": {"$in": structure_ids}, "physics_hash": {"$in": physics_hashes}}
         pipeline = [
-            {"$match": {"structure_id": {"$in": structure_ids}, "physics_hash": physics_hash}},
+            {"$match": match},
             {"$group": {"_id": "$status", "n": {"$sum": 1}}},
         ]
         counts = {d["_id"]: d["n"] for d in self.db.labels.aggregate(pipeline)}

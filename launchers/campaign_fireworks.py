@@ -63,7 +63,12 @@ class CampaignFireworks:
         return make_launchpad(self.uri, self.launchpad_database)
 
     def submit_labels(
-        self, structure_ids: list[str], iteration: int, oracle: Oracle, batch_size: int
+        self,
+        structure_ids: list[str],
+        iteration: int,
+        oracle: Oracle,
+        elements: list[str],
+        batch_size: int,
     ) -> bool:
         """Add the labelling workflows of ``iteration`` unless they exist; returns whether
         anything was added."""
@@ -75,6 +80,7 @@ class CampaignFireworks:
             self.store_spec,
             batch_size,
             self.category,
+            elements,
         )
         return submit_label_workflows(self.launchpad, workflows)[1]
 

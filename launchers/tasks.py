@@ -42,16 +42,16 @@ def label_fields(result: LabelResult, natoms: int, worker: dict[str, Any]) -> di
 
 
 def worker_oracle(spec: dict[str, Any], fw_env: dict[str, Any] | None) -> Oracle:
-    """The Firework's oracle (``{"code", "settings", "physics_hash"}``) with this worker's
-    execution settings (FWorker ``env``) merged in, checked to compute the same physics: the
-    worker's files (pseudopotentials, POTCARs) must have the content the campaign hashed, and
-    a worker may change no physics setting."""
+    """The Firework's oracle (``{"code", "settings", "elements", "physics_hash"}``) with this
+    worker's execution settings (FWorker ``env``) merged in, checked to compute the same
+    physics: the worker's files (pseudopotentials, POTCARs) must have the content the campaign
+    hashed, and a worker may change no physics setting."""
     code = spec["code"]
     local = execution_settings(fw_env, code)
     oracle = oracle_class(code)(merge_settings(spec["settings"], local))
-    expected = spec.get("physics_hash")
-    if expected is not None and oracle.physics_hash != expected:
-        changed = differences(spec.get("physics") or {}, oracle.physics)
+    expected, elements = spec.get("physics_hash"), spec.get("elements") or []
+    if expected is not None and oracle.physics_hash_for(elements) != expected:
+        changed = differences(spec.get("physics") or {}, oracle.physics_for(elements))
         raise LabellingFailed(
             f"this worker would compute other physics than the campaign's ({code}: "
             f"{', '.join(changed) or 'physics hash'} differ): check its pseudopotential/POTCAR "
@@ -108,13 +108,14 @@ class LabelStructuresTask(FiretaskBase):
         }
         done, skipped, failed = [], [], []
         for sid in self["structure_ids"]:
+            atoms = store.get_structure(sid)
+            identity = oracle.physics_hash_for(atoms.get_chemical_symbols())
             claim = store.claim_label(
-                sid, oracle.physics_hash, self["campaign"], int(self["iteration"]), worker
+                sid, identity, self["campaign"], int(self["iteration"]), worker
             )
             if claim is None:
                 skipped.append(sid)
                 continue
-            atoms = store.get_structure(sid)
             result = oracle.label(atoms, Path.cwd() / sid[:16])
             store.complete_label(
                 claim, atoms, label_fields(result, len(atoms), worker), forces=result.forces_eV_A
@@ -124,7 +125,7 @@ class LabelStructuresTask(FiretaskBase):
             "labelled": len(done),
             "skipped": len(skipped),
             "failed": len(failed),
-            "physics_hash": oracle.physics_hash,
+            "physics_hash": self["oracle"].get("physics_hash"),
         }
         log.info("labelled %(labelled)d, skipped %(skipped)d, failed %(failed)d", summary)
         if failed and self.get("fail_on_error", True):

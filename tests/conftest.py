@@ -130,8 +130,9 @@ def label_through_a_rocket(tmp_path: Path, mongo_uri: str) -> Callable[..., dict
     """``label(oracle, database=None, accept_physics_change=False)``: a campaign of two 2-atom
     bcc Fe-Ni cells with that ``oracle`` section is seeded and labelled through a real rocket
     (iteration 0); returns its ``labels`` (every label document of the database), ``training``
-    (how many labels the committee would train on) and ``physics_hash``. Calls with the same
-    ``database`` continue the same campaign."""
+    (how many labels the committee would train on), ``physics_hash`` (the campaign's) and
+    ``label_hashes`` (a label's, one per subset of Fe, Ni). Calls with the same ``database``
+    continue the same campaign."""
     import yaml
 
     from al_loop.campaign import open_campaign
@@ -167,7 +168,9 @@ def label_through_a_rocket(tmp_path: Path, mongo_uri: str) -> Callable[..., dict
             return {
                 "labels": list(session.store.db.labels.find({})),
                 "training": len(train) + len(held_out),
-                "physics_hash": session.oracle.physics_hash,
+                "physics_hash": session.physics_hash,
+                "label_hashes": session.label_hashes,
+                "oracle": session.oracle,
             }
 
     return label

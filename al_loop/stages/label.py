@@ -36,14 +36,16 @@ class LabelStage(Stage):
         with the current physics."""
         store, name = self.session.store, self.session.name
         asked = store.structure_ids(name, iteration)
-        missing = store.unlabelled_structure_ids(name, self.session.oracle.physics_hash)
+        missing = store.unlabelled_structure_ids(name, self.session.label_hashes)
         return list(dict.fromkeys([*asked, *missing]))
 
     def compute(self, iteration: int) -> dict[str, Any]:
         session, cfg = self.session, self.session.config
         oracle, fireworks = session.oracle, session.fireworks
         ids = self.structure_ids(iteration)
-        added = fireworks.submit_labels(ids, iteration, oracle, cfg.launcher.batch_size)
+        added = fireworks.submit_labels(
+            ids, iteration, oracle, session.elements, cfg.launcher.batch_size
+        )
         repaired = fireworks.rerun_lost()
         states = fireworks.states(iteration)
         self.emit(
@@ -67,12 +69,12 @@ class LabelStage(Stage):
         return {
             "structures": len(ids),
             "fireworks": states,
-            "physics_hash": oracle.physics_hash,
-            "labels_by_status": session.store.label_counts(ids, oracle.physics_hash),
+            "physics_hash": session.physics_hash,
+            "labels_by_status": session.store.label_counts(ids, session.label_hashes),
         }
 
     def current(self, result: dict[str, Any]) -> bool:
-        return result.get("physics_hash") == self.session.oracle.physics_hash
+        return result.get("physics_hash") in self.session.label_hashes
 
     def complete(self, result: dict[str, Any]) -> bool:
         if self.session.fireworks.pending(result["fireworks"]):
@@ -93,5 +95,5 @@ class LabelStage(Stage):
         return {
             **result,
             "fireworks": self.session.fireworks.states(iteration),
-            "labels_by_status": self.session.store.label_counts(ids, result["physics_hash"]),
+            "labels_by_status": self.session.store.label_counts(ids, self.session.label_hashes),
         }

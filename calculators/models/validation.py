@@ -5,11 +5,11 @@ structure, :func:`validate_model` reports these checks, each with its measured f
 tolerance (:class:`Tolerances`):
 
 - ``runs``: energy, forces and stress are computed without an exception;
+- ``inputs_unchanged``: the Atoms given to the model keep their numbers, positions, cell, pbc,
+  info, arrays, constraints and attached calculator (compared with a deep copy);
 - ``shapes``: energy a float scalar, forces a float (n_atoms, 3) array, stress a float (6,)
   Voigt array (a 3x3 stress fails);
 - ``finite``: no NaN or infinity;
-- ``inputs_unchanged``: the Atoms given to the model keep their numbers, positions, cell, pbc,
-  info, arrays, constraints and attached calculator (compared with a deep copy);
 - ``forces_vs_fd``: forces against central finite differences of the energy (a few atoms, 3
   directions), max abs error;
 - ``stress_vs_fd``: stress against central finite differences of the energy with respect to
@@ -44,9 +44,9 @@ from calculators.models.interface import VOIGT_PAIRS
 #: Every check's name, in the order they are run.
 CHECKS = (
     "runs",
+    "inputs_unchanged",
     "shapes",
     "finite",
-    "inputs_unchanged",
     "forces_vs_fd",
     "stress_vs_fd",
     "stress_units",
@@ -56,7 +56,7 @@ CHECKS = (
     "deterministic",
 )
 
-#: Stress units a model may wrongly use, as the factor their numbers are of eV/Å^3's.
+#: Stress units a model may wrongly use, and the factor from eV/Å^3 to each.
 WRONG_STRESS_UNITS = {"GPa": 1 / units.GPa, "kbar": 10 / units.GPa, "bar": 1 / units.bar}
 
 
@@ -69,8 +69,10 @@ class Tolerances:
     """Tolerances of :func:`validate_model` and the finite-difference steps they suit.
 
     The defaults suit float64 models: with a 1e-3 Å displacement a central difference errs by
-    ~1e-7 eV/Å (truncation) and ~1e-11 eV/Å (rounding), with a 1e-4 strain by ~1e-7 eV/Å^3;
-    a cell and its supercell, or two calls, differ by rounding only (~1e-12). Use
+    1e-7 to 1e-5 eV/Å (truncation, h^2/6 times the third derivative; the larger where forces
+    of some eV/Å change fast) and ~1e-11 eV/Å (rounding); with a 1e-4 strain by ~1e-7 eV/Å^3.
+    A cell and its supercell, or two calls, differ by rounding only (~1e-14). The bugs caught
+    are far above: forces 10 % off or a flipped stress sign err by 1e-2 to 1. Use
     :meth:`float32` for single-precision models.
     """
 

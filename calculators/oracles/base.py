@@ -6,8 +6,8 @@ returns a :class:`LabelResult` for every structure, never raising: a failure is 
 
 from __future__ import annotations
 
-import functools
 import importlib
+import itertools
 import logging
 import math
 import os
@@ -15,7 +15,7 @@ import shlex
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,9 +39,10 @@ class LabelResult:
     code: str
     code_version: str
     settings: dict[str, Any]
-    #: The label's identity: the hash of the code and :attr:`physics` (None when the physics
-    #: could not be read, e.g. a pseudopotential file is missing: the label is an input error).
-    physics_hash: str | None
+    #: The label's identity: the hash of the code and :attr:`physics`, the physics settings for
+    #: the structure's elements (None when they could not be read, e.g. a missing
+    #: pseudopotential file: the label is then an input error).
+    physics_hash: str | None = None
     physics: dict[str, Any] | None = None
     energy_eV: float | None = None
     forces_eV_A: np.ndarray | None = None
@@ -123,34 +124,47 @@ class Oracle(ABC):
             if isinstance(settings, self.Settings)
             else self.Settings.model_validate(settings)
         )
+        self._physics: dict[tuple[str, ...], dict[str, Any]] = {}
 
     @abstractmethod
     def version(self) -> str:
         """The version of the code that computes the labels."""
 
     # -- identity ------------------------------------------------------------------------------
-    def physics_files(self) -> dict[str, Path]:
-        """The files the physics settings name, by element (pseudopotentials, POTCARs); their
-        content, not their path, is part of a label's identity. Raises FileNotFoundError
+    def physics_files(self, elements: Sequence[str]) -> dict[str, Path]:
+        """The files the physics settings name for ``elements`` (pseudopotentials, POTCARs);
+        their content, not their path, is part of a label's identity. Raises FileNotFoundError
         naming the setting and the fix when one is missing."""
         return {}
 
-    @functools.cached_property
-    def physics(self) -> dict[str, Any]:
-        """The physics part of the settings, with each file of :meth:`physics_files` replaced
-        by the SHA-256 of its content."""
-        part = self.settings.physics_part()
-        files = self.physics_files()
-        if files:
-            part[self.per_element_setting or "files"] = {
-                element: file_sha256(path) for element, path in sorted(files.items())
-            }
-        return part
+    def physics_for(self, elements: Iterable[str]) -> dict[str, Any]:
+        """The physics part of the settings that a structure of ``elements`` is computed with:
+        per-element settings restricted to them, each file of :meth:`physics_files` replaced by
+        the SHA-256 of its content (read once per process)."""
+        species = tuple(sorted(set(elements)))
+        if species not in self._physics:
+            part = self.settings.physics_part()
+            for name in self.settings.per_element_fields:
+                part[name] = {el: v for el, v in part[name].items() if el in species}
+            files = self.physics_files(species)
+            if files:
+                part[self.per_element_setting or "files"] = {
+                    el: file_sha256(path) for el, path in sorted(files.items())
+                }
+            self._physics[species] = part
+        return self._physics[species]
 
-    @functools.cached_property
-    def physics_hash(self) -> str:
-        """A label's identity: the hash of the code and :attr:`physics`."""
-        return digest({"code": self.code, "physics": self.physics})
+    def physics_hash_for(self, elements: Iterable[str]) -> str:
+        """The identity of a label of a structure made of ``elements``."""
+        return digest({"code": self.code, "physics": self.physics_for(elements)})
+
+    def identity_hashes(self, elements: Sequence[str]) -> list[str]:
+        """The identities a label of a campaign of ``elements`` can have: one per non-empty
+        subset (a Fe-Ni label serves every campaign whose elements include Fe and Ni)."""
+        subsets = itertools.chain.from_iterable(
+            itertools.combinations(sorted(set(elements)), n) for n in range(1, len(elements) + 1)
+        )
+        return sorted({self.physics_hash_for(subset) for subset in subsets})
 
     # -- running ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -196,23 +210,26 @@ class Oracle(ABC):
 
     def write_inputs(self, atoms: Atoms, directory: Path) -> Path:
         """Write the code's input files for ``atoms`` (:attr:`input_files`) without running."""
-        raise NotImplementedError(
-            f"{self.code} runs in this process and has no input files to write"
-        )
+        raise NotImplementedError(f"{self.code} runs in this process: it has no input files")
+
+    @classmethod
+    def read_inputs(cls, directory: Path) -> Atoms:
+        """The structure the input files in ``directory`` describe, in the input's atom order."""
+        raise NotImplementedError(f"{cls.code} runs in this process: it has no input files")
+
+    @classmethod
+    def classify_run(cls, directory: Path, returncode: int | None) -> tuple[str, str]:
+        """(status, reason) of the run whose output files are in ``directory``."""
+        raise NotImplementedError(f"{cls.code} runs in this process: it has no output files")
 
     def result(self, status: str, **fields: Any) -> LabelResult:
-        """A :class:`LabelResult` carrying this oracle's identity and settings."""
-        try:
-            physics, physics_hash = self.physics, self.physics_hash
-        except (OSError, ValueError):  # the identity cannot be read: :meth:`label` says why
-            physics, physics_hash = None, None
+        """A :class:`LabelResult` carrying this oracle's code and settings (:meth:`label` adds
+        the structure's identity)."""
         return LabelResult(
             status=status,
             code=self.code,
             code_version=self.version(),
             settings=self.settings.to_dict(),
-            physics_hash=physics_hash,
-            physics=physics,
             **fields,
         )
 
@@ -231,9 +248,10 @@ class Oracle(ABC):
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        species = atoms.get_chemical_symbols()
         try:
-            self.physics_hash  # noqa: B018 (a missing pseudopotential is an input error)
-        except (OSError, ValueError) as exc:
+            physics, physics_hash = self.physics_for(species), self.physics_hash_for(species)
+        except (OSError, ValueError) as exc:  # a missing pseudopotential is an input error
             result = self.result("input_error", error=f"{type(exc).__name__}: {exc}")
             result.wall_time_s = time.perf_counter() - start
             return result
@@ -245,4 +263,5 @@ class Oracle(ABC):
             log.warning("%s failed on %s: %s", self.code, atoms.get_chemical_formula(), exc)
             result = self.result("crashed", error="".join(traceback.format_exception(exc)))
         result.wall_time_s = time.perf_counter() - start
+        result.physics, result.physics_hash = physics, physics_hash
         return result

@@ -17,6 +17,7 @@ import copy
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,6 +50,7 @@ INPUT_FILE, OUTPUT_FILE = "pw.in", "pw.out"
 class EspressoSettings(OracleSettings):
     """pw.x settings (the presets in configs/presets/espresso/ set them all)."""
 
+    per_element_fields = frozenset({"pseudopotentials", "magmoms"})
     path_fields = frozenset({"pseudo_dir"})
 
     pseudo_dir: str | None = execution(None, "folder of the UPF files (null: $AL_LOOP_PSEUDO_DIR)")
@@ -158,9 +160,13 @@ class EspressoOracle(Oracle):
             )
         return Path(value).expanduser().resolve()
 
-    def physics_files(self) -> dict[str, Path]:
+    def physics_files(self, elements: Sequence[str]) -> dict[str, Path]:
+        table = self.settings.pseudopotentials
+        missing = sorted(set(elements) - set(table))
+        if missing:
+            raise ValueError(f"no pseudopotential for {missing} in the oracle's settings")
         folder = self.pseudo_dir()
-        files = {el: folder / name for el, name in self.settings.pseudopotentials.items()}
+        files = {el: folder / table[el] for el in elements}
         for element, path in files.items():
             if not path.is_file():
                 raise FileNotFoundError(
@@ -173,6 +179,12 @@ class EspressoOracle(Oracle):
     def classify_run(cls, directory: Path, returncode: int | None) -> tuple[str, str]:
         """(status, reason) of the pw.x run whose files are in ``directory``."""
         return classify(_read(Path(directory) / OUTPUT_FILE), returncode)
+
+    @classmethod
+    def read_inputs(cls, directory: Path) -> Atoms:
+        from ase.io import read
+
+        return read(Path(directory) / INPUT_FILE, format="espresso-in")
 
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         last, retries = self.climb_retries(workdir, lambda s, folder: self._run(atoms, folder, s))
@@ -227,9 +239,10 @@ class EspressoOracle(Oracle):
         """Write ``pw.in`` as the run writes it (quacc's calculator, ``static_job``'s
         defaults), without running pw.x."""
         from quacc import change_settings
+        from quacc.atoms.core import check_is_metal
         from quacc.calculators.espresso.espresso import EspressoTemplate
-        from quacc.calculators.espresso.utils import check_is_metal
-        from quacc.recipes.espresso._base import BASE_SET_METAL, BASE_SET_NON_METAL, prepare_calc
+        from quacc.recipes.espresso._base import prepare_calc
+        from quacc.recipes.espresso.core import BASE_SET_METAL, BASE_SET_NON_METAL
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

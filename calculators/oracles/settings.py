@@ -127,6 +127,9 @@ class OracleSettings(BaseModel):
 
     #: Settings that hold a folder: a campaign file's relative path is resolved against it.
     path_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Physics settings that are tables by element: a label's identity holds only the entries
+    #: of its structure's elements.
+    per_element_fields: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def role(cls, field: str) -> Role:

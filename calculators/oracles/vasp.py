@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,7 +44,7 @@ from calculators.oracles.settings import (
     execution,
     physics,
 )
-from calculators.oracles.vasp_output import classify, read_results, vasp_version
+from calculators.oracles.vasp_output import classify, read_results, resort_order, vasp_version
 
 #: INCAR tags al-loop sets itself, and the setting to use instead.
 OWN_TAGS = {
@@ -109,6 +110,7 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 class VaspSettings(OracleSettings):
     """VASP settings (the presets in configs/presets/vasp/ set them all)."""
 
+    per_element_fields = frozenset({"potcars", "magmoms"})
     path_fields = frozenset({"pp_path"})
 
     pp_path: str | None = execution(
@@ -198,9 +200,12 @@ class VaspOracle(Oracle):
             )
         return Path(value).expanduser().resolve()
 
-    def physics_files(self) -> dict[str, Path]:
+    def physics_files(self, elements: Sequence[str]) -> dict[str, Path]:
+        missing = sorted(set(elements) - set(self.settings.potcars))
+        if missing:  # ASE would silently take the plain POTCAR of the element
+            raise ValueError(f"no POTCAR for {missing} in the oracle's potcars setting")
         folder = self.pp_path()
-        files = {el: potcar_file(self.settings, folder, el) for el in self.settings.potcars}
+        files = {el: potcar_file(self.settings, folder, el) for el in elements}
         for element, path in files.items():
             if not path.is_file():
                 raise FileNotFoundError(
@@ -213,6 +218,14 @@ class VaspOracle(Oracle):
     def classify_run(cls, directory: Path, returncode: int | None) -> tuple[str, str]:
         """(status, reason) of the VASP run whose files are in ``directory``."""
         return classify(directory, returncode)
+
+    @classmethod
+    def read_inputs(cls, directory: Path) -> Atoms:
+        """POSCAR, put back in the input's atom order (VASP groups species)."""
+        from ase.io import read
+
+        atoms = read(Path(directory) / "POSCAR", format="vasp")
+        return atoms[resort_order(Path(directory) / "ase-sort.dat", len(atoms))]
 
     def _compute(self, atoms: Atoms, workdir: Path) -> LabelResult:
         last, retries = self.climb_retries(workdir, lambda s, folder: self._run(atoms, folder, s))

@@ -92,7 +92,7 @@ def read_results(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     atoms = read(directory / "vasprun.xml", index=-1, format="vasp-xml")
     results = atoms.calc.results
-    order = _resort(directory / "ase-sort.dat", len(atoms))
+    order = resort_order(directory / "ase-sort.dat", len(atoms))
     return {
         "energy": float(results["free_energy"]),
         "energy_sigma0": float(results["energy"]),
@@ -103,7 +103,7 @@ def read_results(directory: str | Path) -> dict[str, Any]:
     }
 
 
-def _resort(path: Path, n_atoms: int) -> np.ndarray:
+def resort_order(path: Path, n_atoms: int) -> np.ndarray:
     """ASE's resort list (second column of ``ase-sort.dat``): output row of each input atom."""
     if not path.is_file():
         return np.arange(n_atoms)

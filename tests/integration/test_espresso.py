@@ -96,9 +96,17 @@ def test_after_the_ladder_the_label_is_unconverged_never_ok(
 def test_a_missing_pseudopotential_file_is_an_input_error(
     fast_pseudos: Path, tmp_path: Path
 ) -> None:
+    """Found before pw.x starts (the file's content is part of the label's identity)."""
     table = {"Ca": "x", "Fe": "x", "Ni": "Ni.nowhere.UPF"}
     result = oracle(fast_pseudos, pseudopotentials=table).label(bulk("Ni", "fcc", a=3.52), tmp_path)
-    assert result.status == "input_error" and "readpp" in result.error
+    assert result.status == "input_error" and result.retries == []
+    assert "pseudopotentials.Ni" in result.error and "Ni.nowhere.UPF not found" in result.error
+
+
+def test_an_input_pw_x_refuses_is_an_input_error(fast_pseudos: Path, tmp_path: Path) -> None:
+    bad = oracle(fast_pseudos, ecutrho_Ry=20.0, kspacing_A=1.0)  # below ecutwfc: pw.x stops
+    result = bad.label(bulk("Ni", "fcc", a=3.52), tmp_path)
+    assert result.status == "input_error" and "set_cutoff" in result.error
     assert len(result.retries) == 1  # no retry for an input error
 
 
@@ -122,9 +130,10 @@ def test_a_label_through_a_real_rocket(fast_pseudos: Path, label_through_a_rocke
         assert doc["code"] == "espresso" and doc["settings"]["ecutwfc_Ry"] == 30
         assert doc["retries"][0]["status"] == "ok" and doc["kpoints"]
         assert np.isfinite(doc["energy_eV"]) and len(doc["stress_GPa"]) == 6
-        # the identity: physics only, each UPF file by its content
-        assert doc["physics_hash"] == done["physics_hash"]
-        assert set(doc["physics"]["pseudopotentials"]) == {"Fe", "Ni"}
+        # the identity: physics only, for the structure's own elements, each UPF by content
+        assert doc["physics_hash"] == done["oracle"].physics_hash_for(doc["elements"])
+        assert doc["physics_hash"] in done["label_hashes"]
+        assert set(doc["physics"]["pseudopotentials"]) == set(doc["elements"])
         assert "pseudo_dir" not in doc["physics"] and "wall_time_s" not in doc["physics"]
 
 
@@ -172,11 +181,13 @@ def test_a_changed_pseudopotential_makes_new_labels(
         label_through_a_rocket(oracle, database)
     second = label_through_a_rocket(oracle, database, accept_physics_change=True)
     assert second["physics_hash"] != first["physics_hash"]
-    by_hash: dict[str, list] = {}
-    for doc in second["labels"]:
-        by_hash.setdefault(doc["physics_hash"], []).append(doc)
-    assert sorted(by_hash) == sorted([first["physics_hash"], second["physics_hash"]])
-    assert [d["status"] for d in by_hash[second["physics_hash"]]] == ["ok", "ok"]
-    old_ids = {d["_id"] for d in first["labels"]}
-    assert {d["_id"] for d in by_hash[first["physics_hash"]]} == old_ids  # kept, untouched
-    assert second["training"] == 2  # the new labels only
+    old = {d["_id"]: d for d in first["labels"]}
+    kept = [d for d in second["labels"] if d["_id"] in old]
+    assert kept == list(old.values())  # the old labels stay, untouched
+    new = [d for d in second["labels"] if d["_id"] not in old]
+    with_fe = [d for d in first["labels"] if "Fe" in d["elements"]]
+    # a structure with Fe is labelled again; one without keeps its label (same physics)
+    assert sorted(d["structure_id"] for d in new) == sorted(d["structure_id"] for d in with_fe)
+    assert {d["status"] for d in new} <= {"ok"}
+    assert all(d["physics_hash"] not in first["label_hashes"] for d in new)
+    assert second["training"] == 2  # one label per structure, each with the current physics

@@ -59,7 +59,7 @@ def test_a_failing_generation_says_where_its_output_is(tmp_path: Path) -> None:
 def test_the_quick_scf_fails_on_a_missing_file(fast_pseudos: Path, tmp_path: Path) -> None:
     with pytest.raises(
         PseudoError,
-        match=r"quick SCF of Ni .* failed \(input_error: .*readpp.*\); files in .*failed-quacc",
+        match=r"quick SCF of Ni .* failed \(input_error: .*Ni\.missing\.UPF not found.*\)",
     ):
         check_scf("Ni", fast_pseudos, "Ni.missing.UPF", tmp_path)
 

@@ -16,8 +16,8 @@ from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 
 from calculators.oracles.espresso import kpoints
 from calculators.oracles.registry import make_oracle, resolve_settings
-from calculators.oracles.vasp import VaspOracle, write_inputs
-from calculators.oracles.vasp_output import _resort
+from calculators.oracles.vasp import VaspOracle
+from calculators.oracles.vasp_output import resort_order
 
 pytestmark = [
     pytest.mark.integration,
@@ -55,7 +55,7 @@ def standin_oracle(pp_path: Path, command: str, **overrides: object) -> VaspOrac
 def test_production_inputs_of_a_ca_fe_ni_cell(stub_potcars: Path, tmp_path: Path) -> None:
     atoms = ca_fe_ni()
     settings = resolve_settings("vasp", "production", {"pp_path": str(stub_potcars)})
-    folder = write_inputs(atoms, tmp_path, settings)
+    folder = VaspOracle(settings).write_inputs(atoms, tmp_path)
 
     incar = Incar.from_file(folder / "INCAR")
     expected = {"ENCUT": 600, "PREC": "Accurate", "ISMEAR": 1, "SIGMA": 0.1, "EDIFF": 1e-6}
@@ -65,9 +65,9 @@ def test_production_inputs_of_a_ca_fe_ni_cell(stub_potcars: Path, tmp_path: Path
 
     poscar = Poscar.from_file(folder / "POSCAR")
     assert poscar.site_symbols == ["Fe", "Ca", "Ni"] and poscar.natoms == [2, 2, 1]
-    moments = settings["magmoms"]
+    moments = settings.magmoms
     assert incar["MAGMOM"] == [moments[str(site.specie)] for site in poscar.structure]
-    order = _resort(folder / "ase-sort.dat", len(atoms))  # what read_results applies
+    order = resort_order(folder / "ase-sort.dat", len(atoms))  # what read_results applies
     assert list(order) != [int(r.split()[0]) for r in (folder / "ase-sort.dat").open()]
     np.testing.assert_allclose(poscar.structure.cart_coords[order], atoms.positions, atol=1e-8)
     assert [str(poscar.structure[i].specie) for i in order] == atoms.get_chemical_symbols()
@@ -86,10 +86,15 @@ def test_campaign_overrides_reach_the_incar(stub_potcars: Path, tmp_path: Path) 
     changed = resolve_settings(
         "vasp", "fast", {"pp_path": str(stub_potcars), "incar": {"ENCUT": 520, "LREAL": None}}
     )
-    incar = Incar.from_file(write_inputs(bulk("Fe", "bcc", a=2.8), tmp_path, changed) / "INCAR")
+    folder = VaspOracle(changed).write_inputs(bulk("Fe", "bcc", a=2.8), tmp_path)
+    incar = Incar.from_file(folder / "INCAR")
     assert incar["ENCUT"] == 520 and "LREAL" not in incar and incar["PREC"] == "Normal"
     assert incar["ISPIN"] == 1 and "MAGMOM" not in incar  # fast: no spin, no moments
-    assert VaspOracle(base).physics_hash != VaspOracle(changed).physics_hash
+    assert VaspOracle(base).physics_hash_for(["Fe"]) != VaspOracle(changed).physics_hash_for(["Fe"])
+    # a setting of another element is not part of an Fe structure's identity
+    other = resolve_settings("vasp", "fast", {"pp_path": str(stub_potcars), "magmoms": {"Ni": 9.0}})
+    assert VaspOracle(other).physics_hash_for(["Fe"]) == VaspOracle(base).physics_hash_for(["Fe"])
+    assert VaspOracle(other).physics_hash_for(["Ni"]) != VaspOracle(base).physics_hash_for(["Ni"])
 
 
 def diamond() -> Atoms:
@@ -143,7 +148,8 @@ def test_a_missing_potcar_is_an_input_error(
     )
     result = oracle.label(bulk("Ni", "fcc", a=3.5), tmp_path)
     assert result.status == "input_error", result.error
-    assert "did not start" in result.error and "Ni_sv_GW" in result.error
+    assert "potcars.Ni" in result.error and "Ni_sv_GW/POTCAR not found" in result.error
+    assert result.retries == [] and not any(tmp_path.iterdir())  # found before VASP starts
 
 
 def test_an_unconverged_scf_climbs_the_ladder_and_never_becomes_ok(
@@ -209,7 +215,7 @@ def test_failed_vasp_labels_reach_the_database_through_a_real_rocket(
     overrides = {"pp_path": str(stub_potcars), "vasp_cmd": command, "vasp_gamma_cmd": command}
     labels = label_through_a_rocket(
         {"code": "vasp", "preset": "fast", "overrides": {**overrides, "use_custodian": False}}
-    )
+    )["labels"]
     assert len(labels) == 2 and {d["status"] for d in labels} == {"unconverged"}
     for label in labels:
         assert label["code"] == "vasp" and len(label["retries"]) == 2
@@ -246,7 +252,8 @@ def test_cli_writes_the_inputs_of_a_structure(stub_potcars: Path, tmp_path: Path
     assert "Ca2Fe2Ni: INCAR, KPOINTS, POSCAR, POTCAR, POTCAR.spec" in done.stdout
     assert Incar.from_file(tmp_path / "in" / "INCAR")["ENCUT"] == 600
 
-    campaign["oracle"] = {"code": "espresso", "preset": "fast"}
+    campaign["oracle"] = {"code": "emt"}
+    campaign["system"]["elements"] = ["Cu"]
     path.write_text(yaml.safe_dump(campaign))
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 2 and "vasp only" in done.stderr
+    assert done.returncode == 2 and "writes no input files" in done.stderr

@@ -67,8 +67,8 @@ def test_emt_matches_ase_emt(tmp_path: Path) -> None:
     assert result.code == "emt" == oracle.code
     assert result.code_version.startswith("ase-")
     assert result.settings == oracle.settings.to_dict()
-    assert result.physics_hash == oracle.physics_hash
-    assert result.physics == oracle.physics == {"asap_cutoff": False}
+    assert result.physics_hash == oracle.physics_hash_for(["Cu", "Ni", "Al"])
+    assert result.physics == oracle.physics_for(["Cu"]) == {"asap_cutoff": False}
     assert result.wall_time_s > 0
     assert result.extra.get("quacc_version")
     # the input is not modified, and has no calculator attached
@@ -112,7 +112,7 @@ def test_unsupported_element_is_a_crashed_label_not_an_exception(tmp_path: Path)
     assert result.energy_eV is None and result.forces_eV_A is None and result.stress_eV_A3 is None
     assert result.error.startswith("Traceback (most recent call last)")
     assert "No EMT-potential for Fe" in result.error  # the original error, not just quacc's
-    assert result.code == "emt" and result.physics_hash == oracle.physics_hash
+    assert result.code == "emt" and result.physics_hash == oracle.physics_hash_for(["Fe"])
     assert result.wall_time_s > 0
 
 
@@ -131,17 +131,20 @@ def test_physics_hash_is_stable_and_order_independent() -> None:
     assert a == b
     assert len(a) == 64 and int(a, 16) >= 0
     # a fresh oracle from the same preset gets the same hash (no process-dependent state)
-    assert make_oracle("emt").physics_hash == make_oracle("emt").physics_hash
+    one, two = make_oracle("emt"), make_oracle("emt")
+    assert one.physics_hash_for(["Cu"]) == two.physics_hash_for(["Cu"])
     # known value: the hash is part of stored label keys and must not drift silently
-    assert make_oracle("emt").physics_hash == digest(
+    assert one.physics_hash_for(["Cu"]) == digest(
         {"code": "emt", "physics": {"asap_cutoff": False}}
     )
+    # EMT has no per-element settings: every subset of elements has the same identity
+    assert one.identity_hashes(["Cu", "Ni", "Al"]) == [one.physics_hash_for(["Al"])]
 
 
 def test_physics_hash_changes_with_physics_only() -> None:
     base = make_oracle("emt")
     changed = make_oracle("emt", overrides={"asap_cutoff": True})
-    assert base.physics_hash != changed.physics_hash
+    assert base.physics_hash_for(["Cu"]) != changed.physics_hash_for(["Cu"])
     assert digest({"x": [1, 2]}) != digest({"x": [2, 1]})
     with pytest.raises(ValidationError, match="extra_key"):  # an unknown setting is refused
         make_oracle("emt", overrides={"extra_key": 1})
@@ -224,14 +227,15 @@ def test_label_result_rejects_an_unknown_status() -> None:
     assert "ok" in STATUSES and "crashed" in STATUSES
 
 
-def test_oracle_result_carries_identity() -> None:
+def test_oracle_result_carries_code_and_settings() -> None:
     oracle = make_oracle("emt")
     result = oracle.result("unconverged", error="SCF did not converge")
-    assert (result.code, result.physics_hash, result.status) == (
+    assert (result.code, result.settings, result.status) == (
         "emt",
-        oracle.physics_hash,
+        {"asap_cutoff": False},
         "unconverged",
     )
+    assert result.physics_hash is None  # label() adds the structure's identity
     with pytest.raises(ValueError):
         oracle.result("finished")
 
