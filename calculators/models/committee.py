@@ -88,21 +88,15 @@ class CommitteeCalculator(ModelCalculator):
         self._device, self._dtype = device, dtype
         self._first: Any = None  # the first member alone (descriptors, MD driver)
 
-    def calculate(
-        self,
-        atoms: Atoms | None = None,
-        properties: Sequence[str] = ("energy",),
-        system_changes: Sequence[str] = all_changes,
-    ) -> None:
-        super().calculate(atoms, properties, system_changes)
-        self.mace.calculate(self.atoms, ["energy", "forces", "stress"], all_changes)
+    def predict(self, atoms: Atoms) -> dict[str, Any]:
+        self.mace.calculate(atoms, ["energy", "forces", "stress"], all_changes)
         r = self.mace.results
         energies = np.asarray(r["energy_comm"], dtype=float)
         forces = np.asarray(r["forces_comm"], dtype=float)
         # mace gives the members' stresses as (models, 3, 3) matrices, eV/Å^3: to Voigt
         stresses = full_3x3_to_voigt_6_stress(np.asarray(r["stress_comm"], dtype=float))
-        n_atoms = len(self.atoms)
-        self.results = {
+        n_atoms = len(atoms)
+        return {
             "energy": float(energies.mean()),
             "free_energy": float(energies.mean()),
             "forces": forces.mean(axis=0),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
@@ -36,16 +37,18 @@ class ModelCalculator(Calculator):
 
     implemented_properties = list(MODEL_PROPERTIES)
 
-    @abstractmethod
     def calculate(
         self,
         atoms: Atoms | None = None,
         properties: Sequence[str] = ("energy",),
         system_changes: Sequence[str] = all_changes,
     ) -> None:
-        """Fill ``self.results`` with every one of :data:`MODEL_PROPERTIES` for ``atoms``.
-
-        Overrides call this first, ``super().calculate(atoms, properties, system_changes)``:
-        ASE's implementation sets ``self.atoms`` to a copy of ``atoms`` (the one to modify, if
-        need be)."""
+        """ASE's entry point: ``self.atoms`` becomes a copy of ``atoms``, and ``self.results``
+        what :meth:`predict` returns for it (every property, whatever was asked)."""
         super().calculate(atoms, properties, system_changes)
+        self.results = self.predict(self.atoms)
+
+    @abstractmethod
+    def predict(self, atoms: Atoms) -> dict[str, Any]:
+        """Every one of :data:`MODEL_PROPERTIES` (and any extra result) for ``atoms``, a copy
+        the model may modify."""

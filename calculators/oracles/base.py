@@ -126,16 +126,57 @@ class Oracle(ABC):
         )
         self._physics: dict[tuple[str, ...], dict[str, Any]] = {}
 
-    @abstractmethod
+    #: The program's name in :meth:`version` (pw.x, VASP), its version read from its output.
+    program: ClassVar[str] = ""
+    _program_version = ""
+    #: What to fix when a file of :meth:`physics_files` is missing.
+    file_hint: ClassVar[str] = ""
+    #: The setting naming the folder of those files, the variable read when it is null, and
+    #: how to get such a folder.
+    folder_setting: ClassVar[tuple[str, str, str] | None] = None
+
     def version(self) -> str:
-        """The version of the code that computes the labels."""
+        """The version of the code that computes the labels (read from its output once it ran)."""
+        from quacc import __version__
+
+        read = self._program_version or "(version not read yet)"
+        return f"{self.program} {read} (quacc {__version__})"
 
     # -- identity ------------------------------------------------------------------------------
+    def physics_file(self, element: str) -> Path:
+        """The file of ``per_element_setting`` for ``element`` (codes that name files)."""
+        raise NotImplementedError(f"{self.code} names no file per element")
+
     def physics_files(self, elements: Sequence[str]) -> dict[str, Path]:
         """The files the physics settings name for ``elements`` (pseudopotentials, POTCARs);
-        their content, not their path, is part of a label's identity. Raises FileNotFoundError
-        naming the setting and the fix when one is missing."""
-        return {}
+        their content, not their path, is part of a label's identity. Raises ValueError for an
+        element without an entry, FileNotFoundError naming the setting and the fix for a file
+        that is not there."""
+        table_name = self.per_element_setting
+        if table_name is None:
+            return {}
+        missing = sorted(set(elements) - set(getattr(self.settings, table_name)))
+        if missing:  # ASE would silently take a default file for the element
+            raise ValueError(f"no {table_name} entry for {missing} in the oracle's settings")
+        files = {element: self.physics_file(element) for element in elements}
+        for element, path in files.items():
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{table_name}.{element}: {path} not found; {self.file_hint}"
+                )
+        return files
+
+    def files_folder(self) -> Path:
+        """The folder of the per-element files: its setting, else its environment variable."""
+        if self.folder_setting is None:
+            raise NotImplementedError(f"{self.code} reads no folder of files")
+        setting, variable, how = self.folder_setting
+        chosen = getattr(self.settings, setting) or os.environ.get(variable)
+        if not chosen:
+            raise FileNotFoundError(
+                f"no {setting} folder: set oracle.overrides.{setting} or ${variable} ({how})"
+            )
+        return Path(chosen).expanduser().resolve()
 
     def physics_for(self, elements: Iterable[str]) -> dict[str, Any]:
         """The physics part of the settings that a structure of ``elements`` is computed with:

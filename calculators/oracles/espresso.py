@@ -14,10 +14,8 @@ never becomes ``ok``. A run longer than ``wall_time_s`` is stopped by ``timeout`
 from __future__ import annotations
 
 import copy
-import os
 import re
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -138,42 +136,19 @@ class EspressoOracle(Oracle):
     input_files = (INPUT_FILE,)
     settings: EspressoSettings
 
-    _pw_version = ""  # read from pw.out ("v.6.7MaX") once pw.x has run
+    program = "pw.x"
+    file_hint = "put the UPF file in pseudo_dir, or fix the name"
 
     def _note_version(self, output: str | None) -> str | None:
         found = re.search(r"Program PWSCF (v\.\S+)", output or "")
         if found:
-            self._pw_version = found.group(1)
+            self._program_version = found.group(1)
         return output
 
-    def version(self) -> str:
-        from quacc import __version__
+    folder_setting = ("pseudo_dir", "AL_LOOP_PSEUDO_DIR", "`al-loop setup pseudos DIR` fills one")
 
-        return f"pw.x {self._pw_version or '(version not read yet)'} (quacc {__version__})"
-
-    def pseudo_dir(self) -> Path:
-        value = self.settings.pseudo_dir or os.environ.get("AL_LOOP_PSEUDO_DIR")
-        if not value:
-            raise FileNotFoundError(
-                "no pseudopotential folder: set oracle.overrides.pseudo_dir or "
-                "$AL_LOOP_PSEUDO_DIR (`al-loop setup pseudos DIR` builds one)"
-            )
-        return Path(value).expanduser().resolve()
-
-    def physics_files(self, elements: Sequence[str]) -> dict[str, Path]:
-        table = self.settings.pseudopotentials
-        missing = sorted(set(elements) - set(table))
-        if missing:
-            raise ValueError(f"no pseudopotential for {missing} in the oracle's settings")
-        folder = self.pseudo_dir()
-        files = {el: folder / table[el] for el in elements}
-        for element, path in files.items():
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"pseudopotentials.{element}: {path} not found (pseudo_dir {folder}); "
-                    "put the UPF file there or fix the name"
-                )
-        return files
+    def physics_file(self, element: str) -> Path:
+        return self.files_folder() / self.settings.pseudopotentials[element]
 
     @classmethod
     def classify_run(cls, directory: Path, returncode: int | None) -> tuple[str, str]:
@@ -201,7 +176,7 @@ class EspressoOracle(Oracle):
 
     def _quacc_settings(self, workdir: Path, s: EspressoSettings) -> dict[str, Any]:
         return {
-            "ESPRESSO_PSEUDO": str(self.pseudo_dir()),
+            "ESPRESSO_PSEUDO": str(self.files_folder()),
             "ESPRESSO_PARALLEL_CMD": (launch_prefix(s.wall_time_s, s.parallel_cmd), s.pw_args),
             "RESULTS_DIR": workdir,
             "SCRATCH_DIR": None,  # a user's QUACC_SCRATCH_DIR would put files elsewhere

@@ -21,9 +21,7 @@ import difflib
 import functools
 import hashlib
 import math
-import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -184,35 +182,13 @@ class VaspOracle(Oracle):
     input_files = ("INCAR", "KPOINTS", "POSCAR", "POTCAR", "POTCAR.spec")
     settings: VaspSettings
 
-    _version = ""  # read from vasprun.xml once VASP has run
+    program = "VASP"
+    file_hint = "put the POTCAR there, or fix potcars, potcar_functional or potcar_version"
 
-    def version(self) -> str:
-        from quacc import __version__
+    folder_setting = ("pp_path", "VASP_PP_PATH", "the folder that holds potpaw_PBE.64/")
 
-        return f"VASP {self._version or '(version not read yet)'} (quacc {__version__})"
-
-    def pp_path(self) -> Path:
-        value = self.settings.pp_path or os.environ.get("VASP_PP_PATH")
-        if not value:
-            raise FileNotFoundError(
-                "no POTCAR folder: set oracle.overrides.pp_path or $VASP_PP_PATH "
-                "(the folder that holds potpaw_PBE.64/)"
-            )
-        return Path(value).expanduser().resolve()
-
-    def physics_files(self, elements: Sequence[str]) -> dict[str, Path]:
-        missing = sorted(set(elements) - set(self.settings.potcars))
-        if missing:  # ASE would silently take the plain POTCAR of the element
-            raise ValueError(f"no POTCAR for {missing} in the oracle's potcars setting")
-        folder = self.pp_path()
-        files = {el: potcar_file(self.settings, folder, el) for el in elements}
-        for element, path in files.items():
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"potcars.{element}: {path} not found (pp_path {folder}); put the POTCAR "
-                    "there or fix potcars, potcar_functional or potcar_version"
-                )
-        return files
+    def physics_file(self, element: str) -> Path:
+        return potcar_file(self.settings, self.files_folder(), element)
 
     @classmethod
     def classify_run(cls, directory: Path, returncode: int | None) -> tuple[str, str]:
@@ -268,7 +244,7 @@ class VaspOracle(Oracle):
             else:
                 log_error = ""
         write_potcar_spec(directory)
-        self._version = vasp_version(directory) or self._version
+        self._program_version = vasp_version(directory) or self._program_version
         status, reason = classify(directory, returncode)
         first = log_error.splitlines()[0] if log_error else ""
         if status == "input_error" and "did not start" in reason and first:
@@ -298,7 +274,7 @@ class VaspOracle(Oracle):
 
     def _quacc_settings(self, directory: Path, s: VaspSettings) -> dict[str, Any]:
         return {
-            "VASP_PP_PATH": self.pp_path(),
+            "VASP_PP_PATH": self.files_folder(),
             "VASP_CMD": s.vasp_cmd,
             "VASP_GAMMA_CMD": s.vasp_gamma_cmd,
             "VASP_PARALLEL_CMD": launch_prefix(s.wall_time_s, s.parallel_cmd),

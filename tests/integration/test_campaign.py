@@ -153,3 +153,67 @@ def test_a_member_that_fails_to_train_loses_none_of_the_others(
     assert sorted(again) == [0, 1, 2] and result["models"] == 3
     assert {m: again[m] for m in (0, 2)} == stored  # not trained again
     assert result["parallel_trainings"] == 2
+
+
+def test_a_physics_change_is_refused_unless_accepted(tmp_path: Path, mongo_uri: str) -> None:
+    """EMT's asap_cutoff is physics: a resumed campaign refuses it, names it, and with the
+    change accepted labels every structure again, leaving the old labels untouched."""
+    from al_loop.campaign import PhysicsChanged
+    from al_loop.committee import labelled_structures
+
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    config = load_campaign(write_campaign(tmp_path, mongo_uri, database))
+    first = run_campaign(config)
+    assert first["labels_by_status"] == {"ok": 6}
+    changed = load_campaign(
+        write_campaign(tmp_path, mongo_uri, database, oracle={"overrides": {"asap_cutoff": True}})
+    )
+    with pytest.raises(PhysicsChanged, match="asap_cutoff") as refused:
+        run_campaign(changed)
+    assert "--accept-physics-change" in str(refused.value)
+    with open_campaign(changed, accept_physics_change=True) as session:
+        before = {d["_id"]: d for d in session.store.db.labels.find({})}
+        outcome = LabelStage(session).run(0)  # its record holds the old physics: runs again
+        assert not outcome.reused
+        assert outcome.result["labels_by_status"] == {"ok": 6}
+        after = list(session.store.db.labels.find({}))
+        assert len(after) == 12
+        assert [d for d in after if d["_id"] in before] == list(before.values())
+        train, held_out = labelled_structures(session)
+        assert len(train) + len(held_out) == 6
+        assert {a.info["label_id"] for a in train + held_out}.isdisjoint(map(str, before))
+        doc = session.log.document()
+        assert doc["physics"] == {"asap_cutoff": True}
+        assert [h["physics"] for h in doc["physics_history"]] == [{"asap_cutoff": False}]
+        assert LabelStage(session).run(0).reused  # done, with the new physics
+        session.store.client.drop_database(database)
+        session.store.client.drop_database(f"{database}_fw")
+
+
+def test_a_worker_with_other_physics_labels_nothing(tmp_path: Path, mongo_uri: str) -> None:
+    """A worker's own settings (FWorker env ``al_loop_execution``) may not change physics: its
+    Firework FIZZLES, naming the key, and no label is made."""
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    config = load_campaign(
+        write_campaign(
+            tmp_path,
+            mongo_uri,
+            database,
+            seeds={"prototypes": ["fcc"], "n_structures": 3, "max_atoms": 4},
+        )
+    )
+    with open_campaign(config) as session:
+        SeedStage(session).run(0)
+        fworker_file = session.fireworks.fworker_file
+        fworker = yaml.safe_load(fworker_file.read_text())
+        fworker["env"]["al_loop_execution"] = {"emt": {"asap_cutoff": True}}
+        fworker_file.write_text(yaml.safe_dump(fworker))
+        outcome = LabelStage(session).run(0)
+        assert outcome.done and outcome.result["fireworks"] == {"FIZZLED": 1}
+        assert outcome.result["labels_by_status"] == {"unlabelled": 3}
+        launch = session.fireworks.launchpad.launches.find_one({})
+        error = str(launch["action"]["stored_data"]["_exception"]["_stacktrace"])
+        assert "other physics" in error and "asap_cutoff" in error
+        assert session.store.db.labels.count_documents({}) == 0
+        session.store.client.drop_database(database)
+        session.store.client.drop_database(f"{database}_fw")

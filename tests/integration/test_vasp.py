@@ -243,7 +243,7 @@ def test_cli_writes_the_inputs_of_a_structure(stub_potcars: Path, tmp_path: Path
     args = [al_loop, "inputs", str(path), str(tmp_path / "POSCAR.in"), str(tmp_path / "in")]
 
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 2 and "no POTCAR folder" in done.stderr  # no pp_path anywhere
+    assert done.returncode == 2 and "no pp_path folder" in done.stderr  # no pp_path anywhere
 
     campaign["oracle"]["overrides"] = {"pp_path": str(stub_potcars)}
     path.write_text(yaml.safe_dump(campaign))

@@ -137,6 +137,8 @@ def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- (2) bad files
 
 # (id, text appended to or replacing the minimal campaign, expected key path, expected substring)
+ESPRESSO = "name: t\nsystem:\n  elements: [Fe, Ni]\noracle:\n  code: espresso\n  preset: fast\n  overrides:\n"
+
 BAD = [
     (
         "mace-arg-typo",
@@ -422,6 +424,36 @@ BAD = [
         "oracle.overrides",
         "mapping",
     ),
+    (
+        "espresso-wall-time-as-text",
+        ESPRESSO + "    wall_time_s: 1h\n",
+        "oracle.overrides.wall_time_s",
+        "give a plain number in s",
+    ),
+    (
+        "espresso-zero-k-spacing",
+        ESPRESSO + "    kspacing_A: 0\n",
+        "oracle.overrides.kspacing_A",
+        "must be > 0 Å",
+    ),
+    (
+        "espresso-unknown-setting",
+        ESPRESSO + "    ecutwfcc_Ry: 40\n",
+        "oracle.overrides.ecutwfcc_Ry",
+        "did you mean 'ecutwfc_Ry'",
+    ),
+    (
+        "espresso-physics-in-a-retry",
+        ESPRESSO + "    retries: [{degauss_Ry: 0.04}]\n",
+        "oracle.overrides.retries[0].degauss_Ry",
+        "execution settings only",
+    ),
+    (
+        "espresso-smearing-name",
+        ESPRESSO + "    smearing: marzari\n",
+        "oracle.overrides.smearing",
+        "must be one of",
+    ),
 ]
 
 
@@ -456,6 +488,29 @@ def test_error_gives_the_line(tmp_path: Path) -> None:
     err = _load_error(_write(tmp_path, "name: t\nsystem:\n  elements:\n    - Cu\n    - Qq\n"))
     assert err.key_path == "system.elements[1]"
     assert err.line == 5 and "(line 5)" in err.message
+
+
+def test_a_preset_file_with_a_bad_value_names_the_file_and_key(tmp_path: Path) -> None:
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("asap_cutoff: maybe\n")
+    path = _write(tmp_path, MINIMAL + f"oracle:\n  code: emt\n  preset: {preset}\n")
+    err = _load_error(path)
+    assert err.key_path == "oracle.preset"
+    assert str(preset) in err.message and "asap_cutoff" in err.message
+
+
+def test_every_settings_problem_is_listed(tmp_path: Path) -> None:
+    text = ESPRESSO + "    wall_time_s: 1h\n    kspacing_A: 0\n    mixing_beta: 2\n"
+    err = _load_error(_write(tmp_path, text))
+    keys = {key for key, _ in err.problems}
+    assert {f"oracle.overrides.{k}" for k in ("wall_time_s", "kspacing_A", "mixing_beta")} <= keys
+
+
+def test_settings_are_resolved_once_when_the_file_is_loaded(tmp_path: Path) -> None:
+    path = _write(tmp_path, ESPRESSO + "    pseudo_dir: pseudos\n    ecutwfc_Ry: 35\n")
+    settings = load_campaign(path).oracle.settings
+    assert settings.ecutwfc_Ry == 35 and settings.ecutrho_Ry == 240  # the preset's
+    assert settings.pseudo_dir == str(tmp_path / "pseudos")  # relative to the campaign file
 
 
 def test_several_problems_one_error_one_line_each(tmp_path: Path) -> None:

@@ -37,6 +37,17 @@ class EMTModel(ModelCalculator):
         self.emt = EMT()
         self.tamper = tamper
 
+    def predict(self, atoms: Atoms) -> dict[str, Any]:
+        self.emt.calculate(atoms, list(MODEL_PROPERTIES), all_changes)
+        r = self.emt.results
+        energy = float(r["energy"])
+        return {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": np.array(r["forces"]),
+            "stress": np.array(r["stress"]),
+        }
+
     def calculate(
         self,
         atoms: Atoms | None = None,
@@ -44,15 +55,6 @@ class EMTModel(ModelCalculator):
         system_changes: Sequence[str] = all_changes,
     ) -> None:
         super().calculate(atoms, properties, system_changes)
-        self.emt.calculate(self.atoms, list(MODEL_PROPERTIES), all_changes)
-        r = self.emt.results
-        energy = float(r["energy"])
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "forces": np.array(r["forces"]),
-            "stress": np.array(r["stress"]),
-        }
         if self.tamper is not None:
             self.tamper(self.results, atoms if atoms is not None else self.atoms)
 
