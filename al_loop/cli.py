@@ -495,7 +495,12 @@ def db_query(
         for doc in docs:
             sys.stdout.write(json.dumps(doc, default=str) + "\n")
         return
-    console.print(_labels_table(docs, total), width=None if not wide else 10_000)
+    table = _labels_table(docs, total)
+    if wide:  # as wide as the table wants, whatever the terminal (or pipe) says
+        natural = Console(width=1_000_000).measure(table).maximum
+        Console(width=natural).print(table)
+    else:
+        console.print(table)
 
 
 def _labels_table(docs: list[dict[str, Any]], total: int) -> Table:

@@ -10,8 +10,9 @@ storage, as a campaign without a URI gets). With ``--uri`` the benchmark's datab
 
 Measured in one run, on the same N structures (small rattled Cu-Ni-Al cells, 2-4 atoms):
 
-* baseline: ``calculators.make_oracle("emt").label`` in this process, one structure after the
-  other (after one warm-up call that pays quacc's import, reported apart): ``t_oracle`` s each.
+* baseline: ``calculators.oracles.make_oracle("emt").label`` in this process, one structure
+  after the other (after one warm-up call that pays quacc's import, reported apart): ``t_oracle``
+  s each.
 * for each batch size B: the labelling workflows (``submit_label_workflows``, N/B Fireworks) run by
   W concurrent ``rlaunch rapidfire`` workers; the Fireworks' own launch records (``time_start``,
   ``time_end``, ``launch_dir`` of each worker) give the timings below.

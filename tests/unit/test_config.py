@@ -137,7 +137,10 @@ def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- (2) bad files
 
 # (id, text appended to or replacing the minimal campaign, expected key path, expected substring)
-ESPRESSO = "name: t\nsystem:\n  elements: [Fe, Ni]\noracle:\n  code: espresso\n  preset: fast\n  overrides:\n"
+ESPRESSO = (
+    "name: t\nsystem:\n  elements: [Fe, Ni]\noracle:\n  code: espresso\n  preset: fast\n"
+    "  overrides:\n"
+)
 
 BAD = [
     (
