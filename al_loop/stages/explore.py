@@ -4,6 +4,7 @@ step, T, P, volume, spreads, stop reason) into the stage's record."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import logging
@@ -64,13 +65,8 @@ class ExploreStage(Stage):
         todo = conditions(cfg)
         starts = [pool[int(i)] for i in rng.integers(len(pool), size=len(todo))]
         calc = load_committee(session, iteration - 1, exp.dtype)
-        settings = MDSettings(
-            steps=exp.steps,
-            timestep_fs=exp.timestep_fs,
-            frame_interval=exp.frame_interval,
-            max_spread_eV_A=exp.max_spread_eV_A,
-            heat_factor=exp.heat_factor,
-        )
+        same = {f.name for f in dataclasses.fields(MDSettings)} & set(type(exp).model_fields)
+        settings = MDSettings(**{name: getattr(exp, name) for name in same})
 
         def report(trajectory: list[Atoms]) -> None:
             last = trajectory[-1].info

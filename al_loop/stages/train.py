@@ -9,6 +9,7 @@ nothing trains nothing: it reuses the previous committee.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -42,22 +43,12 @@ log = logging.getLogger(__name__)
 
 
 def train_settings(session: CampaignSession) -> TrainSettings:
+    """The trainer's settings from the campaign's ``committee`` section (same names)."""
     c = session.config.committee
+    same = {f.name for f in dataclasses.fields(TrainSettings)} & set(type(c).model_fields)
+    named = {name: getattr(c, name) for name in same}
     return TrainSettings(
-        max_epochs=c.max_epochs,
-        batch_size=c.batch_size,
-        learning_rate=c.learning_rate,
-        dtype=c.dtype,
-        device=resolve_device(c.device),
-        num_channels=c.num_channels,
-        max_L=c.max_L,
-        r_max_A=c.r_max_A,
-        energy_weight=c.energy_weight,
-        forces_weight=c.forces_weight,
-        stress_weight=c.stress_weight,
-        ema_decay=c.ema_decay,
-        replay_samples=c.replay_samples,
-        extra_args=dict(c.mace_args),
+        **named | {"device": resolve_device(c.device), "extra_args": dict(c.mace_args)}
     )
 
 
