@@ -138,8 +138,8 @@ def register(session: CampaignSession, accept_physics_change: bool = False) -> N
         summary = ", ".join(changed) or "the physics hash"
         if not accept_physics_change:
             raise PhysicsChanged(
-                f"{config.source_file or config.name}: oracle: the physics of campaign "
-                f"{config.name!r}'s labels changed since the last run ({summary}): its earlier "
+                f"{config.source_file or config.name}: oracle: the physics of the labels of "
+                f"campaign {config.name!r} changed since the last run ({summary}): its earlier "
                 "labels would not train the committee any more. Undo the change, or start a "
                 "new campaign (another name), or run again with --accept-physics-change to go "
                 "on with new labels (recorded in the campaign's physics_history)"
