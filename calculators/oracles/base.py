@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import itertools
 import logging
-import math
 import os
 import shlex
 import time
@@ -86,13 +85,6 @@ class Attempt:
     directory: Path
     record: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] | None = None
-
-
-def kpoints(atoms: Atoms, spacing_A: float) -> tuple[int, int, int]:
-    """Monkhorst-Pack divisions n_i = max(1, ceil(|b_i| / spacing)), b_i with 2π (VASP's
-    KSPACING): the same sampling density whatever the cell size."""
-    lengths = 2 * math.pi * np.linalg.norm(atoms.cell.reciprocal(), axis=1)
-    return tuple(max(1, math.ceil(length / spacing_A)) for length in lengths)  # type: ignore[return-value]
 
 
 class Oracle(ABC):

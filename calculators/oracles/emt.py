@@ -14,7 +14,8 @@ from ase import Atoms
 from ase.calculators.emt import parameters as emt_parameters
 
 from calculators.oracles.base import LabelResult, Oracle
-from calculators.oracles.settings import Bool, OracleSettings, physics
+from calculators.oracles.setting_types import Bool
+from calculators.oracles.settings import OracleSettings, physics
 
 
 class EMTSettings(OracleSettings):

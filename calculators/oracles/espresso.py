@@ -22,19 +22,11 @@ from typing import Annotated, Any, Literal
 from ase import Atoms
 from pydantic import Field
 
-from calculators.oracles.base import Attempt, LabelResult, Oracle, kpoints, launch_prefix
+from calculators.oracles.base import Attempt, LabelResult, Oracle, launch_prefix
 from calculators.oracles.espresso_output import classify
-from calculators.oracles.settings import (
-    Bool,
-    Element,
-    Float,
-    Int,
-    OracleSettings,
-    PositiveFloat,
-    execution,
-    merge_settings,
-    physics,
-)
+from calculators.oracles.sampling import kpoints, with_moments
+from calculators.oracles.setting_types import Bool, Element, Float, Int, PositiveFloat
+from calculators.oracles.settings import OracleSettings, execution, merge_settings, physics
 
 #: pw.x's smearing names.
 Smearing = Literal[
@@ -114,16 +106,6 @@ def pw_parameters(atoms: Atoms, s: EspressoSettings) -> dict[str, Any]:
         "pseudopotentials": {el: s.pseudopotentials[el] for el in species},
         "kpts": kpoints(atoms, s.kspacing_A),
     }
-
-
-def with_moments(atoms: Atoms, spin: bool, moments: dict[str, float]) -> Atoms:
-    """A copy of ``atoms`` whose initial moments are those of ``moments`` (zero without spin):
-    ASE's ``bulk("Fe")`` sets moments that would silently switch spin on."""
-    atoms = atoms.copy()
-    atoms.set_initial_magnetic_moments(
-        [float(moments.get(el, 0.0)) if spin else 0.0 for el in atoms.get_chemical_symbols()]
-    )
-    return atoms
 
 
 class EspressoOracle(Oracle):

@@ -18,36 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from ase.data import chemical_symbols
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    Strict,
     ValidationError,
     model_validator,
 )
 
 PHYSICS, EXECUTION = "physics", "execution"
 Role = Literal["physics", "execution"]
-
-#: Strict scalar types: a quoted "8" or "1h" is refused, ints are accepted as floats.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
-PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
-
-
-def _element(symbol: str) -> str:
-    if symbol not in chemical_symbols[1:]:
-        raise ValueError(f"{symbol!r} is not an element symbol (symbols are case-sensitive: Fe)")
-    return symbol
-
-
-Element = Annotated[str, AfterValidator(_element)]
 
 
 class SettingProblem(ValueError):

@@ -29,19 +29,10 @@ import numpy as np
 from ase import Atoms
 from pydantic import AfterValidator, Field
 
-from calculators.oracles.base import Attempt, LabelResult, Oracle, kpoints, launch_prefix
-from calculators.oracles.espresso import with_moments
-from calculators.oracles.settings import (
-    Bool,
-    Element,
-    Float,
-    Int,
-    OracleSettings,
-    PositiveFloat,
-    SettingProblem,
-    execution,
-    physics,
-)
+from calculators.oracles.base import Attempt, LabelResult, Oracle, launch_prefix
+from calculators.oracles.sampling import kpoints, with_moments
+from calculators.oracles.setting_types import Bool, Element, Float, Int, PositiveFloat
+from calculators.oracles.settings import OracleSettings, SettingProblem, execution, physics
 from calculators.oracles.vasp_output import classify, read_results, resort_order, vasp_version
 
 #: INCAR tags al-loop sets itself, and the setting to use instead.

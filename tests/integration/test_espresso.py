@@ -14,9 +14,9 @@ from ase import Atoms, units
 from ase.build import bulk
 
 from al_loop.campaign import PhysicsChanged
-from calculators.oracles.base import kpoints
 from calculators.oracles.espresso import EspressoOracle
 from calculators.oracles.registry import make_oracle
+from calculators.oracles.sampling import kpoints
 
 pytestmark = pytest.mark.integration
 

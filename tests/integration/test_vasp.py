@@ -14,8 +14,8 @@ from ase.build import bulk
 from custodian.vasp.handlers import VaspErrorHandler
 from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 
-from calculators.oracles.espresso import kpoints
 from calculators.oracles.registry import make_oracle, resolve_settings
+from calculators.oracles.sampling import kpoints
 from calculators.oracles.vasp import VaspOracle
 from calculators.oracles.vasp_output import resort_order
 
