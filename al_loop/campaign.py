@@ -130,12 +130,12 @@ def register(session: CampaignSession, accept_physics_change: bool = False) -> N
     every earlier label valid."""
     config, oracle = session.config, session.oracle
     stored = session.log.document()
-    known = stored.get("physics_hash") if stored else None
-    before = (stored.get("physics") or {}) if stored else {}
-    now = oracle.physics_for(stored.get("elements") or session.elements) if stored else {}
-    if known is not None and differences(before, now):
-        changed = differences(before, now)
-        summary = ", ".join(changed) or "the physics hash"
+    changed = []
+    if stored is not None and stored.get("physics") is not None:
+        before = stored["physics"]
+        changed = differences(before, oracle.physics_for(stored["elements"]))
+    if changed:
+        summary = ", ".join(changed)
         if not accept_physics_change:
             raise PhysicsChanged(
                 f"{config.source_file or config.name}: oracle: the physics of the labels of "

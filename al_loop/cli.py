@@ -122,17 +122,29 @@ def _progress(event: ProgressEvent) -> None:
     write stdout to a file): ``iteration 1 explore done: frames 60, accurate 0.95, ...``."""
     minutes, seconds = divmod(int(time.monotonic() - _STARTED), 60)
     style = _KIND_STYLE.get(event.kind, "white")
-    figures = ", ".join(f"{key} {_value(value)}" for key, value in event.figures.items())
-    wrap, console.soft_wrap = console.soft_wrap, True  # one event, one line, whatever the width
-    try:
+    figures = _figures(event.figures)
+    with _one_line_each():
         console.print(
             f"[dim]{minutes:3d}:{seconds:02d} iteration {event.iteration}[/] "
             f"[{style}]{event.stage} {event.kind}[/]" + (f": {figures}" if figures else ""),
             highlight=False,
         )
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _one_line_each() -> Iterator[None]:
+    """Print without wrapping: one event or record, one line, whatever the terminal's width."""
+    wrap, console.soft_wrap = console.soft_wrap, True
+    try:
+        yield
     finally:
         console.soft_wrap = wrap
-    sys.stdout.flush()
+
+
+def _figures(figures: dict[str, Any]) -> str:
+    """``key value, key value``: a stage's figures as one line of text."""
+    return ", ".join(f"{key} {_value(value)}" for key, value in figures.items())
 
 
 def _value(value: Any) -> str:
@@ -369,12 +381,10 @@ def status(campaign: CampaignFile) -> None:
             f"campaign [bold]{config.name}[/]: iteration {doc['iteration']}, "
             f"last stage {doc['stage']}, updated {doc['updated_at']:%Y-%m-%d %H:%M:%S}"
         )
-        wrap, console.soft_wrap = console.soft_wrap, True  # one stage, one line
-        try:
+        with _one_line_each():
             for record in session.log.records():
-                summary = record.get("summary") or {}
+                figures = _figures(record.get("summary") or {})
                 wall = record.get("wall_s")
-                figures = ", ".join(f"{key} {_value(value)}" for key, value in summary.items())
                 console.print(
                     f"iteration {record['iteration']} [cyan]{record['stage']}[/]"
                     + ("" if wall is None else f" ({wall:.0f} s)")
@@ -382,8 +392,6 @@ def status(campaign: CampaignFile) -> None:
                     + (f": {figures}" if figures else ""),
                     highlight=False,
                 )
-        finally:
-            console.soft_wrap = wrap
         changes = len(doc.get("physics_history") or [])
         if changes:
             console.print(f"[yellow]label physics changed {changes} time(s)[/] (physics_history)")

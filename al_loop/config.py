@@ -24,7 +24,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -46,6 +45,7 @@ from al_loop.seeds import file_seeds
 from al_loop.selection import DEFAULT_STRATEGY, STRATEGIES
 from calculators.oracles import OracleSettings, available_oracles, available_presets, oracle_class
 from calculators.oracles.registry import preset_path, preset_settings
+from calculators.oracles.setting_types import Bool, Float, Int  # strict: no "50" -> 50
 
 __all__ = [
     "CampaignConfig",
@@ -165,10 +165,6 @@ def _has_password(uri: str) -> bool:
     return "@" in head and ":" in head.rsplit("@", 1)[0]
 
 
-# Types: numbers and booleans are strict (no "50" -> 50, no true -> 1); ints are accepted as floats.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Bool = Annotated[bool, Strict()]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 _NonEmpty = Field(min_length=1)
 

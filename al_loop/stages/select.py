@@ -27,7 +27,7 @@ class SelectStage(Stage):
         table = explored["table"]
         spreads = np.asarray(table["force_spread"], dtype=float)
         sel = cfg.selection
-        window = dict(
+        rule = dict(
             lo=sel.trust_lo_eV_A,
             hi=sel.trust_hi_eV_A,
             cap=sel.max_per_iteration,
@@ -35,7 +35,7 @@ class SelectStage(Stage):
             adaptive_percentile=sel.adaptive_percentile,
             pool_factor=sel.top_spread_pool,
         )
-        pickable = candidates(spreads, **window).indices
+        pickable = candidates(spreads, **rule).indices
         descriptors, reference = np.zeros((len(frames), 1)), None
         if pickable.size:  # only the frames that can be picked need a descriptor
             calc = load_committee(session, iteration - 1, cfg.exploration.dtype)
@@ -46,7 +46,7 @@ class SelectStage(Stage):
             train, held_out = labelled_structures(session)
             reference = np.array([calc.descriptor(a) for a in train + held_out])
         choice = select(
-            spreads, descriptors, reference=reference, seed=cfg.seed * 1000 + iteration, **window
+            spreads, descriptors, reference=reference, seed=cfg.seed * 1000 + iteration, **rule
         )
         ids = []
         for i in choice.indices:

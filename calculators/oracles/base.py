@@ -93,7 +93,7 @@ class Oracle(ABC):
     A code is a subclass with its ``code`` name, its typed ``Settings`` (every field physics or
     execution, see :mod:`calculators.oracles.settings`) and ``_compute``; one line in
     :mod:`calculators.oracles.registry` makes it available, and the conformance test
-    (``tests/unit/test_oracle_conformance.py``) holds it to the contract.
+    (``tests/integration/test_oracle_conformance.py``) holds it to the contract.
     """
 
     code: ClassVar[str]
@@ -109,15 +109,6 @@ class Oracle(ABC):
     input_files: ClassVar[tuple[str, ...]] = ()
     #: The quacc module the code runs through, imported by :meth:`prepare`.
     quacc_module: ClassVar[str | None] = None
-
-    def __init__(self, settings: OracleSettings | dict[str, Any]) -> None:
-        self.settings = (
-            settings
-            if isinstance(settings, self.Settings)
-            else self.Settings.model_validate(settings)
-        )
-        self._physics: dict[tuple[str, ...], dict[str, Any]] = {}
-
     #: The program's name in :meth:`version` (pw.x, VASP), its version read from its output.
     program: ClassVar[str] = ""
     _program_version = ""
@@ -126,6 +117,14 @@ class Oracle(ABC):
     #: The setting naming the folder of those files, the variable read when it is null, and
     #: how to get such a folder.
     folder_setting: ClassVar[tuple[str, str, str] | None] = None
+
+    def __init__(self, settings: OracleSettings | dict[str, Any]) -> None:
+        self.settings = (
+            settings
+            if isinstance(settings, self.Settings)
+            else self.Settings.model_validate(settings)
+        )
+        self._physics: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def version(self) -> str:
         """The version of the code that computes the labels (read from its output once it ran)."""

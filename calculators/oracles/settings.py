@@ -155,7 +155,7 @@ class OracleSettings(BaseModel):
         rungs = getattr(self, "retries", None) or []
         if not rungs:
             return self
-        base = self.to_dict() | {"retries": []}
+        base, physics = self.to_dict() | {"retries": []}, self.physics_part()
         for index, rung in enumerate(rungs):
             unknown = sorted(set(rung) - set(type(self).model_fields) - {"retries"})
             if unknown or "retries" in rung:
@@ -168,8 +168,7 @@ class OracleSettings(BaseModel):
             except ValidationError as err:
                 loc, message = first_problem(err)
                 raise SettingProblem(("retries", index, *loc), message) from None
-            before = type(self).model_validate(base)
-            changed = differences(before.physics_part(), after.physics_part())
+            changed = differences(physics, after.physics_part())
             if changed:
                 raise SettingProblem(
                     ("retries", index, *changed[0].split(".")),
