@@ -76,6 +76,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.nptberendsen import NPTBerendsen
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from bench_record import RESULTS, record
 
 from al_loop.evaluation import errors, rank_correlation
 from al_loop.exploration import UnphysicalPressure, bulk_modulus_GPa, compress
@@ -404,6 +405,22 @@ class Point:
     spread_error_rank_correlation: float | None
     train_s: float
     selection: dict[str, Any] = field(default_factory=dict)
+
+
+#: What docs/results/al_efficiency.json keeps of the full document (besides the two curves).
+SUMMARY_KEYS = (
+    "random_final",
+    "active_labels_to_reach_random_final",
+    "active_labels_to_reach_random_final_interpolated",
+    "ratio",
+    "target_ratio",
+    "passed",
+    "active_labels_extrapolated",
+    "random_labels_worth_active_final",
+    "active_picks_by_T_P",
+    "verdict",
+    "timings_s",
+)
 
 
 def choose_active(
@@ -851,6 +868,18 @@ def report(
     path = args.out / "al_efficiency.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {path} and {png}")
+    if not args.quick:  # the figures of a full run, and its plot, beside the docs
+        curve = [
+            "labels",
+            "force_rmse_eV_A",
+            "energy_rmse_meV_atom",
+            "spread_error_rank_correlation",
+        ]
+        figures = {k: document[k] for k in SUMMARY_KEYS}
+        figures["active"] = [{k: asdict(p)[k] for k in curve} for p in active]
+        figures["random"] = [{k: asdict(p)[k] for k in curve} for p in random]
+        record("al_efficiency", figures)
+        shutil.copyfile(png, RESULTS / "al_efficiency.png")
     return 0
 
 

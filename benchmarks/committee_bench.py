@@ -49,6 +49,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import all_changes
+from bench_record import record
 
 from calculators.models.committee import CommitteeCalculator, mace_calculator
 from calculators.models.mace_train import TrainSettings, train_mace
@@ -256,6 +257,27 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wall time of the benchmark: {time.perf_counter() - start:.0f} s; load average "
         f"{os.getloadavg()[0]:.1f} (other processes on the machine share its cores)"
+    )
+    record(
+        "committee_bench",
+        {
+            "models": args.models,
+            "torch_threads": args.threads,
+            "rows": [
+                {
+                    "atoms": r["atoms"],
+                    "dtype": r["dtype"],
+                    "committee_ms": round(r["committee_ms"], 1),
+                    "separate_ms": round(r["separate_ms"], 1),
+                    "ratio": round(r["separate_ms"] / r["committee_ms"], 2),
+                    "graph_ms": round(r["graph_ms"], 1),
+                    "max_force_difference_eV_A": r["max_force_difference"],
+                }
+                for r in rows
+            ],
+            "median_ratio": round(statistics.median(ratios), 2),
+            "wall_s": round(time.perf_counter() - start),
+        },
     )
     return 0
 

@@ -38,6 +38,8 @@ import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from bench_record import record
+
 from database import EmbeddedServer, LabelQuery, Store
 from database.documents import software_versions
 
@@ -383,6 +385,27 @@ def run(
     print(
         f"plan (explain) of the pipeline's first stage: {explain(indexed, index_part)}, "
         f"then {sorted(rest)} on what it finds"
+    )
+    record(
+        "db_bench",
+        {
+            "labels": args.n_labels,
+            "batch": args.batch,
+            "query_hits": expected,
+            "insert_per_s_store_indexes": round(rate_indexed),
+            "insert_per_s_unique_index_only": round(rate_plain),
+            "insert_ratio_indexed_to_baseline": round(rate_indexed / rate_plain, 2),
+            "query_median_ms": {k: round(v, 1) for k, v in med.items()},
+            "query_p90_ms": {k: round(v, 1) for k, v in p9.items()},
+            "query_runs": {k: len(v) for k, v in results.items()},
+            "query_speed_up_vs_unindexed": round(med[base_q] / med[main_q], 2),
+            "query_speed_up_vs_one_match": round(med[split_q] / med[main_q], 2),
+            "insert_one_per_s": round(SAMPLE / t_one),
+            "insert_many_per_s": round(SAMPLE / t_many),
+            "plan_store_filter": explain(indexed, QUERY.to_filter()),
+            "plan_pipeline_first_stage": explain(indexed, index_part),
+            "wall_s": round(time.perf_counter() - t_start),
+        },
     )
     return 0
 

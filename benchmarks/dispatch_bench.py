@@ -55,6 +55,7 @@ os.environ.pop("QUACC_WORKFLOW_ENGINE", None)
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
+from bench_record import record
 
 from al_loop.config import LauncherConfig
 from calculators.oracles import make_oracle
@@ -259,6 +260,14 @@ def report(
     print(f"  target    : overhead < {TARGET_OVERHEAD_S} s per structure")
     all_pass = True
     verdicts: dict[int, str] = {}
+    figures: dict[str, Any] = {
+        "structures": n,
+        "workers": workers,
+        "target_overhead_s": TARGET_OVERHEAD_S,
+        "baseline_oracle_s_per_structure": round(t_oracle, 5),
+        "baseline_warmup_s": round(base["warmup_s"], 2),
+        "batch_sizes": [],
+    }
     for r in rounds:
         print("-" * 78)
         print(
@@ -288,6 +297,19 @@ def report(
         verdict = "PASS" if overhead < TARGET_OVERHEAD_S else "FAIL"
         all_pass &= verdict == "PASS"
         verdicts[r["batch_size"]] = verdict
+        figures["batch_sizes"].append(
+            {
+                "structures_per_firework": r["batch_size"],
+                "fireworks": r["fireworks"],
+                "wall_s": round(r["wall_s"], 2),
+                "wall_s_per_structure": round(r["wall_s"] / n, 4),
+                "worker_startup_s": [round(s, 2) for s in r["startup_s"]],
+                "overhead_s_per_structure": round(overhead, 4),
+                "overhead_s_per_firework": round(overhead * r["batch_size"], 4),
+                "cost_ratio_to_baseline": round(r["cost_per_structure_s"] / t_oracle, 2),
+                "verdict": verdict,
+            }
+        )
         print(
             f"  steady: {r['steady_structures']} structures in {r['steady_worker_s']:.2f} "
             f"worker-s = {r['cost_per_structure_s']:.3f} worker-s per structure "
@@ -304,6 +326,9 @@ def report(
         f"verdict per batch size: {verdicts}; al-loop's default batch size ({default}): "
         f"{verdicts.get(default, 'not measured')}"
     )
+    figures["default_batch_size"] = default
+    figures["default_verdict"] = verdicts.get(default, "not measured")
+    record("dispatch_bench", figures)
     return all_pass
 
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from ase import Atoms
 from ase.build import bulk
+from bench_record import record
 
 from calculators.oracles.registry import make_oracle
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preset {opts.preset}, parallel {opts.parallel_cmd or 'none'} {opts.pw_args}")
     oracle.prepare()  # imports, not counted (as in a worker that labels many structures)
     print("atoms | k-points | label (s) | pw.x (s) | overhead (s) | overhead %")
+    rows = []
     with tempfile.TemporaryDirectory(prefix="espresso-bench-") as tmp:
         for n in (int(s) for s in opts.sizes.split(",")):
             atoms = cell(n, opts.cells)
@@ -93,6 +95,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * (label - pw) / label:.0f} %",
                 flush=True,
             )
+            rows.append(
+                {
+                    "atoms": n,
+                    "kpoints": list(result.kpoints),
+                    "label_s": round(label, 2),
+                    "pw_x_s": round(pw, 2),
+                    "overhead_s": round(label - pw, 2),
+                    "overhead_percent": round(100 * (label - pw) / label, 1),
+                }
+            )
+    record(
+        "espresso_bench",
+        {
+            "preset": opts.preset,
+            "cells": opts.cells,
+            "parallel_cmd": opts.parallel_cmd,
+            "pw_args": opts.pw_args,
+            "pw_x": oracle.version(),
+            "repeats": opts.repeats,
+            "rows": rows,
+        },
+        [a for a in (argv or sys.argv[1:])],
+    )
     return 0
 
 

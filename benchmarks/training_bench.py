@@ -49,6 +49,7 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 import al_efficiency as ae
 import numpy as np
 from ase.build import bulk
+from bench_record import record
 
 from al_loop.exploration import MDSettings, run_trajectory
 from al_loop.stages.train import member_split
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "training_bench.json").write_text(json.dumps(out, indent=1))
     print(f"wrote {opts.out / 'training_bench.json'}")
+    record("training_bench", {k: v for k, v in out.items() if k not in ("date", "machine")})
     return 0
 
 
