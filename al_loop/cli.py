@@ -228,10 +228,23 @@ def run(
             f"{campaign} --rerun-fizzled`"
         )
     if summary["learning_curve"]:
-        curve = Table("iteration", "training labels", "held-out force RMSE (eV/Å)")
+        curve = Table(
+            "iteration",
+            "training labels",
+            "fixed held-out",
+            "energy RMSE (meV/atom)",
+            "force RMSE (eV/Å)",
+            "pressure RMSE (GPa)",
+            title="learning curve on the fixed held-out set",
+        )
         for row in summary["learning_curve"]:
             curve.add_row(
-                str(row["iteration"]), str(row["n_train"]), _num(row["held_out_force_rmse_eV_A"])
+                str(row["iteration"]),
+                str(row["n_train"]),
+                str(row["n"]),
+                _num(row["energy_rmse_meV_atom"]),
+                _num(row["force_rmse_eV_A"]),
+                _num(row["pressure_rmse_GPa"]),
             )
         console.print(curve)
     finished = summary["finished"]
@@ -254,26 +267,33 @@ def run(
 def standin_foundation(
     out: Annotated[Path, typer.Argument(help="Where to write the .model file.")],
     elements: Annotated[str, typer.Option(help="Comma-separated, e.g. Cu,Ni,Al (EMT's).")],
-    structures: Annotated[int, typer.Option(help="EMT-labelled training cells.")] = 150,
+    structures: Annotated[int, typer.Option(help="EMT-labelled training cells.")] = 500,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Rebuild if it exists.")] = False,
 ) -> None:
     """Pre-train a tiny MACE on EMT data: a stand-in foundation model where MACE-MP cannot be
-    downloaded (tests, the demo). Writes OUT and OUT's replay set (.replay.xyz)."""
+    downloaded (tests, the demo). Writes OUT, its replay set (.replay.xyz) and its recipe
+    (.recipe.json); an OUT made by the same recipe is kept."""
     from dataclasses import replace
 
-    from calculators.models.standin import STANDIN_SETTINGS, build_standin_foundation, replay_file
+    from calculators.models.standin import (
+        STANDIN_SETTINGS,
+        build_standin_foundation,
+        is_current,
+        recipe,
+    )
 
-    if out.is_file() and replay_file(out).is_file() and not force:
-        console.print(f"{out} exists (use --force to rebuild)")
-        return
     symbols = [e.strip() for e in elements.split(",") if e.strip()]
+    settings = replace(STANDIN_SETTINGS, max_epochs=epochs)
+    if not force and is_current(out, recipe(symbols, structures, seed, settings)):
+        console.print(f"{out} exists, built by the same recipe (use --force to rebuild)")
+        return
+    if out.is_file():
+        console.print(f"{out} was built by another recipe: rebuilding it")
     start = time.perf_counter()
     with _user_errors():
-        build_standin_foundation(
-            symbols, out, structures, seed, replace(STANDIN_SETTINGS, max_epochs=epochs)
-        )
+        build_standin_foundation(symbols, out, structures, seed, settings)
     console.print(
         f"stand-in foundation model {out} ({'-'.join(symbols)}, {structures} EMT cells, "
         f"{epochs} epochs) in {time.perf_counter() - start:.0f} s"

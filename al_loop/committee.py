@@ -2,8 +2,11 @@
 training and held-out sets, and the committee of an iteration, loaded from the database.
 
 A fixed fraction of labels, chosen by a hash of the structure id so that a label never changes
-side, is held out of every member's training: the committee's error is measured on it. Only
-labels computed with the campaign's current physics are read.
+side, is held out of every member's training: the committee's error is measured on it. The
+held-out labels first asked for up to ``committee.held_out_fixed_after`` form the *fixed* set,
+on which every committee is compared; later held-out labels form one new slice per iteration,
+reported separately (:func:`held_out_slices`). Only labels computed with the campaign's current
+physics are read.
 """
 
 from __future__ import annotations
@@ -40,6 +43,24 @@ def labelled_structures(session: CampaignSession) -> tuple[list[Atoms], list[Ato
         atoms.info["first_iteration"] = min(asked, default=None)
         (held_out if is_held_out(doc["structure_id"], fraction) else train).append(atoms)
     return train, held_out
+
+
+#: The name of the held-out slice every committee is compared on.
+FIXED = "fixed"
+
+
+def held_out_slices(held_out: list[Atoms], fixed_after: int) -> dict[str, list[Atoms]]:
+    """``held_out`` by slice: ``"fixed"`` (first asked for in iterations <= ``fixed_after``, or
+    a user's file) and ``"iteration k"`` for each later iteration k, in order."""
+    slices: dict[str, list[Atoms]] = {FIXED: []}
+    later: dict[int, list[Atoms]] = {}
+    for atoms in held_out:
+        first = atoms.info.get("first_iteration")
+        if first is None or first <= fixed_after:
+            slices[FIXED].append(atoms)
+        else:
+            later.setdefault(first, []).append(atoms)
+    return slices | {f"iteration {k}": later[k] for k in sorted(later)}
 
 
 def sha256_of(path: Path) -> str:

@@ -9,6 +9,7 @@ values are plain numbers. Loading never writes anything.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -41,8 +42,10 @@ from al_loop.config_errors import (
     redact,
     show,
 )
+from al_loop.evaluation import PRESSURE_BINS_GPA
 from al_loop.seeds import file_seeds
 from al_loop.selection import DEFAULT_STRATEGY, STRATEGIES
+from calculators.models.mace_train import TrainSettings
 from calculators.oracles import OracleSettings, available_oracles, available_presets, oracle_class
 from calculators.oracles.registry import preset_path, preset_settings
 from calculators.oracles.setting_types import Bool, Float, Int  # strict: no "50" -> 50
@@ -288,6 +291,9 @@ class OracleConfig(_Section):
         return self
 
 
+_TRAINING = TrainSettings()  # the trainer's defaults are the campaign file's
+
+
 class CommitteeConfig(_Section):
     """The MACE committee: size, starting point, and training (mace-torch's ``run_train``)."""
 
@@ -296,27 +302,41 @@ class CommitteeConfig(_Section):
     foundation_model: NonEmptyStr | None = None
     #: Pre-training structures (extxyz) replayed in multi-head fine-tuning; null: single head.
     replay_file: Annotated[Path, AfterValidator(_must_be_file)] | None = None
-    replay_samples: Annotated[Int, Field(ge=1)] = 1000
+    replay_samples: Annotated[Int, Field(ge=1)] = _TRAINING.replay_samples
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float64"
-    max_epochs: Annotated[Int, Field(ge=1)] = 50
-    batch_size: Annotated[Int, Field(ge=1)] = 10
-    learning_rate: Annotated[Float, Field(gt=0)] = 0.01
-    energy_weight: Annotated[Float, Field(ge=0)] = 1.0
-    forces_weight: Annotated[Float, Field(ge=0)] = 100.0
-    stress_weight: Annotated[Float, Field(ge=0)] = 1.0
+    max_epochs: Annotated[Int, Field(ge=1)] = _TRAINING.max_epochs
+    batch_size: Annotated[Int, Field(ge=1)] = _TRAINING.batch_size
+    learning_rate: Annotated[Float, Field(gt=0)] = _TRAINING.learning_rate
+    #: Loss weights (mace's ``stress`` loss): per-atom energy (eV), force components (eV/Å) and
+    #: stress components (eV/Å³), each squared. Balanced, energies and pressures are learned as
+    #: well as forces (docs/design.md); ``swa: true`` in mace_args adds mace's stage two.
+    energy_weight: Annotated[Float, Field(ge=0)] = _TRAINING.energy_weight
+    forces_weight: Annotated[Float, Field(ge=0)] = _TRAINING.forces_weight
+    stress_weight: Annotated[Float, Field(ge=0)] = _TRAINING.stress_weight
     #: Exponential moving average of the weights while training (null: off); see docs/design.md.
-    ema_decay: Annotated[Float, Field(gt=0, lt=1)] | None = 0.99
+    ema_decay: Annotated[Float, Field(gt=0, lt=1)] | None = _TRAINING.ema_decay
+    #: Isolated-atom energies of a fine-tuned model: ``estimated`` (fitted so the foundation's
+    #: predictions match the labels on average: the oracle's energy reference, which may differ
+    #: from the foundation's) or the ``foundation``'s own.
+    e0s: Literal["estimated", "foundation"] = _TRAINING.e0s
     bootstrap: Bool = True
     #: Members trained at the same time (null: one per CPU core up to n_models on cpu, one on
     #: cuda); the cores are shared out among them.
     parallel_trainings: Annotated[Int, Field(ge=1)] | None = None
     #: Fraction of labels never trained on: the committee's error is measured on them.
     held_out_fraction: Annotated[Float, Field(ge=0, lt=0.5)] = 0.1
+    #: Held-out labels of iterations up to this one form the fixed set every committee is
+    #: measured on (the learning curve); later held-out labels are reported as new slices.
+    held_out_fixed_after: Annotated[Int, Field(ge=0)] = 1
+    #: Edges of the pressure bins that errors are reported in (GPa; the last bin is open).
+    error_pressure_bins_GPa: Annotated[list[Float], _NonEmpty] = Field(
+        default_factory=lambda: list(PRESSURE_BINS_GPA)
+    )
     #: Architecture when training from scratch (a fine-tuned model keeps its foundation's).
-    num_channels: Annotated[Int, Field(ge=1)] = 32
-    max_L: Annotated[Int, Field(ge=0, le=3)] = 1
-    r_max_A: Annotated[Float, Field(gt=0, le=12)] = 5.0
+    num_channels: Annotated[Int, Field(ge=1)] = _TRAINING.num_channels
+    max_L: Annotated[Int, Field(ge=0, le=3)] = _TRAINING.max_L
+    r_max_A: Annotated[Float, Field(gt=0, le=12)] = _TRAINING.r_max_A
     #: Further ``mace_run_train`` options, without the leading dashes (e.g. ``swa: true``).
     mace_args: dict[str, Any] = Field(default_factory=dict)
 
@@ -331,6 +351,13 @@ class CommitteeConfig(_Section):
                     f"{err}; give a MACE .model file or a named model (medium-mpa-0), or build a "
                     "tiny stand-in with `al-loop standin-foundation PATH --elements A,B`"
                 ) from None
+        return value
+
+    @field_validator("error_pressure_bins_GPa")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError(f"must be in ascending order, e.g. [0, 10, 50]; got {value}")
         return value
 
     @field_validator("mace_args")
@@ -401,6 +428,9 @@ class SelectionConfig(_Section):
     adaptive_percentile: Annotated[Float, Field(gt=0, lt=100)] | None = None
     max_per_iteration: Annotated[Int, Field(ge=1)] = 50
     converged_fraction: Annotated[Float, Field(gt=0, le=1)] = 0.95
+    #: A frame counts as accurate for convergence only if its committee energy spread is below
+    #: this too (meV/atom; null: the force spread alone decides).
+    converged_energy_spread_meV_atom: Annotated[Float, Field(gt=0)] | None = None
     #: Converged when the accurate fraction reaches converged_fraction this many times in a row.
     converged_iterations: Annotated[Int, Field(ge=1)] = 2
     max_iterations: Annotated[Int, Field(ge=1)] = 10

@@ -43,12 +43,16 @@ def campaign_stages(
 
 
 def converged(session: CampaignSession, iteration: int) -> bool:
-    """Whether the accurate fraction reached the threshold in the last
+    """Whether the share of accurate frames (force spread, and energy spread if
+    ``selection.converged_energy_spread_meV_atom`` is set) reached the threshold in the last
     ``converged_iterations`` explorations up to ``iteration``."""
     sel = session.config.selection
     for k in range(iteration, iteration - sel.converged_iterations, -1):
         explored = session.log.result(k, "explore") if k >= 1 else None
-        if explored is None or explored["fractions"]["accurate"] < sel.converged_fraction:
+        if explored is None:
+            return False
+        share = explored.get("converged_share", explored["fractions"]["accurate"])
+        if share < sel.converged_fraction:
             return False
     return True
 
@@ -82,19 +86,14 @@ def run_campaign(
 
 
 def summary(session: CampaignSession, finished: dict[str, Any] | None) -> dict[str, Any]:
-    """The dataset's counts, the last label stage, the learning curve and how the loop ended."""
+    """The dataset's counts, the last label stage, the learning curve (on the fixed held-out
+    set, from the last evaluation) and how the loop ended."""
     stats = session.store.stats(session.name)
     labelled = session.log.records("label")
     stats["label_stage"] = labelled[-1]["result"] if labelled else None
     stats["workdir"] = str(session.workdir)
     stats["finished"] = finished
     stats["plots"] = str(session.workdir / "plots")
-    stats["learning_curve"] = [
-        {
-            "iteration": r["iteration"],
-            "n_train": r["result"]["n_train"],
-            "held_out_force_rmse_eV_A": r["result"]["held_out"].get("force_rmse_eV_A"),
-        }
-        for r in session.log.records("train")
-    ]
+    evaluated = session.log.records("evaluate")
+    stats["learning_curve"] = evaluated[-1]["result"].get("learning_curve", []) if evaluated else []
     return stats

@@ -83,65 +83,63 @@ def _fmt(x: float) -> str:
 def learning_curve(
     iterations: Sequence[int],
     n_labels: Sequence[int],
-    force_rmse_eV_A: Sequence[float],
-    energy_rmse_meV_atom: Sequence[float] | None,
+    series: dict[str, Sequence[float | None]],
     path: Path,
+    title: str = "Learning curve: held-out error",
 ) -> Path:
-    """Held-out force RMSE (and energy RMSE on a twin axis if given) against iteration.
+    """Errors against iteration, one panel per entry of ``series`` (name with its unit, e.g.
+    ``"force RMSE (eV/Å)"``: values, None or NaN where unknown), sharing the x axis.
 
-    The number of training labels is annotated at each point.
+    The number of training labels is annotated at each point of the first panel.
     """
     it = _as_float_array(iterations)
     labels = np.asarray(n_labels).ravel()
-    force = _as_float_array(force_rmse_eV_A)
-    energy = None if energy_rmse_meV_atom is None else _as_float_array(energy_rmse_meV_atom)
-    sizes = {len(it), len(labels), len(force)} | ({len(energy)} if energy is not None else set())
+    values = {
+        name: np.array([np.nan if v is None else v for v in ys], dtype=float)
+        for name, ys in series.items()
+    }
+    sizes = {len(it), len(labels)} | {len(v) for v in values.values()}
     if len(sizes) != 1:
         raise ValueError(
-            "learning_curve: iterations, n_labels, force RMSE (and energy RMSE) must have equal "
-            f"lengths, got {len(it)}, {len(labels)}, {len(force)}"
-            + (f", {len(energy)}" if energy is not None else "")
+            "learning_curve: iterations, n_labels and every series must have equal lengths, got "
+            + ", ".join(str(n) for n in [len(it), len(labels), *map(len, values.values())])
         )
-
-    fig, ax = _new_figure()
-    ax.set_title("Learning curve: held-out error")
-    ax.set_xlabel("Iteration (index)")
-    ax.set_ylabel(f"Force RMSE ({FORCE_UNIT})")
-    if it.size == 0:
-        _no_data(ax)
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(1, len(values)), 1, sharex=True, squeeze=False)[:, 0]
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("Iteration (index)")
+    if it.size == 0 or not values:
+        _no_data(axes[0])
         return _save(fig, path)
-
-    (force_line,) = ax.plot(it, force, "o-", color="tab:blue", label=f"force RMSE ({FORCE_UNIT})")
-    handles = [force_line]
-    for x, y, n in zip(it, force, labels, strict=True):
-        if math.isfinite(y):
-            ax.annotate(
-                f"{int(n)}",
-                (x, y),
-                textcoords="offset points",
-                xytext=(0, 7),
-                ha="center",
+    for k, (ax, (name, ys)) in enumerate(zip(axes, values.items(), strict=True)):
+        colour = f"C{k}"
+        ax.plot(it, ys, "o-", color=colour)
+        ax.set_ylabel(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        if k == 0:
+            for x, y, n in zip(it, ys, labels, strict=True):
+                if math.isfinite(y):
+                    ax.annotate(
+                        f"{int(n)}",
+                        (x, y),
+                        textcoords="offset points",
+                        xytext=(0, 5),
+                        ha="center",
+                        fontsize=8,
+                        color=colour,
+                    )
+            ax.text(
+                0.99,
+                0.95,
+                "numbers: training labels",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
                 fontsize=8,
-                color="tab:blue",
+                color="0.3",
             )
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
-
-    if energy is not None:
-        ax2 = ax.twinx()
-        (energy_line,) = ax2.plot(
-            it, energy, "s--", color="tab:red", label=f"energy RMSE ({ENERGY_UNIT})"
-        )
-        ax2.set_ylabel(f"Energy RMSE ({ENERGY_UNIT})")
-        handles.append(energy_line)
-
-    ax.legend(
-        handles=handles,
-        labels=[h.get_label() for h in handles],
-        title="numbers: training labels",
-        title_fontsize=8,
-        loc="upper right",
-    )
+    axes[-1].xaxis.get_major_locator().set_params(integer=True)
     return _save(fig, path)
 
 
@@ -237,6 +235,38 @@ def parity(
 
     Pairs with a non-finite value are left out (and counted in the title).
     """
+    fig, ax = _new_figure()
+    _draw_parity(ax, reference, predicted, quantity, unit)
+    return _save(fig, path)
+
+
+def parity_panels(
+    panels: Sequence[tuple[str, str, np.ndarray, np.ndarray]], path: Path, title: str = ""
+) -> Path:
+    """Several parity plots side by side in one PNG: ``(quantity, unit, reference, predicted)``
+    each (energy, force and pressure, for example)."""
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    rows = 1 if len(panels) <= 2 else 2
+    cols = max(1, math.ceil(len(panels) / rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (quantity, unit, reference, predicted) in zip(axes, panels, strict=False):
+        _draw_parity(ax, reference, predicted, quantity, unit, fontsize=8)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _draw_parity(
+    ax: Axes,
+    reference: np.ndarray,
+    predicted: np.ndarray,
+    quantity: str,
+    unit: str,
+    fontsize: float = 9,
+) -> None:
     ref = _as_float_array(reference)
     pred = _as_float_array(predicted)
     if ref.size != pred.size:
@@ -245,13 +275,12 @@ def parity(
     n_dropped = int(ref.size - ok.sum())
     ref, pred = ref[ok], pred[ok]
 
-    fig, ax = _new_figure()
-    ax.set_xlabel(f"Reference {quantity} ({unit})")
-    ax.set_ylabel(f"Predicted {quantity} ({unit})")
+    ax.set_xlabel(f"Reference {quantity} ({unit})", fontsize=fontsize)
+    ax.set_ylabel(f"Predicted {quantity} ({unit})", fontsize=fontsize)
     if ref.size == 0:
-        ax.set_title(f"Parity: {quantity}")
+        ax.set_title(f"Parity: {quantity}", fontsize=fontsize + 1)
         _no_data(ax)
-        return _save(fig, path)
+        return
 
     err = pred - ref
     rmse = float(np.sqrt(np.mean(err**2)))
@@ -259,7 +288,9 @@ def parity(
     title = f"Parity: {quantity}, {ref.size} values"
     if n_dropped:
         title += f" ({n_dropped} non-finite dropped)"
-    ax.set_title(f"{title}\nRMSE {_fmt(rmse)} {unit}, MAE {_fmt(mae)} {unit}")
+    ax.set_title(
+        f"{title}\nRMSE {_fmt(rmse)} {unit}, MAE {_fmt(mae)} {unit}", fontsize=fontsize + 1
+    )
 
     lo = float(min(ref.min(), pred.min()))
     hi = float(max(ref.max(), pred.max()))
@@ -279,8 +310,7 @@ def parity(
     ax.set_ylim(lims)
     ax.set_aspect("equal", adjustable="box")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
-    return _save(fig, path)
+    ax.legend(loc="upper left", fontsize=fontsize)
 
 
 def calibration(
@@ -335,15 +365,17 @@ def learning_curves_comparison(
     curves: dict[str, tuple[Sequence[int], Sequence[float]]],
     path: Path,
     target: float | None = None,
+    quantity: str = f"Force RMSE ({FORCE_UNIT})",
 ) -> Path:
-    """Several ``(n_labels, force RMSE)`` curves on one axis (e.g. 'active' vs 'random').
+    """Several ``(n_labels, error)`` curves on one axis (e.g. 'active' vs 'random'); the error
+    is ``quantity`` (a force RMSE unless told).
 
     Log x axis (points with fewer than one label are left out); optional horizontal target line.
     """
     fig, ax = _new_figure()
-    ax.set_title("Learning curves: force RMSE vs training labels")
+    ax.set_title(f"Learning curves: {quantity.split(' (')[0]} vs training labels")
     ax.set_xlabel("Training labels (frames)")
-    ax.set_ylabel(f"Force RMSE ({FORCE_UNIT})")
+    ax.set_ylabel(quantity)
 
     drawn = 0
     for name, (n_labels, rmse) in curves.items():

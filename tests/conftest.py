@@ -52,7 +52,8 @@ def standin_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from calculators.models.standin import STANDIN_SETTINGS, build_standin_foundation
 
     out = tmp_path_factory.mktemp("foundation") / "standin.model"
-    settings = replace(STANDIN_SETTINGS, max_epochs=8)
+    # r_max 4 Å, not the stand-in's 5.5: every training and MD step of the suite is cheaper
+    settings = replace(STANDIN_SETTINGS, max_epochs=8, r_max_A=4.0)
     return build_standin_foundation(["Cu", "Ni", "Al"], out, n_structures=60, settings=settings)
 
 

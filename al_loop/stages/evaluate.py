@@ -1,5 +1,7 @@
-"""Evaluate: the held-out error of the iteration's committee, how well the previous committee's
-spread predicted the error on the frames it selected (calibration), and the plots."""
+"""Evaluate: the iteration's committee against the held-out labels (energy, force and pressure
+errors, overall and per pressure bin, on the fixed set and on each newer slice), the learning
+curve on the fixed set, how well the previous committee's spread predicted the error on the
+frames it selected (calibration), and the plots."""
 
 from __future__ import annotations
 
@@ -8,9 +10,16 @@ from typing import Any
 import numpy as np
 
 from al_loop import plots
-from al_loop.committee import labelled_structures, load_committee
+from al_loop.committee import FIXED, held_out_slices, labelled_structures, load_committee
 from al_loop.evaluation import errors, rank_correlation, summary
 from al_loop.stages.base import Stage
+
+#: The learning curve's quantities: (key in the errors, label with unit).
+CURVE = (
+    ("force_rmse_eV_A", "force RMSE (eV/Å)"),
+    ("energy_rmse_meV_atom", "energy RMSE (meV/atom)"),
+    ("pressure_rmse_GPa", "pressure RMSE (GPa)"),
+)
 
 
 class EvaluateStage(Stage):
@@ -23,30 +32,56 @@ class EvaluateStage(Stage):
 
     def compute(self, iteration: int) -> dict[str, Any]:
         session = self.session
+        c = session.config.committee
         plot_dir = session.workdir / "plots"
-        result: dict[str, Any] = {}
         train, held_out = labelled_structures(session)
-        held = errors(load_committee(session, iteration), held_out)
-        if held["n"]:
-            plots.parity(
-                held["forces_reference"],
-                held["forces_predicted"],
+        slices = held_out_slices(held_out, c.held_out_fixed_after)
+        committee = load_committee(session, iteration)
+        held = {
+            name: errors(committee, atoms, c.error_pressure_bins_GPa)
+            for name, atoms in slices.items()
+            if atoms
+        }
+        if held:
+            plots.parity_panels(
+                [
+                    (
+                        q,
+                        unit,
+                        np.concatenate([h[ref] for h in held.values()]),
+                        np.concatenate([h[pred] for h in held.values()]),
+                    )
+                    for q, unit, ref, pred in (
+                        (
+                            "energy",
+                            "eV/atom",
+                            "energy_reference_eV_atom",
+                            "energy_predicted_eV_atom",
+                        ),
+                        ("force", "eV/Å", "forces_reference", "forces_predicted"),
+                        ("pressure", "GPa", "pressure_reference_GPa", "pressure_predicted_GPa"),
+                    )
+                ],
                 plot_dir / f"parity_{iteration:03d}.png",
+                title=f"iteration {iteration}: {len(held_out)} held-out labels",
             )
+        result: dict[str, Any] = {
+            "held_out": {name: summary(h) for name, h in held.items()},
+            "fixed_structure_ids": sorted(a.info["structure_id"] for a in slices[FIXED]),
+        }
         calibration = (
             self._spread_and_calibration(iteration, train + held_out) if iteration else None
         )
         if calibration:
             result["calibration"] = calibration
-        curve = self.learning_curve(iteration)
+        result["learning_curve"] = curve = self.learning_curve(iteration, result, slices[FIXED])
         plots.learning_curve(
-            curve["iterations"],
-            curve["n_labels"],
-            curve["force_rmse_eV_A"],
-            curve["energy_rmse_meV_atom"],
+            [p["iteration"] for p in curve],
+            [p["n_train"] for p in curve],
+            {label: [p.get(key) for p in curve] for key, label in CURVE},
             plot_dir / "learning_curve.png",
+            title=f"Learning curve on the fixed held-out set ({len(slices[FIXED])} labels)",
         )
-        result["held_out"] = summary(held)
         return result
 
     def _spread_and_calibration(self, iteration: int, labelled: list) -> dict[str, Any] | None:
@@ -82,28 +117,58 @@ class EvaluateStage(Stage):
             "force_rmse_eV_A": previous["force_rmse_eV_A"],
         }
 
-    def learning_curve(self, iteration: int) -> dict[str, list]:
-        """Held-out errors of every trained committee up to ``iteration``."""
-        curve: dict[str, list] = {
-            "iterations": [],
-            "n_labels": [],
-            "force_rmse_eV_A": [],
-            "energy_rmse_meV_atom": [],
-        }
-        for record in self.session.log.records("train"):
-            result = record["result"]
-            if record["iteration"] > iteration or not result["held_out"].get("n"):
+    def learning_curve(
+        self, iteration: int, current: dict[str, Any], fixed: list
+    ) -> list[dict[str, Any]]:
+        """Errors of every trained committee up to ``iteration`` on today's fixed set: taken
+        from its evaluation when that used the same set, else measured again."""
+        session = self.session
+        ids = current["fixed_structure_ids"]
+        evaluated = {r["iteration"]: r["result"] for r in session.log.records(self.name)}
+        evaluated[iteration] = current
+        points = []
+        for record in session.log.records("train"):
+            k, trained = record["iteration"], record["result"]
+            if k > iteration or trained.get("reused_from") is not None:
                 continue
-            curve["iterations"].append(record["iteration"])
-            curve["n_labels"].append(result["n_train"])
-            curve["force_rmse_eV_A"].append(result["held_out"]["force_rmse_eV_A"])
-            curve["energy_rmse_meV_atom"].append(result["held_out"]["energy_rmse_meV_atom"])
-        return curve
+            known = evaluated.get(k)
+            if known is not None and known.get("fixed_structure_ids") == ids:
+                figures = known["held_out"].get(FIXED, {"n": 0})
+            elif fixed:
+                figures = summary(
+                    errors(
+                        load_committee(session, k),
+                        fixed,
+                        session.config.committee.error_pressure_bins_GPa,
+                    )
+                )
+            else:
+                figures = {"n": 0}
+            points.append(
+                {
+                    "iteration": k,
+                    "n_train": trained["n_train"],
+                    "n": figures.get("n", 0),
+                    **{key: figures.get(key) for key, _ in CURVE},
+                    "energy_mae_meV_atom": figures.get("energy_mae_meV_atom"),
+                    "force_mae_eV_A": figures.get("force_mae_eV_A"),
+                    "pressure_mae_GPa": figures.get("pressure_mae_GPa"),
+                }
+            )
+        return points
 
     def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
-        held, calibration = result["held_out"], result.get("calibration") or {}
-        return {
-            "held_out_force_rmse_eV_A": held.get("force_rmse_eV_A"),
-            "held_out_energy_rmse_meV_atom": held.get("energy_rmse_meV_atom"),
+        fixed = result["held_out"].get(FIXED, {})
+        calibration = result.get("calibration") or {}
+        newest = [name for name in result["held_out"] if name != FIXED]
+        out = {
+            "fixed_held_out_labels": fixed.get("n", 0),
+            **{f"fixed_{key}": fixed.get(key) for key, _ in CURVE},
             "spread_error_rank_correlation": calibration.get("spearman"),
         }
+        if newest:
+            last = result["held_out"][newest[-1]]
+            out[f"newest_slice_{newest[-1].replace(' ', '_')}_force_rmse_eV_A"] = last.get(
+                "force_rmse_eV_A"
+            )
+        return out

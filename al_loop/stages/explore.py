@@ -17,7 +17,7 @@ from ase.io import read, write
 from al_loop.committee import labelled_structures, load_committee
 from al_loop.config import CampaignConfig
 from al_loop.exploration import MDSettings, explore, frame_table
-from al_loop.selection import classify, fractions
+from al_loop.selection import ACCURATE, classify, fractions
 from al_loop.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,19 @@ def frames_to_bytes(frames: list[Atoms]) -> bytes:
 
 def frames_from_bytes(data: bytes) -> list[Atoms]:
     return read(io.StringIO(data.decode()), index=":", format="extxyz")
+
+
+def converged_share(
+    classes: np.ndarray, table: dict[str, np.ndarray], energy_spread_meV_atom: float | None
+) -> float:
+    """The share of frames that count as accurate for convergence: force spread below the trust
+    window and, if ``energy_spread_meV_atom`` is set, committee energy spread below it."""
+    accurate = classes == ACCURATE
+    if energy_spread_meV_atom is not None:
+        spread = 1000 * np.asarray(table["energy_spread"], dtype=float)
+        with np.errstate(invalid="ignore"):
+            accurate &= np.isfinite(spread) & (spread < energy_spread_meV_atom)
+    return float(accurate.mean()) if accurate.size else 0.0
 
 
 class ExploreStage(Stage):
@@ -97,6 +110,9 @@ class ExploreStage(Stage):
             "frames_file": file_id,
             "table": {k: v.tolist() for k, v in table.items()},
             "fractions": fractions(classes),
+            "converged_share": converged_share(
+                classes, table, sel.converged_energy_spread_meV_atom
+            ),
             "stopped_early": int(sum(bool(r) for r in table["stop_reason"])),
             "max_pressure_GPa": float(np.nanmax(table["P_GPa"])) if len(frames) else None,
         }

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ase import Atoms
 
-from al_loop.committee import labelled_structures, load_committee, model_cache, sha256_of
+from al_loop.committee import (
+    FIXED,
+    held_out_slices,
+    labelled_structures,
+    load_committee,
+    model_cache,
+    sha256_of,
+)
 from al_loop.evaluation import errors, summary
 from al_loop.stages.base import Stage
 from calculators.models.committee import mace_calculator, resolve_device
@@ -196,13 +203,14 @@ def train_committee(
     if failure is not None:
         raise failure
     committee = load_committee(session, iteration, cfg.committee.dtype)
-    held = errors(committee, held_out)
+    fixed = held_out_slices(held_out, cfg.committee.held_out_fixed_after)[FIXED]
+    held = errors(committee, fixed, cfg.committee.error_pressure_bins_GPa)
     ordered = [members[m] for m in sorted(members)]
     return {
         "models": len(ordered),
         "n_train": len(train),
         "n_held_out": len(held_out),
-        "held_out": summary(held),
+        "held_out": summary(held),  # the fixed held-out set (al_loop/committee.py)
         "members_held_out_force_rmse_eV_A": [
             m["metrics"]["held_out"].get("force_rmse_eV_A") for m in ordered
         ],
@@ -271,7 +279,8 @@ class TrainStage(Stage):
         out = {
             "training_labels": result["n_train"],
             "held_out_labels": result["n_held_out"],
-            "held_out_force_rmse_eV_A": result["held_out"].get("force_rmse_eV_A"),
+            "fixed_held_out_force_rmse_eV_A": result["held_out"].get("force_rmse_eV_A"),
+            "fixed_held_out_energy_rmse_meV_atom": result["held_out"].get("energy_rmse_meV_atom"),
         }
         if result.get("reused_from") is not None:
             out["reused_from"] = result["reused_from"]

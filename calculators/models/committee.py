@@ -50,9 +50,13 @@ def force_spread(forces: np.ndarray) -> float:
 
 
 def mace_calculator(
-    model_paths: Sequence[Path | str], device: str = "auto", dtype: str = "float64"
+    model_paths: Sequence[Path | str],
+    device: str = "auto",
+    dtype: str = "float64",
+    head: str | None = None,
 ) -> Any:
-    """mace's own calculator over ``model_paths``, on the fine-tuned head of multi-head models."""
+    """mace's own calculator over ``model_paths``, on ``head`` (default: the fine-tuned head of
+    multi-head models)."""
     os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     from calculators.models.mace_train import FINETUNED_HEAD, quiet_mace_import
 
@@ -64,7 +68,7 @@ def mace_calculator(
         model_paths=paths if len(paths) > 1 else paths[0],
         device=resolve_device(device),
         default_dtype=dtype,
-        head=FINETUNED_HEAD,
+        head=head or FINETUNED_HEAD,
     )
 
 

@@ -45,6 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, standin_model: Path) -> tuple
         yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()), standin_model, iterations=2
     )
     config["seeds"]["n_structures"] = 8
+    config["committee"]["held_out_fraction"] = 0.3  # a few held-out labels in 14
     config["workdir"] = str(tmp / "run")
     path = tmp / "demo.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -108,6 +109,20 @@ def test_every_stage_model_and_plot_is_recorded(demo: tuple[Path, Path]) -> None
         assert all(0 < s["force_spread"] < 10.0 for s in sources)
         evaluated = db.metrics.find_one({"iteration": 2, "stage": "evaluate"})["result"]
         assert evaluated["calibration"]["n"] == 3
+        # the learning curve: every committee measured on the same fixed held-out set
+        fixed = evaluated["held_out"]["fixed"]
+        assert fixed["n"] == len(evaluated["fixed_structure_ids"]) >= 1
+        curve = evaluated["learning_curve"]
+        assert [p["iteration"] for p in curve] == [0, 1, 2]
+        assert {p["n"] for p in curve} == {fixed["n"]}
+        assert curve[-1]["energy_rmse_meV_atom"] == fixed["energy_rmse_meV_atom"]
+        for point in curve:
+            for key in ("energy_rmse_meV_atom", "force_rmse_eV_A", "pressure_rmse_GPa"):
+                assert point[key] is not None and point[key] >= 0, (key, point)
+        assert sum(b["n"] for b in fixed["by_pressure"].values()) == fixed["n"]
+        # held-out labels of iteration 2 are a new slice, not part of the fixed set
+        later = [name for name in evaluated["held_out"] if name != "fixed"]
+        assert set(later) <= {"iteration 2"}
     plots = tmp / "run" / "plots"
     for name in (
         "learning_curve.png",

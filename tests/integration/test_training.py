@@ -30,7 +30,8 @@ def predict_energy(model: Path) -> float:
 
 def test_fine_tuning_starts_from_the_foundation(standin_model: Path, tmp_path: Path) -> None:
     data = emt_structures(["Cu", "Ni"], 8, seed=7)
-    frozen = replace(QUICK, learning_rate=1e-12)  # training that cannot move the weights
+    # training that cannot move the weights, with the foundation's isolated-atom energies
+    frozen = replace(QUICK, learning_rate=1e-12, e0s="foundation")
     model = train_mace(
         data[2:], data[:2], tmp_path, seed=3, settings=frozen, foundation=standin_model
     )
@@ -39,6 +40,46 @@ def test_fine_tuning_starts_from_the_foundation(standin_model: Path, tmp_path: P
     assert "--E0s=foundation" in model.args and "--multiheads_finetuning=False" in model.args
     # the weights and E0s are the foundation's: it predicts what the foundation predicts
     assert predict_energy(model.path) == pytest.approx(predict_energy(standin_model), abs=1e-6)
+
+
+def test_estimated_e0s_take_up_another_energy_reference(
+    standin_model: Path, tmp_path: Path
+) -> None:
+    """Labels whose energies are shifted by 0.4 eV/atom (another code's reference): with E0s
+    estimated, a model that cannot train predicts 0.4 eV/atom more than on unshifted labels (the
+    fit also absorbs the foundation's own errors, the same in both); with the foundation's E0s,
+    what the foundation predicts."""
+    data = emt_structures(["Cu", "Ni"], 8, seed=9)
+    shifted_data = [atoms.copy() for atoms in data]
+    for atoms in shifted_data:
+        atoms.info["REF_energy"] += 0.4 * len(atoms)
+    frozen = replace(QUICK, learning_rate=1e-12)
+    energy = {}
+    for name, labels, e0s in (
+        ("plain", data, "estimated"),
+        ("shifted", shifted_data, "estimated"),
+        ("foundation", shifted_data, "foundation"),
+    ):
+        model = train_mace(
+            labels[2:], labels[:2], tmp_path / name, 1, replace(frozen, e0s=e0s), standin_model
+        )
+        assert f"--E0s={e0s}" in model.args
+        energy[name] = predict_energy(model.path)
+    n_atoms = 4  # predict_energy's cell
+    assert (energy["shifted"] - energy["plain"]) / n_atoms == pytest.approx(0.4, abs=1e-3)
+    assert energy["foundation"] == pytest.approx(predict_energy(standin_model), abs=1e-6)
+
+
+def test_energy_forces_and_stress_weights_all_reach_the_loss(
+    standin_model: Path, tmp_path: Path
+) -> None:
+    """mace's ``weighted`` loss drops the stress term silently: the loss must be ``stress``."""
+    data = emt_structures(["Cu", "Ni"], 6, seed=5)
+    settings = replace(QUICK, energy_weight=7.0, forces_weight=3.0, stress_weight=11.0)
+    model = train_mace(data[2:], data[:2], tmp_path, 1, settings, foundation=standin_model)
+    log = model.log_file.read_text()
+    assert "WeightedEnergyForcesStressLoss(energy_weight=7.000, forces_weight=3.000, " in log
+    assert "stress_weight=11.000)" in log
 
 
 def test_relative_paths_are_taken_from_the_callers_folder(

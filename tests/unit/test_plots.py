@@ -18,6 +18,7 @@ from al_loop.plots import (
     learning_curve,
     learning_curves_comparison,
     parity,
+    parity_panels,
     spread_histogram,
 )
 from al_loop.selection import classify, fractions, trust_window
@@ -56,12 +57,21 @@ def rng() -> np.random.Generator:
 
 
 def draw_learning_curve(path: Path) -> Path:
-    return learning_curve([0, 1, 2, 3], [20, 45, 70, 95], [0.31, 0.2, 0.14, 0.11], None, path)
+    return learning_curve(
+        [0, 1, 2, 3], [20, 45, 70, 95], {"force RMSE (eV/Å)": [0.31, 0.2, 0.14, 0.11]}, path
+    )
 
 
 def draw_learning_curve_energy(path: Path) -> Path:
     return learning_curve(
-        [0, 1, 2, 3], [20, 45, 70, 95], [0.31, 0.2, float("nan"), 0.11], [12.0, 8.0, 5.5, 4.1], path
+        [0, 1, 2, 3],
+        [20, 45, 70, 95],
+        {
+            "force RMSE (eV/Å)": [0.31, 0.2, float("nan"), 0.11],
+            "energy RMSE (meV/atom)": [12.0, 8.0, 5.5, 4.1],
+            "pressure RMSE (GPa)": [2.0, None, 0.8, 0.4],
+        },
+        path,
     )
 
 
@@ -76,6 +86,21 @@ def draw_spread_histogram(path: Path) -> Path:
 def draw_parity(path: Path) -> Path:
     ref = rng().normal(0, 1, (20, 8, 3))
     return parity(ref, ref + rng().normal(0, 0.05, ref.shape), path)
+
+
+def draw_parity_panels(path: Path) -> Path:
+    e = rng().normal(0, 0.3, 30)
+    f = rng().normal(0, 1, (30, 3))
+    p = rng().uniform(0, 50, 30)
+    return parity_panels(
+        [
+            ("energy", "eV/atom", e, e + 0.005),
+            ("force", "eV/Å", f, f + 0.05),
+            ("pressure", "GPa", p, p + 0.3),
+        ],
+        path,
+        title="iteration 2",
+    )
 
 
 def draw_calibration(path: Path) -> Path:
@@ -99,15 +124,17 @@ FULL: dict[str, Callable[[Path], Path]] = {
     "learning_curve_energy": draw_learning_curve_energy,
     "spread_histogram": draw_spread_histogram,
     "parity": draw_parity,
+    "parity_panels": draw_parity_panels,
     "calibration": draw_calibration,
     "learning_curves_comparison": draw_comparison,
 }
 
 EMPTY: dict[str, Callable[[Path], Path]] = {
-    "learning_curve": lambda p: learning_curve([], [], [], None, p),
-    "learning_curve_energy": lambda p: learning_curve([], [], [], [], p),
+    "learning_curve": lambda p: learning_curve([], [], {"force RMSE (eV/Å)": []}, p),
+    "learning_curve_energy": lambda p: learning_curve([], [], {}, p),
     "spread_histogram": lambda p: spread_histogram(np.empty(0), (0.05, 0.5), p),
     "parity": lambda p: parity(np.empty((0, 3)), np.empty((0, 3)), p),
+    "parity_panels": lambda p: parity_panels([("energy", "eV/atom", [], [])], p),
     "calibration": lambda p: calibration(np.empty(0), np.empty(0), None, p),
     "learning_curves_comparison": lambda p: learning_curves_comparison({}, p),
     "learning_curves_comparison_empty_curve": lambda p: learning_curves_comparison(
@@ -155,9 +182,9 @@ def test_degenerate_but_nonempty_inputs(tmp_path: Path) -> None:
 
 def test_mismatched_lengths_raise(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        learning_curve([0, 1], [10], [0.1, 0.2], None, tmp_path / "a.png")
+        learning_curve([0, 1], [10], {"f": [0.1, 0.2]}, tmp_path / "a.png")
     with pytest.raises(ValueError):
-        learning_curve([0, 1], [10, 20], [0.1, 0.2], [1.0], tmp_path / "b.png")
+        learning_curve([0, 1], [10, 20], {"f": [0.1, 0.2], "e": [1.0]}, tmp_path / "b.png")
     with pytest.raises(ValueError):
         parity(np.zeros(3), np.zeros(4), tmp_path / "c.png")
     with pytest.raises(ValueError):

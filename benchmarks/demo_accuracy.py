@@ -1,0 +1,99 @@
+"""The demo campaign's final committee against the accuracy targets, on a fixed test set.
+
+Usage (after ``make demo``, which ran ``al-loop run configs/demo.yaml``)::
+
+    python benchmarks/demo_accuracy.py [configs/demo.yaml]
+
+The test set is independent of the campaign and the same on every run: EMT NPT frames of
+random Cu-Ni-Al cells of 4-16 atoms at the demo's conditions (300/1200/2000 K x 0/50 GPa), the
+held-out trajectories of ``training_bench.py``'s pool (seed 0, 60 frames). Printed and
+recorded (docs/results/demo_accuracy.json): the final committee's energy, force and pressure
+RMSE and MAE overall and per pressure bin, against the targets (energy <= 5 meV/atom, 10 at the
+most; force <= 0.05 eV/Å; pressure <= 0.5 GPa), the campaign's own learning curve on its fixed
+held-out set, and its wall time (the sum of its stages' wall times).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # al_efficiency's pool
+
+import al_efficiency as ae
+import training_bench as tb
+from bench_record import record
+
+from al_loop.campaign import open_campaign
+from al_loop.committee import load_committee
+from al_loop.config import load_campaign
+from al_loop.evaluation import errors, summary
+
+TARGETS = {"energy_rmse_meV_atom": 5.0, "force_rmse_eV_A": 0.05, "pressure_rmse_GPa": 0.5}
+ROUNDING = {"n": 0, "n_pressures": 0}
+
+
+def rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in figures.items():
+        if isinstance(value, float):
+            out[key] = round(value, 4)
+        elif isinstance(value, dict):
+            out[key] = rounded(value)
+        elif not isinstance(value, list):
+            out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    config = load_campaign(Path(args[0] if args else "configs/demo.yaml"))
+    evaluator = ae.Evaluator(2, "float64")
+    try:
+        _, test = ae.make_pool(tb.pool_args(0), evaluator.pool)
+    finally:
+        evaluator.close()
+    with open_campaign(config, create=False) as session:
+        finished = [r for r in session.log.records("finished")]
+        if not finished:
+            raise SystemExit(f"campaign {config.name!r} has not finished: run it first")
+        iteration = finished[-1]["iteration"]
+        committee = load_committee(session, iteration)
+        result = rounded(summary(errors(committee, test, config.committee.error_pressure_bins_GPa)))
+        evaluated = session.log.result(iteration, "evaluate") or {}
+        stages = session.log.records()
+        wall = sum(r.get("wall_s") or 0.0 for r in stages)
+        labels = session.log.result(iteration, "train") or {}
+    verdict = {
+        key: {"measured": result[key], "target": target, "met": result[key] <= target}
+        for key, target in TARGETS.items()
+    }
+    verdict["energy_rmse_meV_atom"]["met_at_most_10"] = result["energy_rmse_meV_atom"] <= 10.0
+    figures = {
+        "campaign": config.name,
+        "final_iteration": iteration,
+        "reason": finished[-1]["result"].get("reason"),
+        "training_labels": labels.get("n_train"),
+        "campaign_stage_wall_s": round(wall, 1),
+        "test_frames": len(test),
+        "test": result,
+        "targets": verdict,
+        "campaign_learning_curve": evaluated.get("learning_curve"),
+    }
+    print(f"{config.name}: final committee of iteration {iteration}, {len(test)} test frames")
+    for key, v in verdict.items():
+        print(f"  {key}: {v['measured']} (target {v['target']}: {'met' if v['met'] else 'MISSED'})")
+    for name, b in result["by_pressure"].items():
+        print(
+            f"  {name} GPa: n {b['n']}, energy {b['energy_rmse_meV_atom']} meV/atom, force "
+            f"{b['force_rmse_eV_A']} eV/Å, pressure {b['pressure_rmse_GPa']} GPa"
+        )
+    print(f"  campaign wall time (stages): {wall:.0f} s")
+    record("demo_accuracy", figures, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
