@@ -264,9 +264,11 @@ def train_committee(
     settings: TrainSettings,
     foundation: Path,
     workers: ProcessPoolExecutor,
+    replay: Path | None = None,
 ) -> list[Path]:
-    """``args.models`` members fine-tuned on bootstrap resamples of ``labelled``, by
-    ``workers`` (processes; each member's training is a subprocess of one of them)."""
+    """``args.models`` members fine-tuned on bootstrap resamples of ``labelled`` (with
+    ``replay``: multi-head, replaying it), by ``workers`` (processes; each member's training
+    is a subprocess of one of them)."""
     train = [
         labelled_atoms(a, a.get_potential_energy(), a.get_forces(), a.get_stress())
         for a in labelled
@@ -283,6 +285,7 @@ def train_committee(
                 1000 * args.seed + m,
                 settings,
                 foundation,
+                replay,
             )
         )
     return [f.result() for f in futures]
@@ -295,8 +298,9 @@ def _train_member(
     seed: int,
     settings: TrainSettings,
     foundation: Path,
+    replay: Path | None,
 ) -> Path:
-    return train_mace(train, valid, workdir, seed, settings, foundation, threads=1).path
+    return train_mace(train, valid, workdir, seed, settings, foundation, replay, threads=1).path
 
 
 _WORKER_CALC: dict[tuple[tuple[str, ...], str], CommitteeCalculator] = {}
@@ -339,6 +343,7 @@ def _errors(paths: Sequence[str], dtype: str, frames: Sequence[Atoms]) -> dict[s
         "energy_rmse_meV_atom": result["energy_rmse_meV_atom"],
         "forces_reference": result["forces_reference"],
         "forces_predicted": result["forces_predicted"],
+        "pressure_error_GPa": result["pressure_predicted_GPa"] - result["pressure_reference_GPa"],
         "force_spread_eV_A": result["force_spread_eV_A"],
         "max_force_error_eV_A": result["max_force_error_eV_A"],
     }
@@ -370,9 +375,11 @@ class Evaluator:
         e2 = sum(p["n"] * p["energy_rmse_meV_atom"] ** 2 for p in parts) / n
         spreads = np.concatenate([p["force_spread_eV_A"] for p in parts])
         worst = np.concatenate([p["max_force_error_eV_A"] for p in parts])
+        p_err = np.concatenate([p["pressure_error_GPa"] for p in parts])
         return {
             "force_rmse_eV_A": float(np.sqrt(((f_pred - f_ref) ** 2).mean())),
             "energy_rmse_meV_atom": float(math.sqrt(e2)),
+            "pressure_rmse_GPa": float(np.sqrt((p_err**2).mean())) if p_err.size else None,
             "median_test_spread_eV_A": float(np.nanmedian(spreads)),
             "spread_error_rank_correlation": rank_correlation(spreads, worst),
         }

@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         finished = [r for r in session.log.records("finished")]
         if not finished:
             raise SystemExit(f"campaign {config.name!r} has not finished: run it first")
-        iteration = finished[-1]["iteration"]
+        iteration = session.log.records("train")[-1]["iteration"]  # the final committee
         committee = load_committee(session, iteration)
         result = rounded(summary(errors(committee, test, config.committee.error_pressure_bins_GPa)))
-        evaluated = session.log.result(iteration, "evaluate") or {}
+        evaluated = session.log.records("evaluate")[-1]["result"]
         stages = session.log.records()
         wall = sum(r.get("wall_s") or 0.0 for r in stages)
         labels = session.log.result(iteration, "train") or {}
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict["energy_rmse_meV_atom"]["met_at_most_10"] = result["energy_rmse_meV_atom"] <= 10.0
     figures = {
         "campaign": config.name,
-        "final_iteration": iteration,
+        "final_iteration": finished[-1]["iteration"],
+        "committee_iteration": iteration,
         "reason": finished[-1]["result"].get("reason"),
         "training_labels": labels.get("n_train"),
         "campaign_stage_wall_s": round(wall, 1),
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": verdict,
         "campaign_learning_curve": evaluated.get("learning_curve"),
     }
-    print(f"{config.name}: final committee of iteration {iteration}, {len(test)} test frames")
+    print(f"{config.name}: final committee (iteration {iteration}), {len(test)} test frames")
     for key, v in verdict.items():
         print(f"  {key}: {v['measured']} (target {v['target']}: {'met' if v['met'] else 'MISSED'})")
     for name, b in result["by_pressure"].items():

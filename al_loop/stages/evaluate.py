@@ -5,6 +5,7 @@ frames it selected (calibration), and the plots."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,29 @@ CURVE = (
     ("energy_rmse_meV_atom", "energy RMSE (meV/atom)"),
     ("pressure_rmse_GPa", "pressure RMSE (GPa)"),
 )
+
+
+#: The parity panels: (quantity, unit, reference key, predicted key) in the errors.
+PARITY = (
+    ("energy", "eV/atom", "energy_reference_eV_atom", "energy_predicted_eV_atom"),
+    ("force", "eV/Å", "forces_reference", "forces_predicted"),
+    ("pressure", "GPa", "pressure_reference_GPa", "pressure_predicted_GPa"),
+)
+
+
+def parity(held: dict[str, dict[str, Any]], path: Path, iteration: int) -> None:
+    """Energy, force and pressure parity over every held-out slice."""
+    panels = [
+        (
+            q,
+            unit,
+            np.concatenate([h[ref] for h in held.values()]),
+            np.concatenate([h[pred] for h in held.values()]),
+        )
+        for q, unit, ref, pred in PARITY
+    ]
+    n = sum(h["n"] for h in held.values())
+    plots.parity_panels(panels, path, title=f"iteration {iteration}: {n} held-out labels")
 
 
 class EvaluateStage(Stage):
@@ -43,28 +67,7 @@ class EvaluateStage(Stage):
             if atoms
         }
         if held:
-            plots.parity_panels(
-                [
-                    (
-                        q,
-                        unit,
-                        np.concatenate([h[ref] for h in held.values()]),
-                        np.concatenate([h[pred] for h in held.values()]),
-                    )
-                    for q, unit, ref, pred in (
-                        (
-                            "energy",
-                            "eV/atom",
-                            "energy_reference_eV_atom",
-                            "energy_predicted_eV_atom",
-                        ),
-                        ("force", "eV/Å", "forces_reference", "forces_predicted"),
-                        ("pressure", "GPa", "pressure_reference_GPa", "pressure_predicted_GPa"),
-                    )
-                ],
-                plot_dir / f"parity_{iteration:03d}.png",
-                title=f"iteration {iteration}: {len(held_out)} held-out labels",
-            )
+            parity(held, plot_dir / f"parity_{iteration:03d}.png", iteration)
         result: dict[str, Any] = {
             "held_out": {name: summary(h) for name, h in held.items()},
             "fixed_structure_ids": sorted(a.info["structure_id"] for a in slices[FIXED]),

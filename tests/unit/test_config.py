@@ -148,6 +148,30 @@ ESPRESSO = (
 
 BAD = [
     (
+        "pressure-bins-out-of-order",
+        MINIMAL + "committee:\n  error_pressure_bins_GPa: [0, 50, 10]\n",
+        "committee.error_pressure_bins_GPa",
+        "must be in ascending order",
+    ),
+    (
+        "e0s-unknown",
+        MINIMAL + "committee:\n  e0s: average\n",
+        "committee.e0s",
+        "estimated",
+    ),
+    (
+        "e0s-set-in-mace-args",
+        MINIMAL + "committee:\n  mace_args: {E0s: average}\n",
+        "committee.mace_args",
+        "'E0s' is set by al-loop; set committee.e0s instead",
+    ),
+    (
+        "energy-spread-not-positive",
+        MINIMAL + "selection:\n  converged_energy_spread_meV_atom: 0\n",
+        "selection.converged_energy_spread_meV_atom",
+        "must be > 0, got 0",
+    ),
+    (
         "mace-arg-typo",
         MINIMAL + "committee:\n  mace_args: {emma: true}\n",
         "committee.mace_args",
