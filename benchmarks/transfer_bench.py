@@ -16,14 +16,16 @@ Usage::
 - **Learning curves** (energy, force and pressure error on a fixed test set of target cells)
   for three models: from scratch (``--scratch-sizes``), plain fine-tuning and multi-head
   fine-tuning with ``--replay`` foundation cells replayed (``--ft-sizes``). Every model trains
-  for about ``--steps`` optimiser steps (epochs = steps x batch / labels, within 15-200), with
-  10 % of its labels (at least 1) as mace's validation set, seed fixed.
+  for about ``--steps`` optimiser steps (epochs = steps x batch / cells per epoch, within
+  15-200; replayed cells count), with 10 % of its labels (at least 1) as mace's validation set,
+  seed fixed.
 - **Figure**: the labels fine-tuning needs to reach the scratch model's error at its largest
   training set (log-log interpolation of the fine-tuning curve), as a fraction of that set.
   Target <= 1/10 (moonshot 1/30), for each of energy, force and pressure.
-- **Forgetting**: the error on the foundation's own domain (a fixed test set drawn like its
-  training data) of the foundation, of the plain fine-tuned model and of the multi-head one
-  (its pre-training head, which replay keeps), at the largest fine-tuning set.
+- **Forgetting**: the error on the foundation's own domain (Cu-Ni cells drawn like its training
+  data and labelled by plain EMT; only Cu-Ni because a fine-tuned model keeps only the elements
+  it was fine-tuned on) of the foundation, of the plain fine-tuned model and of the multi-head
+  one (both heads: the pre-training head is what replay keeps), at the largest fine-tuning set.
 
 Written: ``--out``/transfer_bench.json and transfer_bench_{energy,force,pressure}.png, and the
 same in docs/results/ (not for ``--quick``).
@@ -147,10 +149,12 @@ def fit(
     foundation: Path | None = None,
     replay: Path | None = None,
 ) -> tuple[Path, float]:
-    """One model on ``labels`` (10 %, at least 1, validate it); returns (file, wall s)."""
+    """One model on ``labels`` (10 %, at least 1, validate it); returns (file, wall s). With
+    ``replay``, an epoch also passes over the replayed cells: epochs count them."""
     n_valid = max(1, len(labels) // 10)
     train, valid = labels[n_valid:], labels[:n_valid]
-    settings = replace(settings, max_epochs=epochs_for(len(train), settings, steps))
+    per_epoch = len(train) + (settings.replay_samples if replay is not None else 0)
+    settings = replace(settings, max_epochs=epochs_for(per_epoch, settings, steps))
     started = time.perf_counter()
     model = train_mace(train, valid, workdir, seed, settings, foundation, replay, threads=1)
     return model.path, time.perf_counter() - started
@@ -235,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     foundation, foundation_data = foundation_model(opts, foundation_settings)
     target = cells(TARGET_ELEMENTS, 400, (0.55, 0.75), (0.02, 0.12), 2, ChangedEMT)
     test, pool = as_reference(target[: opts.test]), target[opts.test :]
-    domain_test = as_reference(cells(FOUNDATION_ELEMENTS, opts.test, (0.72, 1.05), (0.02, 0.15), 3))
+    # the foundation's domain restricted to the target's elements: a fine-tuned model keeps
+    # only the elements it was fine-tuned on (mace's foundation_filter_elements)
+    domain_test = as_reference(cells(TARGET_ELEMENTS, opts.test, (0.72, 1.05), (0.02, 0.15), 3))
     pt = [a for a in read(foundation_data, ":")][: opts.replay]
     scratch_sizes = [int(x) for x in opts.scratch_sizes.split(",")]
     ft_sizes = [int(x) for x in opts.ft_sizes.split(",")]

@@ -1,4 +1,5 @@
-"""Training MACE models with mace-torch's own trainer (``mace.cli.run_train``).
+"""Training MACE models with mace-torch's own trainer (``mace.cli.run_train``, through
+``calculators.models.mace_run``, which keeps the E0s a fine-tuned model is given).
 
 Each model is trained in a subprocess: mace's trainer owns global state (torch defaults,
 logging handlers), a crash must not take the campaign with it, and the subprocess's log is
@@ -292,7 +293,7 @@ def train_mace(
     log.info("training MACE (seed %d, %d structures) in %s", seed, len(train), workdir)
     with open(log_file, "w") as out:
         code = subprocess.call(
-            [sys.executable, "-m", "mace.cli.run_train", *args],
+            [sys.executable, "-m", "calculators.models.mace_run", *args],
             cwd=workdir,
             stdout=out,
             stderr=subprocess.STDOUT,
