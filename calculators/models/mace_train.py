@@ -19,6 +19,7 @@ import functools
 import io
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -160,7 +161,13 @@ def train_args(
         if replay_file is None:
             args["multiheads_finetuning"] = False
         else:
-            args |= {"pt_train_file": str(replay_file), "num_samples_pt": s.replay_samples}
+            # mace sets multi-head fine-tuning's rate to 1e-4 unless told not to: with tens of
+            # epochs the model then never leaves the foundation (benchmarks/transfer_bench.py)
+            args |= {
+                "pt_train_file": str(replay_file),
+                "num_samples_pt": s.replay_samples,
+                "force_mh_ft_lr": True,
+            }
     args |= s.extra_args
     return command_line(args)
 
@@ -226,6 +233,7 @@ OWN_OPTIONS = {
             "loss",
             "compute_stress",
             "multiheads_finetuning",
+            "force_mh_ft_lr",
             "atomic_numbers",
             "model",
             "save_cpu",
@@ -276,6 +284,10 @@ def train_mace(
         foundation = Path(foundation).resolve()
     replay_file = replay_file.resolve() if replay_file is not None else None
     workdir.mkdir(parents=True, exist_ok=True)
+    # mace resumes from (and ends by loading the best of) any checkpoint left in its folder with
+    # the same name and seed: a second training in the same folder silently returned the first
+    # one's model (seen in benchmarks/transfer_bench.py). Every training starts clean.
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     train_file, valid_file = workdir / "train.xyz", workdir / "valid.xyz"
     write(train_file, list(train), format="extxyz")
     write(valid_file, list(valid), format="extxyz")

@@ -83,6 +83,19 @@ def test_energy_forces_and_stress_weights_all_reach_the_loss(
     assert "stress_weight=11.000)" in log
 
 
+def test_a_second_training_in_the_same_folder_starts_clean(
+    standin_model: Path, tmp_path: Path
+) -> None:
+    """mace would resume from the first training's checkpoint and return its model."""
+    data = emt_structures(["Cu", "Ni"], 6, seed=4)
+    longer = replace(QUICK, max_epochs=3)  # its last checkpoint outlives a shorter run's
+    first = train_mace(data[2:], data[:2], tmp_path, 1, longer, foundation=standin_model)
+    energy_first = predict_energy(first.path)
+    moved = replace(QUICK, learning_rate=0.05, max_epochs=1)
+    second = train_mace(data[2:], data[:2], tmp_path, 1, moved, foundation=standin_model)
+    assert abs(predict_energy(second.path) - energy_first) > 1e-6
+
+
 def test_relative_paths_are_taken_from_the_callers_folder(
     standin_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
