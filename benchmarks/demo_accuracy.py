@@ -32,7 +32,6 @@ from al_loop.config import load_campaign
 from al_loop.evaluation import errors, summary
 
 TARGETS = {"energy_rmse_meV_atom": 5.0, "force_rmse_eV_A": 0.05, "pressure_rmse_GPa": 0.5}
-ROUNDING = {"n": 0, "n_pressures": 0}
 
 
 def rounded(figures: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         evaluator.close()
     with open_campaign(config, create=False) as session:
-        finished = [r for r in session.log.records("finished")]
+        finished = session.log.records("finished")
         if not finished:
             raise SystemExit(f"campaign {config.name!r} has not finished: run it first")
         iteration = session.log.records("train")[-1]["iteration"]  # the final committee

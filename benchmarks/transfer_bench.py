@@ -53,7 +53,6 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 import numpy as np
 from ase import Atoms
-from ase.build import bulk
 from ase.calculators import emt
 from ase.io import read, write
 from bench_record import record
@@ -61,8 +60,8 @@ from bench_record import record
 from al_loop.evaluation import errors
 from al_loop.plots import learning_curves_comparison
 from calculators.models.committee import mace_calculator
-from calculators.models.mace_train import TrainSettings, labelled_atoms, train_mace
-from calculators.models.standin import STANDIN_SETTINGS
+from calculators.models.mace_train import TrainSettings, train_mace
+from calculators.models.standin import STANDIN_SETTINGS, emt_structures
 
 FOUNDATION_ELEMENTS = ("Al", "Cu", "Ni", "Pd", "Ag", "Pt", "Au")
 TARGET_ELEMENTS = ("Cu", "Ni")
@@ -96,26 +95,10 @@ def cells(
     volumes: tuple[float, float],
     rattle: tuple[float, float],
     seed: int,
-    calc_class: type = emt.EMT,
+    calc_class: type[emt.EMT] = emt.EMT,
 ) -> list[Atoms]:
-    """``n`` labelled random alloys of ``elements``: fcc/bcc, 2-8 atoms, volume scaled by a
-    factor drawn from ``volumes``, rattled by an amplitude drawn from ``rattle`` (Å)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        lattice = str(rng.choice(["fcc", "bcc"]))
-        atoms = bulk("Cu", lattice, a=3.6 if lattice == "fcc" else 2.87, cubic=True)
-        atoms = atoms.repeat((1, 1, 2)) if rng.random() < 0.5 else atoms
-        atoms.set_chemical_symbols([str(s) for s in rng.choice(elements, size=len(atoms))])
-        atoms.set_cell(atoms.cell * rng.uniform(*volumes) ** (1 / 3), scale_atoms=True)
-        atoms.rattle(rng.uniform(*rattle), seed=int(rng.integers(2**31)))
-        atoms.calc = calc_class()
-        out.append(
-            labelled_atoms(
-                atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-            )
-        )
-    return out
+    """``n`` labelled random alloys (``calculators.models.standin.emt_structures``)."""
+    return emt_structures(elements, n, seed, volumes, rattle, calc_class)
 
 
 def as_reference(structures: Sequence[Atoms]) -> list[Atoms]:
@@ -242,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     # the foundation's domain restricted to the target's elements: a fine-tuned model keeps
     # only the elements it was fine-tuned on (mace's foundation_filter_elements)
     domain_test = as_reference(cells(TARGET_ELEMENTS, opts.test, (0.72, 1.05), (0.02, 0.15), 3))
-    pt = [a for a in read(foundation_data, ":")][: opts.replay]
+    pt = read(foundation_data, f":{opts.replay}")
     scratch_sizes = [int(x) for x in opts.scratch_sizes.split(",")]
     ft_sizes = [int(x) for x in opts.ft_sizes.split(",")]
     if max(scratch_sizes + ft_sizes) > len(pool):

@@ -41,9 +41,17 @@ STANDIN_SETTINGS = TrainSettings(
 STANDIN_STRUCTURES = 500
 
 
-def emt_structures(elements: Sequence[str], n: int, seed: int = 0) -> list[Atoms]:
-    """``n`` EMT-labelled random alloys of ``elements``: fcc/bcc cells of 2-8 atoms, volumes
-    from 70 to 105 % (0 to ~100 GPa for Cu-Ni-Al), rattled."""
+def emt_structures(
+    elements: Sequence[str],
+    n: int,
+    seed: int = 0,
+    volumes: tuple[float, float] = (0.70, 1.05),
+    rattle_A: tuple[float, float] = (0.1, 0.1),
+    calculator: type[EMT] = EMT,
+) -> list[Atoms]:
+    """``n`` labelled random alloys of ``elements``: fcc/bcc cells of 2-8 atoms, volume scaled
+    by a factor drawn from ``volumes`` (70-105 %: 0 to ~100 GPa for Cu-Ni-Al), rattled by an
+    amplitude drawn from ``rattle_A``, labelled by ``calculator`` (EMT or a variant of it)."""
     unknown = sorted(set(elements) - set(parameters))
     if unknown:
         raise ValueError(f"EMT cannot label {unknown}; it knows {sorted(parameters)}")
@@ -54,9 +62,10 @@ def emt_structures(elements: Sequence[str], n: int, seed: int = 0) -> list[Atoms
         atoms = bulk("Cu", lattice, a=3.6 if lattice == "fcc" else 2.87, cubic=True)
         atoms = atoms.repeat((1, 1, 2)) if rng.random() < 0.5 else atoms
         atoms.set_chemical_symbols(list(rng.choice(list(elements), size=len(atoms))))
-        atoms.set_cell(atoms.cell * rng.uniform(0.70, 1.05) ** (1 / 3), scale_atoms=True)
-        atoms.rattle(0.1, seed=int(rng.integers(2**31)))
-        atoms.calc = EMT()
+        atoms.set_cell(atoms.cell * rng.uniform(*volumes) ** (1 / 3), scale_atoms=True)
+        lo, hi = rattle_A  # a fixed amplitude draws nothing: the stand-in's cells stay the same
+        atoms.rattle(lo if lo == hi else rng.uniform(lo, hi), seed=int(rng.integers(2**31)))
+        atoms.calc = calculator()
         out.append(
             labelled_atoms(
                 atoms, atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
