@@ -267,8 +267,12 @@ def run(
 def standin_foundation(
     out: Annotated[Path, typer.Argument(help="Where to write the .model file.")],
     elements: Annotated[str, typer.Option(help="Comma-separated, e.g. Cu,Ni,Al (EMT's).")],
-    structures: Annotated[int, typer.Option(help="EMT-labelled training cells.")] = 500,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    structures: Annotated[
+        int | None, typer.Option(help="EMT-labelled training cells (default: the recipe's, 500).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs (default: the recipe's, 30).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Rebuild if it exists.")] = False,
 ) -> None:
@@ -279,12 +283,15 @@ def standin_foundation(
 
     from calculators.models.standin import (
         STANDIN_SETTINGS,
+        STANDIN_STRUCTURES,
         build_standin_foundation,
         is_current,
         recipe,
     )
 
     symbols = [e.strip() for e in elements.split(",") if e.strip()]
+    structures = structures or STANDIN_STRUCTURES
+    epochs = epochs or STANDIN_SETTINGS.max_epochs
     settings = replace(STANDIN_SETTINGS, max_epochs=epochs)
     if not force and is_current(out, recipe(symbols, structures, seed, settings)):
         console.print(f"{out} exists, built by the same recipe (use --force to rebuild)")

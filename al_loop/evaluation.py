@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
-from scipy.stats import spearmanr
 
 #: Default edges of the pressure bins errors are reported in (GPa); the last bin is open.
 PRESSURE_BINS_GPA = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0)
@@ -156,6 +155,8 @@ def _bin_order(name: str) -> float:
 def rank_correlation(spread: Sequence[float], error: Sequence[float]) -> float | None:
     """Spearman's rank correlation of spread and true error (None below 3 finite pairs or when
     either is constant)."""
+    from scipy.stats import spearmanr  # here: scipy is slow to import, the CLI needs it rarely
+
     s, e = np.asarray(spread, dtype=float), np.asarray(error, dtype=float)
     keep = np.isfinite(s) & np.isfinite(e)
     if keep.sum() < 3 or np.ptp(s[keep]) == 0 or np.ptp(e[keep]) == 0:

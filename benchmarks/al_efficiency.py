@@ -2,11 +2,23 @@
 
 Usage::
 
-    python benchmarks/al_efficiency.py [--quick] [--out benchmarks/out] [--seed 0] [--jobs 2]
+    python benchmarks/al_efficiency.py [--case uniform|redundant] [--quick] [--out benchmarks/out]
+        [--seed 0] [--jobs 2]
 
 The question: how many labels does the committee's active selection need to reach the held-out
 force error that random labelling reaches with many more? Target: active needs at most 1/5 of
-random's labels (``--target-ratio 0.2``).
+random's labels (``--target-ratio 0.2``). Two cases:
+
+- ``uniform`` (the baseline): the pool's conditions follow the test set's. The verdict is on
+  the force RMSE of the whole test set.
+- ``redundant`` (the case users face): most of the pool is long, correlated MD at an easy
+  condition (``--easy``, 300 K and 0 GPa: ``--easy-trajectories`` trajectories of
+  ``--easy-frames`` frames ``--easy-interval`` steps apart), and every other condition has
+  ``--hard-trajectories`` short ones. The test set is the same as the uniform case's, uniform
+  over conditions. The verdict is on the worst condition's force RMSE.
+
+Both figures (the whole test set's force RMSE, the mean over its equal-sized conditions, and
+the worst condition's) are reported in both cases, and energy and pressure RMSE per condition.
 
 1. Ground truth and pool. ASE's EMT labels Cu-Ni-Al. NPT MD (ASE's ``NPTBerendsen``, 2 fs) of
    random Cu-Ni-Al alloys (fcc or bcc cells of 4-16 atoms, random compositions, rattled),
@@ -16,10 +28,11 @@ random's labels (``--target-ratio 0.2``).
    ``--equilibration`` steps, each frame labelled by EMT (energy, forces, stress). Whole
    trajectories, ``--test-trajectories`` per (T, P), are held out: the test set. The rest is the
    pool both strategies draw labels from.
-2. Committee. ``--models`` members fine-tuned
-   (``calculators.models.mace_train.train_mace``, single head,
-   E0s from the foundation) from a stand-in foundation (``calculators.models.standin``; no real
-   foundation model can be downloaded here) on bootstrap resamples of the labels (out-of-bag
+2. Committee. ``--models`` members fine-tuned (``calculators.models.mace_train.train_mace``,
+   single head, the default loss weights: energy 100, forces 10, stress 1000; E0s from the
+   foundation, whose level of theory EMT is) from a stand-in foundation
+   (``calculators.models.standin``, or ``--foundation``; no real foundation model can be
+   downloaded here) on bootstrap resamples of the labels (out-of-bag
    labels validate, ``al_loop.stages.train.member_split``), ``--epochs`` epochs, member m with seed
    1000 * seed + m: the same settings and seeds for both strategies at every label count.
 3. Both strategies start from the same ``--initial`` random pool frames (one shared committee).
@@ -41,8 +54,9 @@ when active falls short an extrapolation (log-log through its last two points, m
 per point the rank correlation of the committee's spread with the error on the test frames, and
 where active's picks came from (T, P). Runtime on 2 cores: 18-22 min (``--quick``: 2-4 min).
 Written to ``--out``: ``al_efficiency.json`` (every number) and ``al_efficiency.png``
-(``al_loop.plots.learning_curves_comparison``). Evaluations run in ``--jobs`` worker processes
-and members train ``--jobs`` at a time, one torch thread each.
+(``al_loop.plots.learning_curves_comparison``; the redundant case: ``al_efficiency_redundant``).
+Evaluations run in ``--jobs`` worker processes and members train ``--jobs`` at a time, one
+torch thread each.
 """
 
 from __future__ import annotations
@@ -118,6 +132,22 @@ FULL = {
     "active_max": 60,
     "random_schedule": "25,50,100,200",
 }
+#: The redundant case: the full run's conditions and test set, but the pool is mostly long,
+#: correlated MD at the easy condition (300 K, 0 GPa); 2 short trajectories per other condition.
+REDUNDANT = {
+    "easy": "300:0",
+    "easy_trajectories": 8,
+    "easy_frames": 100,
+    "easy_interval": 5,
+    "hard_trajectories": 2,
+}
+QUICK_REDUNDANT = {
+    "easy": "300:0",
+    "easy_trajectories": 3,
+    "easy_frames": 20,
+    "easy_interval": 5,
+    "hard_trajectories": 1,
+}
 QUICK = {
     "temperatures": "300,2000",
     "pressures": "0,50",
@@ -140,12 +170,13 @@ QUICK = {
 # -- ground truth: the pool and the test set ------------------------------------------------------
 
 
-def random_alloy(rng: np.random.Generator) -> Atoms:
-    """A random Cu-Ni-Al fcc or bcc cell of 4-16 atoms at its Vegard volume, rattled 0.05 Å."""
+def random_alloy(rng: np.random.Generator, elements: Sequence[str] = ELEMENTS) -> Atoms:
+    """A random fcc or bcc cell of 4-16 atoms of ``elements`` (some of Cu, Ni, Al) at its
+    Vegard volume, rattled 0.05 Å."""
     lattice = str(rng.choice(["fcc", "bcc"]))
     n_atoms = int(rng.choice([4, 8, 12, 16]))
-    fractions = rng.dirichlet(np.ones(len(ELEMENTS)))
-    symbols = [str(s) for s in rng.choice(ELEMENTS, size=n_atoms, p=fractions)]
+    fractions = rng.dirichlet(np.ones(len(elements)))
+    symbols = [str(s) for s in rng.choice(list(elements), size=n_atoms, p=fractions)]
     a_fcc = float(np.mean([A_FCC[s] for s in symbols]))
     a = a_fcc if lattice == "fcc" else a_fcc / 2 ** (1 / 3)  # same volume per atom
     atoms = bulk("Cu", lattice, a=a, cubic=True).repeat(REPEATS[lattice, n_atoms])
@@ -174,10 +205,10 @@ def trajectory(
     temperature_K: float, pressure_GPa: float, args: dict[str, Any], name: str, seed: int
 ) -> list[Atoms]:
     """Frames of one EMT NPT trajectory (compressed to the pressure first); ``args``: the
-    timestep, equilibration, frames and interval options."""
+    elements, timestep, equilibration, frames and interval options."""
     args = argparse.Namespace(**args)
     rng = np.random.default_rng(seed)
-    atoms = random_alloy(rng)
+    atoms = random_alloy(rng, args.elements)
     atoms.calc = EMT()
     try:
         for _ in compress(atoms, pressure_GPa, steps=15):
@@ -214,25 +245,51 @@ def trajectory(
 def make_pool(
     args: argparse.Namespace, workers: ProcessPoolExecutor
 ) -> tuple[list[Atoms], list[Atoms]]:
-    """(pool, test): EMT MD frames, trajectories run by ``workers``; whole trajectories go to
-    the test set."""
+    """(pool, test): EMT MD frames, trajectories run by ``workers``. The test set is
+    ``--test-trajectories`` whole trajectories per (T, P) condition, the same for every
+    condition. The pool: ``--trajectories`` minus those per condition (case ``uniform``); or
+    (case ``redundant``) ``--easy-trajectories`` long ones of ``--easy-frames`` frames every
+    ``--easy-interval`` steps at each ``--easy`` condition and ``--hard-trajectories`` per other
+    condition."""
     md = {k: getattr(args, k) for k in ("timestep", "equilibration", "frames", "interval")}
+    md["elements"] = args.element_list
+    easy_md = {**md, "frames": args.easy_frames, "interval": args.easy_interval}
     jobs = []
     index = 0
     for temperature in args.temperature_list:
         for pressure in args.pressure_list:
-            for k in range(args.trajectories):
+            n_pool, pool_md = args.trajectories - args.test_trajectories, md
+            if args.case == "redundant":
+                easy = (temperature, pressure) in args.easy_list
+                n_pool = args.easy_trajectories if easy else args.hard_trajectories
+                pool_md = easy_md if easy else md
+            for k in range(args.test_trajectories + n_pool):
+                held_out = k < args.test_trajectories
                 name = f"{index:03d}-{temperature:g}K-{pressure:g}GPa"
                 future = workers.submit(
-                    trajectory, temperature, pressure, md, name, args.seed * 10_000 + index
+                    trajectory,
+                    temperature,
+                    pressure,
+                    md if held_out else pool_md,
+                    name,
+                    args.seed * 10_000 + index,
                 )
-                jobs.append((k < args.test_trajectories, future))
+                jobs.append((held_out, future))
                 index += 1
     pool: list[Atoms] = []
     test: list[Atoms] = []
     for held_out, future in jobs:
         (test if held_out else pool).extend(future.result())
     return pool, test
+
+
+def condition(frame: Atoms) -> str:
+    """The (T, P) condition of a frame's trajectory, as a name."""
+    return f"{frame.info['target_T_K']:g} K, {frame.info['target_P_GPa']:g} GPa"
+
+
+def rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values))))
 
 
 def describe_frames(frames: Sequence[Atoms]) -> dict[str, Any]:
@@ -243,8 +300,12 @@ def describe_frames(frames: Sequence[Atoms]) -> dict[str, Any]:
         return [round(float(values.min()), 2), round(float(values.max()), 2)]
 
     forces = np.concatenate([f.get_forces() for f in frames])
+    counts: dict[str, int] = {}
+    for f in frames:
+        counts[condition(f)] = counts.get(condition(f), 0) + 1
     return {
         "frames": len(frames),
+        "frames_by_condition": counts,
         "trajectories": len({f.info["trajectory"] for f in frames}),
         "atoms_per_frame": sorted({len(f) for f in frames}),
         "T_K": rng_of("T_K"),
@@ -340,7 +401,8 @@ def _errors(paths: Sequence[str], dtype: str, frames: Sequence[Atoms]) -> dict[s
     result = errors(_committee(paths, dtype), frames)
     return {
         "n": result["n"],
-        "energy_rmse_meV_atom": result["energy_rmse_meV_atom"],
+        "energy_error_meV_atom": 1000.0
+        * (result["energy_predicted_eV_atom"] - result["energy_reference_eV_atom"]),
         "forces_reference": result["forces_reference"],
         "forces_predicted": result["forces_predicted"],
         "pressure_error_GPa": result["pressure_predicted_GPa"] - result["pressure_reference_GPa"],
@@ -367,19 +429,34 @@ class Evaluator:
     def spreads(self, paths: Sequence[Path], frames: Sequence[Atoms]) -> np.ndarray:
         return np.concatenate([np.asarray(s, float) for s in self._map(_spreads, paths, frames)])
 
-    def errors(self, paths: Sequence[Path], frames: Sequence[Atoms]) -> dict[str, float]:
+    def errors(self, paths: Sequence[Path], frames: Sequence[Atoms]) -> dict[str, Any]:
+        """Force, energy and pressure RMSE on ``frames``, overall and per (T, P) condition of
+        their trajectories (``by_condition``; the worst condition's force RMSE too)."""
         parts = self._map(_errors, paths, frames)
-        f_ref = np.concatenate([p["forces_reference"] for p in parts])
-        f_pred = np.concatenate([p["forces_predicted"] for p in parts])
-        n = sum(p["n"] for p in parts)
-        e2 = sum(p["n"] * p["energy_rmse_meV_atom"] ** 2 for p in parts) / n
+        f_err = np.concatenate([p["forces_predicted"] - p["forces_reference"] for p in parts])
+        e_err = np.concatenate([p["energy_error_meV_atom"] for p in parts])
+        p_err = np.concatenate([p["pressure_error_GPa"] for p in parts])
         spreads = np.concatenate([p["force_spread_eV_A"] for p in parts])
         worst = np.concatenate([p["max_force_error_eV_A"] for p in parts])
-        p_err = np.concatenate([p["pressure_error_GPa"] for p in parts])
+        per_frame_f = np.split(f_err, np.cumsum([len(f) for f in frames])[:-1])
+        by_condition: dict[str, dict[str, float]] = {}
+        for name in dict.fromkeys(condition(f) for f in frames):
+            pick = np.array([condition(f) == name for f in frames])
+            forces = np.concatenate([e for e, k in zip(per_frame_f, pick, strict=True) if k])
+            by_condition[name] = {
+                "n": int(pick.sum()),
+                "force_rmse_eV_A": rms(forces),
+                "energy_rmse_meV_atom": rms(e_err[pick]),
+                "pressure_rmse_GPa": rms(p_err[pick]) if p_err.size == len(frames) else None,
+            }
+        worst_name = max(by_condition, key=lambda k: by_condition[k]["force_rmse_eV_A"])
         return {
-            "force_rmse_eV_A": float(np.sqrt(((f_pred - f_ref) ** 2).mean())),
-            "energy_rmse_meV_atom": float(math.sqrt(e2)),
-            "pressure_rmse_GPa": float(np.sqrt((p_err**2).mean())) if p_err.size else None,
+            "force_rmse_eV_A": rms(f_err),
+            "energy_rmse_meV_atom": rms(e_err),
+            "pressure_rmse_GPa": rms(p_err) if p_err.size else None,
+            "worst_condition": worst_name,
+            "worst_condition_force_rmse_eV_A": by_condition[worst_name]["force_rmse_eV_A"],
+            "by_condition": by_condition,
             "median_test_spread_eV_A": float(np.nanmedian(spreads)),
             "spread_error_rank_correlation": rank_correlation(spreads, worst),
         }
@@ -405,25 +482,32 @@ def descriptors(paths: Sequence[Path], dtype: str, frames: Sequence[Atoms]) -> n
 @dataclass
 class Point:
     labels: int
+    #: on the whole test set (the mean over conditions: the test set is uniform over them)
     force_rmse_eV_A: float
     energy_rmse_meV_atom: float
+    pressure_rmse_GPa: float | None
+    #: the (T, P) condition with the highest force RMSE, and that RMSE
+    worst_condition: str
+    worst_condition_force_rmse_eV_A: float
     median_test_spread_eV_A: float
     #: Spearman's rho, per test frame: committee force spread against the max atomic force error
     spread_error_rank_correlation: float | None
     train_s: float
+    by_condition: dict[str, dict[str, float]] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
 
 
-#: What docs/results/al_efficiency.json keeps of the full document (besides the two curves).
+#: The two figures: the error on the whole test set, and on its worst (T, P) condition.
+METRICS = {"mean": "force_rmse_eV_A", "worst condition": "worst_condition_force_rmse_eV_A"}
+#: Which of them decides the verdict, per case.
+PRIMARY = {"uniform": "mean", "redundant": "worst condition"}
+
+#: What docs/results/<name>.json keeps of the full document (besides the two curves).
 SUMMARY_KEYS = (
-    "random_final",
-    "active_labels_to_reach_random_final",
-    "active_labels_to_reach_random_final_interpolated",
-    "ratio",
-    "target_ratio",
+    "case",
+    "figures",
+    "primary",
     "passed",
-    "active_labels_extrapolated",
-    "random_labels_worth_active_final",
     "active_picks_by_T_P",
     "verdict",
     "timings_s",
@@ -505,17 +589,23 @@ def evaluate_point(
         n_labels,
         e["force_rmse_eV_A"],
         e["energy_rmse_meV_atom"],
+        e["pressure_rmse_GPa"],
+        e["worst_condition"],
+        e["worst_condition_force_rmse_eV_A"],
         e["median_test_spread_eV_A"],
         e["spread_error_rank_correlation"],
         round(train_s, 1),
+        e["by_condition"],
         selection or {},
     )
 
 
 def log_point(strategy: str, p: Point, t0: float) -> None:
     print(
-        f"  {strategy:<6} {p.labels:>4} labels: force RMSE {p.force_rmse_eV_A:.4f} eV/Å, "
-        f"energy RMSE {p.energy_rmse_meV_atom:7.1f} meV/atom, median test spread "
+        f"  {strategy:<6} {p.labels:>4} labels: force RMSE {p.force_rmse_eV_A:.4f} eV/Å (worst "
+        f"condition {p.worst_condition}: {p.worst_condition_force_rmse_eV_A:.4f}), energy RMSE "
+        f"{p.energy_rmse_meV_atom:6.1f} meV/atom, pressure RMSE {p.pressure_rmse_GPa or 0:.2f} "
+        "GPa, median test spread "
         f"{p.median_test_spread_eV_A:.3f} eV/Å, spread-error rank correlation "
         f"{p.spread_error_rank_correlation or float('nan'):.2f} (training {p.train_s:.0f} s; "
         f"{time.perf_counter() - t0:.0f} s elapsed)",
@@ -523,33 +613,76 @@ def log_point(strategy: str, p: Point, t0: float) -> None:
     )
 
 
-def first_reaching(curve: Sequence[Point], target: float) -> tuple[int | None, float | None]:
-    """(first measured label count with RMSE <= target, log-log interpolated count)."""
+def first_reaching(
+    curve: Sequence[Point], target: float, key: str
+) -> tuple[int | None, float | None]:
+    """(first measured label count with ``key`` <= target, log-log interpolated count)."""
     for k, p in enumerate(curve):
-        if p.force_rmse_eV_A <= target:
+        if getattr(p, key) <= target:
             if k == 0:
                 return p.labels, float(p.labels)
-            q = curve[k - 1]
-            return p.labels, interpolate(q, p, target)
+            return p.labels, interpolate(curve[k - 1], p, target, key)
     return None, None
 
 
-def interpolate(q: Point, p: Point, target: float) -> float:
-    """Label count where the log-log line through q and p reaches ``target`` RMSE."""
-    y0, y1 = math.log(q.force_rmse_eV_A), math.log(p.force_rmse_eV_A)
+def interpolate(q: Point, p: Point, target: float, key: str) -> float:
+    """Label count where the log-log line through q and p reaches ``target`` of ``key``."""
+    y0, y1 = math.log(getattr(q, key)), math.log(getattr(p, key))
     x0, x1 = math.log(q.labels), math.log(p.labels)
     if y0 == y1:
         return float(p.labels)
     return float(math.exp(x0 + (math.log(target) - y0) * (x1 - x0) / (y1 - y0)))
 
 
-def random_equivalent(curve: Sequence[Point], rmse: float) -> float | None:
-    """Random labels (interpolated log-log on the random curve) for ``rmse``; None outside it."""
+def random_equivalent(curve: Sequence[Point], rmse: float, key: str) -> float | None:
+    """Random labels (interpolated log-log on the random curve) for ``rmse`` of ``key``; None
+    outside the curve."""
     for q, p in itertools.pairwise(curve):
-        lo, hi = sorted((q.force_rmse_eV_A, p.force_rmse_eV_A))
+        lo, hi = sorted((getattr(q, key), getattr(p, key)))
         if lo <= rmse <= hi:
-            return interpolate(q, p, rmse)
+            return interpolate(q, p, rmse, key)
     return None
+
+
+def compare(
+    active: Sequence[Point], random: Sequence[Point], key: str, target_ratio: float
+) -> dict[str, Any]:
+    """The figures of one metric: random's final error, the active labels that reach it, their
+    ratio to random's labels, and what active's final error is worth in random labels."""
+    n_random, target = random[-1].labels, getattr(random[-1], key)
+    final = getattr(active[-1], key)
+    out: dict[str, Any] = {
+        "metric": key,
+        "random_final": {"labels": n_random, key: target},
+        "active_final": {"labels": active[-1].labels, key: final},
+        "active_labels_to_reach_random_final": None,
+        "active_labels_to_reach_random_final_interpolated": None,
+        "ratio": None,
+        "active_labels_extrapolated": None,
+        "random_labels_worth_active_final": random_equivalent(random, final, key),
+        "passed": False,
+    }
+    if target >= getattr(random[0], key):
+        out["verdict"] = "INCONCLUSIVE (random never beat the shared initial committee)"
+        return out
+    needed, interpolated = first_reaching(active, target, key)
+    if needed is None:
+        if len(active) >= 3 and final < getattr(active[-2], key):
+            out["active_labels_extrapolated"] = interpolate(active[-2], active[-1], target, key)
+        out["verdict"] = (
+            f"FAIL (ratio > {active[-1].labels / n_random:.3f}; target <= {target_ratio:g})"
+        )
+        return out
+    ratio = needed / n_random
+    out.update(
+        active_labels_to_reach_random_final=needed,
+        active_labels_to_reach_random_final_interpolated=interpolated,
+        ratio=ratio,
+        passed=ratio <= target_ratio,
+    )
+    word = "PASS" if out["passed"] else "FAIL"
+    out["verdict"] = f"{word} (ratio {ratio:.3f}; target <= {target_ratio:g})"
+    return out
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -563,6 +696,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--seed", type=int, default=0)
     add("--jobs", type=int, default=2, help="worker processes / members trained at a time (2)")
     add("--foundation", type=Path, help="an existing stand-in .model (default: build one)")
+    add(
+        "--case",
+        choices=["uniform", "redundant"],
+        default="uniform",
+        help="uniform: the pool follows the test set's conditions (the baseline); redundant: "
+        "the pool is mostly correlated frames of the --easy conditions, the verdict is on the "
+        "worst condition's error",
+    )
+    add("--elements", default=",".join(ELEMENTS), help="some of Cu,Ni,Al (Cu,Ni,Al)")
     add("--temperatures", help=f"K, comma-separated ({FULL['temperatures']})")
     add("--pressures", help=f"GPa, comma-separated ({FULL['pressures']})")
     add("--trajectories", type=int, help="per (T, P), test ones included (8)")
@@ -571,6 +713,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--interval", type=int, help="MD steps between frames (10)")
     add("--equilibration", type=int, help="MD steps before the first frame (60)")
     add("--timestep", type=float, default=2.0, help="MD time step, fs (2)")
+    add("--easy", help=f"redundant case: T:P conditions, comma-separated ({REDUNDANT['easy']})")
+    add("--easy-trajectories", type=int, help="redundant case: per easy condition (8)")
+    add("--easy-frames", type=int, help="redundant case: frames per easy trajectory (100)")
+    add("--easy-interval", type=int, help="redundant case: steps between easy frames (5)")
+    add("--hard-trajectories", type=int, help="redundant case: per other condition (2)")
     add("--standin-structures", type=int, help="EMT cells of the stand-in (150)")
     add("--standin-epochs", type=int, help="stand-in pre-training epochs (30)")
     add("--models", type=int, help="committee members (4)")
@@ -594,6 +741,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--keep", action="store_true", help="keep the temporary folder (models, logs)")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
+    preset = {**preset, **(QUICK_REDUNDANT if args.quick else REDUNDANT)}
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -602,6 +750,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.temperature_list = [float(t) for t in str(args.temperatures).split(",")]
     args.pressure_list = [float(p) for p in str(args.pressures).split(",")]
     args.random_list = [int(n) for n in str(args.random_schedule).split(",")]
+    args.element_list = [e.strip() for e in str(args.elements).split(",")]
+    if not set(args.element_list) <= set(A_FCC):
+        parser.error(f"--elements: some of {', '.join(A_FCC)}")
+    args.easy_list = [
+        tuple(float(x) for x in pair.split(":")) for pair in str(args.easy).split(",") if pair
+    ]
     if args.models < 2:
         parser.error("a committee needs at least 2 members")
     if args.test_trajectories >= args.trajectories:
@@ -667,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
             max_epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
+            e0s="foundation",  # EMT labels: the foundation's own level of theory
         )
         rng = np.random.default_rng(args.seed)
         order = [int(i) for i in rng.permutation(len(pool))]  # random's order; its head: initial
@@ -760,58 +915,50 @@ def report(
 ) -> int:
     from al_loop.plots import learning_curves_comparison
 
-    n_random = random[-1].labels
-    target_rmse = random[-1].force_rmse_eV_A
-    needed, needed_interp = first_reaching(active, target_rmse)
-    extrapolated = None
-    ratio = needed / n_random if needed is not None else None
-    passed = ratio is not None and ratio <= args.target_ratio
-    worth = random_equivalent(random, active[-1].force_rmse_eV_A)
-    if worth is None and active[-1].force_rmse_eV_A < target_rmse:
-        worth_text = f"> {n_random} (below random's final RMSE)"
-    elif worth is None:
-        worth_text = f"< {random[0].labels} (above random's first point)"
-    else:
-        worth_text = f"{worth:.0f}"
-
+    figures = {
+        name: compare(active, random, key, args.target_ratio) for name, key in METRICS.items()
+    }
+    primary = PRIMARY[args.case]
     print()
-    print(f"{'labels':>6}  {'active RMSE':>11}  {'random RMSE':>11}   (force, eV/Å, test set)")
-    counts = sorted({p.labels for p in active} | {p.labels for p in random})
+    print(
+        f"{'labels':>6}  {'active RMSE':>11}  {'random RMSE':>11}   (force, eV/Å, test set: mean"
+        " / worst condition)"
+    )
     by_a = {p.labels: p for p in active}
     by_r = {p.labels: p for p in random}
-    for n in counts:
-        a = f"{by_a[n].force_rmse_eV_A:.4f}" if n in by_a else ""
-        r = f"{by_r[n].force_rmse_eV_A:.4f}" if n in by_r else ""
-        print(f"{n:>6}  {a:>11}  {r:>11}")
-    print()
-    print(f"random's final force RMSE: {target_rmse:.4f} eV/Å with {n_random} labels")
-    if target_rmse >= random[0].force_rmse_eV_A:
-        print("random's labels did not improve on the initial committee: no comparison")
-        needed = needed_interp = ratio = None
-        passed = False
-        verdict = "INCONCLUSIVE (random never beat the shared initial committee)"
-    elif needed is None:
-        print(
-            f"active did not reach it within {active[-1].labels} labels (final "
-            f"{active[-1].force_rmse_eV_A:.4f} eV/Å): ratio > {active[-1].labels / n_random:.3f}"
-        )
-        if len(active) >= 3 and active[-1].force_rmse_eV_A < active[-2].force_rmse_eV_A:
-            extrapolated = interpolate(active[-2], active[-1], target_rmse)
+    for n in sorted(by_a.keys() | by_r.keys()):
+        cells = [
+            f"{c[n].force_rmse_eV_A:.4f} / {c[n].worst_condition_force_rmse_eV_A:.4f}"
+            if n in c
+            else ""
+            for c in (by_a, by_r)
+        ]
+        print(f"{n:>6}  {cells[0]:>17}  {cells[1]:>17}")
+    for name, f in figures.items():
+        key = f["metric"]
+        n_random, target = f["random_final"]["labels"], f["random_final"][key]
+        print(f"\n{name} force RMSE{' (decides the verdict)' if name == primary else ''}:")
+        print(f"  random's final: {target:.4f} eV/Å with {n_random} labels")
+        needed = f["active_labels_to_reach_random_final"]
+        if needed is not None:
             print(
-                f"  extrapolated (log-log through active's last two points): ~{extrapolated:.0f} "
-                f"labels, ratio ~{extrapolated / n_random:.2f} (an estimate, not a measurement)"
+                f"  active reached it with {needed} labels (interpolated "
+                f"{f['active_labels_to_reach_random_final_interpolated']:.1f}): "
+                f"ratio {f['ratio']:.3f}"
             )
-        verdict = f"FAIL (target ratio <= {args.target_ratio:g})"
-    else:
+        elif f["active_labels_extrapolated"] is not None:
+            x = f["active_labels_extrapolated"]
+            print(
+                f"  active did not reach it within {active[-1].labels} labels; extrapolated "
+                f"(log-log through its last two points) ~{x:.0f} labels, ratio ~{x / n_random:.2f}"
+                " (an estimate, not a measurement)"
+            )
+        worth = f["random_labels_worth_active_final"]
         print(
-            f"active reached it with {needed} labels (interpolated {needed_interp:.1f}): "
-            f"ratio {needed}/{n_random} = {ratio:.3f}"
+            f"  active's final {f['active_final'][key]:.4f} eV/Å is worth "
+            f"{'outside the random curve' if worth is None else f'{worth:.0f}'} random labels"
         )
-        verdict = f"{'PASS' if passed else 'FAIL'} (target ratio <= {args.target_ratio:g})"
-    print(
-        f"active's final RMSE ({active[-1].force_rmse_eV_A:.4f} eV/Å at {active[-1].labels} "
-        f"labels) is worth {worth_text} random labels"
-    )
+        print(f"  {f['verdict']}")
     picked: dict[str, int] = {}
     for p in active:
         for t, pr in p.selection.get("picked_T_P", []):
@@ -822,7 +969,9 @@ def report(
             "active's picks by (T, P) of their trajectory: "
             + ", ".join(f"{k}: {v}" for k, v in sorted(picked.items(), key=lambda kv: -kv[1]))
         )
-    print(f"verdict: {verdict}")
+    verdict = f"{figures[primary]['verdict']} on the {primary} force RMSE"
+    passed = figures[primary]["passed"]
+    print(f"verdict ({args.case} pool): {verdict}")
     print(
         "timings: "
         + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
@@ -830,25 +979,27 @@ def report(
         f"{os.getloadavg()[0]:.1f}, other processes share the cores)"
     )
 
+    name = "al_efficiency" if args.case == "uniform" else f"al_efficiency_{args.case}"
     args.out.mkdir(parents=True, exist_ok=True)
+    key = METRICS[primary]
+    curves = {
+        f"{strategy}, {metric}": ([p.labels for p in c], [getattr(p, k) for p in c])
+        for strategy, c in (("active", active), ("random", random))
+        for metric, k in METRICS.items()
+    }
     png = learning_curves_comparison(
-        {
-            "active (committee spread + FPS)": (
-                [p.labels for p in active],
-                [p.force_rmse_eV_A for p in active],
-            ),
-            "random": ([p.labels for p in random], [p.force_rmse_eV_A for p in random]),
-        },
-        args.out / "al_efficiency.png",
-        target=target_rmse,
+        curves,
+        args.out / f"{name}.png",
+        target=figures[primary]["random_final"][key],
     )
     settings = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in vars(args).items()
-        if k not in ("temperature_list", "pressure_list", "random_list")
+        if not k.endswith("_list")
     }
     document = {
-        "benchmark": "al_efficiency",
+        "benchmark": name,
+        "case": args.case,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
@@ -860,33 +1011,31 @@ def report(
         "test": test_info,
         "active": [asdict(p) for p in active],
         "random": [asdict(p) for p in random],
-        "random_final": {"labels": n_random, "force_rmse_eV_A": target_rmse},
-        "active_labels_to_reach_random_final": needed,
-        "active_labels_to_reach_random_final_interpolated": needed_interp,
-        "ratio": ratio,
-        "target_ratio": args.target_ratio,
+        "figures": figures,
+        "primary": primary,
         "passed": passed,
-        "active_labels_extrapolated": extrapolated,
-        "random_labels_worth_active_final": worth,
         "active_picks_by_T_P": picked,
         "verdict": verdict,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
-    path = args.out / "al_efficiency.json"
+    path = args.out / f"{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {path} and {png}")
     if not args.quick:  # the figures of a full run, and its plot, beside the docs
         curve = [
             "labels",
             "force_rmse_eV_A",
+            "worst_condition",
+            "worst_condition_force_rmse_eV_A",
             "energy_rmse_meV_atom",
+            "pressure_rmse_GPa",
             "spread_error_rank_correlation",
         ]
-        figures = {k: document[k] for k in SUMMARY_KEYS}
-        figures["active"] = [{k: asdict(p)[k] for k in curve} for p in active]
-        figures["random"] = [{k: asdict(p)[k] for k in curve} for p in random]
-        record("al_efficiency", figures)
-        shutil.copyfile(png, RESULTS / "al_efficiency.png")
+        summary = {k: document[k] for k in SUMMARY_KEYS}
+        summary["active"] = [{k: asdict(p)[k] for k in curve} for p in active]
+        summary["random"] = [{k: asdict(p)[k] for k in curve} for p in random]
+        record(name, summary)
+        shutil.copyfile(png, RESULTS / f"{name}.png")
     return 0
 
 

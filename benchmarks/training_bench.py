@@ -20,11 +20,13 @@ labels.
    foundation). Variants: ``balanced`` (today's default: ``stress`` loss, 100 / 10 / 1000, E0s
    estimated), ``no-stress`` (balanced, stress weight 0), ``e0s-foundation``, ``stage-two``
    (forces-first, then mace's stage two from epoch 7 with energy 1000 / forces 100 / stress
-   1000: the energy-weight ramp), ``epochs-30``, ``early-stop`` (30 epochs, patience 3),
-   ``multi-head`` (balanced, replaying 200 of the foundation's cells), ``old-foundation``
-   (balanced, from the stand-in before #10). Figures on the test frames: committee-mean energy,
-   force and pressure RMSE, median force spread, Spearman's rank correlation of the spread
-   with the frame's max force error, wall time; ratios against ``forces-first``.
+   1000: the energy-weight ramp), ``lr-0.003`` and ``lr-0.001`` (balanced, a lower learning
+   rate: less of the foundation is overwritten), ``epochs-30``, ``early-stop`` (30 epochs,
+   patience 3), ``multi-head`` (balanced, replaying 200 of the foundation's cells),
+   ``old-foundation`` (balanced, from the stand-in before #10). Figures on the test frames:
+   committee-mean energy, force and pressure RMSE, median force spread, Spearman's rank
+   correlation of the spread with the frame's max force error, wall time; ratios against
+   ``forces-first``.
 3. Parallel training: the ``balanced`` committee trained again one member after another (2
    torch threads) against two at a time with one thread each: wall time and ratio.
 4. MD driver: one 100-step NPT trajectory at 2000 K, 50 GPa on an 8-atom cell with the
@@ -94,6 +96,8 @@ VARIANTS: dict[str, tuple[TrainSettings, str, bool]] = {
         "new",
         False,
     ),
+    "lr-0.003": (replace(BALANCED, learning_rate=0.003), "new", False),
+    "lr-0.001": (replace(BALANCED, learning_rate=0.001), "new", False),
     "epochs-30": (replace(BALANCED, max_epochs=30), "new", False),
     "early-stop": (replace(BALANCED, max_epochs=30, extra_args={"patience": 3}), "new", False),
     "multi-head": (replace(BALANCED, replay_samples=200), "new", True),

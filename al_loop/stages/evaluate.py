@@ -170,8 +170,8 @@ class EvaluateStage(Stage):
             "spread_error_rank_correlation": calibration.get("spearman"),
         }
         if newest:
-            last = result["held_out"][newest[-1]]
-            out[f"newest_slice_{newest[-1].replace(' ', '_')}_force_rmse_eV_A"] = last.get(
+            out["newest_slice"] = newest[-1]
+            out["newest_slice_force_rmse_eV_A"] = result["held_out"][newest[-1]].get(
                 "force_rmse_eV_A"
             )
         return out

@@ -60,6 +60,21 @@ def test_demo_loads_with_its_values(demo: Path) -> None:
     assert (config.launcher.workers, config.launcher.batch_size) == (2, 4)
 
 
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-500gpa.yaml"])
+def test_shipped_campaign_files_load(name: str, tmp_path: Path) -> None:
+    """Every campaign file in configs/ loads (beside the stand-in file `make demo` builds)."""
+    (tmp_path / name).write_text((DEMO.parent / name).read_text())
+    (tmp_path / "al-loop-runs").mkdir()
+    (tmp_path / "al-loop-runs" / "standin-cu-ni-al.model").write_bytes(b"")
+    config = load_campaign(tmp_path / name)
+    assert config.committee.e0s == "foundation"  # EMT: the stand-in's own level of theory
+    assert max(config.system.pressures_GPa) <= max(config.committee.error_pressure_bins_GPa)
+
+
+def test_every_campaign_file_in_configs_is_tested() -> None:
+    assert sorted(p.name for p in DEMO.parent.glob("*.yaml")) == ["demo-500gpa.yaml", "demo.yaml"]
+
+
 def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
     config = load_campaign(_write(tmp_path, MINIMAL))
     assert config.description == "" and config.workdir is None and config.seed == 0
