@@ -8,7 +8,8 @@ setup:
 	bash scripts/setup.sh
 
 # No foundation model can be downloaded here: the demo fine-tunes from a tiny stand-in
-# pre-trained on EMT data (built once, ~1 min). With internet, name a MACE-MP model instead.
+# pre-trained on EMT data (built once, ~4.5 min on 2 cores). With internet, name a MACE-MP model
+# instead.
 STANDIN := configs/al-loop-runs/standin-cu-ni-al.model
 
 demo: setup

@@ -21,9 +21,14 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 def record(name: str, figures: dict[str, Any], argv: list[str] | None = None) -> Path:
     """Write ``docs/results/<name>.json`` and return its path."""
     args = sys.argv[1:] if argv is None else argv
+    script = Path(sys.argv[0]).resolve()
+    root = RESULTS.parents[1]
+    script_name = (
+        str(script.relative_to(root)) if script.is_relative_to(root) else f"benchmarks/{name}.py"
+    )
     document = {
         "benchmark": name,
-        "command": " ".join([".venv/bin/python", f"benchmarks/{name}.py", *args]),
+        "command": " ".join([".venv/bin/python", script_name, *args]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
