@@ -33,7 +33,8 @@ labels.
    ``balanced`` committee (float32), driven by the committee mean against the first member
    with the committee scoring every 10th frame (``exploration.driver``): wall time and ratio.
 
-Runtime on 2 cores: ~25 min. Written to ``--out``: ``training_bench.json``.
+Runtime on 2 cores: ~35 min (every variant). Written to ``--out``: ``<--record>.json``, and the
+figures to ``docs/results/<--record>.json`` (default ``training_bench``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--variants",
         default=",".join(VARIANTS),
         help=f"comma-separated, with balanced ({','.join(VARIANTS)})",
+    )
+    parser.add_argument(
+        "--record",
+        default="training_bench",
+        help="the name its figures are recorded under in docs/results/ (training_bench)",
     )
     return parser.parse_args(argv)
 
@@ -281,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         evaluator.close()
         shutil.rmtree(tmp, ignore_errors=True)
     opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "training_bench.json").write_text(json.dumps(out, indent=1))
-    print(f"wrote {opts.out / 'training_bench.json'}")
-    record("training_bench", {k: v for k, v in out.items() if k not in ("date", "machine")})
+    (opts.out / f"{opts.record}.json").write_text(json.dumps(out, indent=1))
+    print(f"wrote {opts.out / f'{opts.record}.json'}")
+    record(opts.record, {k: v for k, v in out.items() if k not in ("date", "machine")})
     return 0
 
 
