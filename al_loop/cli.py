@@ -290,8 +290,8 @@ def standin_foundation(
     )
 
     symbols = [e.strip() for e in elements.split(",") if e.strip()]
-    structures = structures or STANDIN_STRUCTURES
-    epochs = epochs or STANDIN_SETTINGS.max_epochs
+    structures = STANDIN_STRUCTURES if structures is None else structures
+    epochs = STANDIN_SETTINGS.max_epochs if epochs is None else epochs
     settings = replace(STANDIN_SETTINGS, max_epochs=epochs)
     if not force and is_current(out, recipe(symbols, structures, seed, settings)):
         console.print(f"{out} exists, built by the same recipe (use --force to rebuild)")

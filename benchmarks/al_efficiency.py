@@ -18,8 +18,8 @@ random's labels (``--target-ratio 0.2``). Two cases:
   (``--test-trajectories`` per condition: uniform over conditions; other random cells, as the
   trajectory seeds follow the pool's). The verdict is on the worst condition's force RMSE.
 
-Both figures (the whole test set's force RMSE, the mean over its equal-sized conditions, and
-the worst condition's) are reported in both cases, and energy and pressure RMSE per condition.
+Both figures (the force RMSE over every atom of the test set, and over its worst condition's)
+are reported in both cases, and energy and pressure RMSE per condition.
 
 1. Ground truth and pool. ASE's EMT labels Cu-Ni-Al. NPT MD (ASE's ``NPTBerendsen``, 2 fs) of
    random Cu-Ni-Al alloys (fcc or bcc cells of 4-16 atoms, random compositions, rattled),
@@ -483,7 +483,7 @@ def descriptors(paths: Sequence[Path], dtype: str, frames: Sequence[Atoms]) -> n
 @dataclass
 class Point:
     labels: int
-    #: on the whole test set (the mean over conditions: the test set is uniform over them)
+    #: over every atom of the test set (frames per condition are equal; atoms per frame vary)
     force_rmse_eV_A: float
     energy_rmse_meV_atom: float
     pressure_rmse_GPa: float | None
@@ -498,15 +498,21 @@ class Point:
     selection: dict[str, Any] = field(default_factory=dict)
 
 
-#: The two figures: the error on the whole test set, and on its worst (T, P) condition.
-METRICS = {"mean": "force_rmse_eV_A", "worst condition": "worst_condition_force_rmse_eV_A"}
+#: The two figures: the force RMSE over every atom of the test set (conditions weigh by their
+#: atoms), and over the atoms of its worst (T, P) condition.
+METRICS = {
+    "whole test set": "force_rmse_eV_A",
+    "worst condition": "worst_condition_force_rmse_eV_A",
+}
 #: Which of them decides the verdict, per case.
-PRIMARY = {"uniform": "mean", "redundant": "worst condition"}
+PRIMARY = {"uniform": "whole test set", "redundant": "worst condition"}
 
 #: What docs/results/<name>.json keeps of the full document (besides the two curves).
 SUMMARY_KEYS = (
     "case",
+    "run_date",
     "figures",
+    "by_condition",
     "primary",
     "passed",
     "active_picks_by_T_P",
@@ -647,14 +653,17 @@ def random_equivalent(curve: Sequence[Point], rmse: float, key: str) -> float | 
 
 def per_condition(active: Sequence[Point], random: Sequence[Point]) -> dict[str, dict[str, Any]]:
     """Per (T, P) condition of the test set: random's final force RMSE there, active's final,
-    and the first active label count at or below random's final (None: not reached)."""
+    and the first active label count at or below random's final (None: not reached, or
+    random's final no better than the shared start: nothing to reach)."""
     n_random = random[-1].labels
     out = {}
     for name, final in random[-1].by_condition.items():
         target = final["force_rmse_eV_A"]
+        improved = target < random[0].by_condition[name]["force_rmse_eV_A"]
         needed = next(
             (p.labels for p in active if p.by_condition[name]["force_rmse_eV_A"] <= target), None
         )
+        needed = needed if improved else None
         out[name] = {
             "random_final_force_rmse_eV_A": target,
             "active_final_force_rmse_eV_A": active[-1].by_condition[name]["force_rmse_eV_A"],
@@ -783,6 +792,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.easy_list = [
         tuple(float(x) for x in pair.split(":")) for pair in str(args.easy).split(",") if pair
     ]
+    grid = {(t, p) for t in args.temperature_list for p in args.pressure_list}
+    if args.case == "redundant" and not set(args.easy_list) <= grid:
+        parser.error(f"--easy: T:P pairs of the --temperatures x --pressures grid, got {args.easy}")
     if args.models < 2:
         parser.error("a committee needs at least 2 members")
     if args.test_trajectories >= args.trajectories:
@@ -932,7 +944,8 @@ def report_again(path: Path) -> int:
     """The report of a finished run, from its full document (the figures' code may have
     changed since; the measurements are the run's)."""
     document = json.loads(path.read_text())
-    settings = dict(document["settings"], report=None, out=path.parent)
+    # beside the run's own document, never over it
+    settings = dict(document["settings"], report=None, out=path.parent / "re-reported")
     args = argparse.Namespace(
         **{k: Path(v) if k == "foundation" and v else v for k, v in settings.items()}
     )
@@ -942,9 +955,17 @@ def report_again(path: Path) -> int:
         *("--case", settings["case"]),
         *(("--foundation", settings["foundation"]) if settings.get("foundation") else ()),
     ]
+    run = [a for a in run if not a.startswith("(figures re-reported")]
     argv = [*run, f"(figures re-reported: --report {path})"]
     return report(
-        args, active, random, document["pool"], document["test"], document["timings_s"], argv
+        args,
+        active,
+        random,
+        document["pool"],
+        document["test"],
+        document["timings_s"],
+        argv,
+        document.get("run_date") or document["date"],
     )
 
 
@@ -962,9 +983,10 @@ def report(
     test_info: dict[str, Any],
     timings: dict[str, float],
     argv: list[str] | None = None,
+    run_date: str | None = None,
 ) -> int:
-    """Print and write the figures; ``argv``: the run's options, for the record (default:
-    this process's)."""
+    """Print and write the figures; ``argv`` and ``run_date``: the run's options and date, for
+    the record (default: this process's, now)."""
     from al_loop.plots import learning_curves_comparison
 
     figures = {
@@ -973,7 +995,7 @@ def report(
     primary = PRIMARY[args.case]
     print()
     print(
-        f"{'labels':>6}  {'active RMSE':>11}  {'random RMSE':>11}   (force, eV/Å, test set: mean"
+        f"{'labels':>6}  {'active RMSE':>11}  {'random RMSE':>11}   (force, eV/Å: whole test set"
         " / worst condition)"
     )
     by_a = {p.labels: p for p in active}
@@ -1063,9 +1085,10 @@ def report(
     }
     document = {
         "benchmark": name,
+        "run_date": run_date or datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else argv,
         "case": args.case,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": run_date or datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cores": os.cpu_count(),
             "python": platform.python_version(),
@@ -1096,6 +1119,7 @@ def report(
             "energy_rmse_meV_atom",
             "pressure_rmse_GPa",
             "spread_error_rank_correlation",
+            "by_condition",
         ]
         summary = {k: document[k] for k in SUMMARY_KEYS}
         summary["active"] = [{k: asdict(p)[k] for k in curve} for p in active]
