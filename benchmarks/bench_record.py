@@ -42,3 +42,25 @@ def record(name: str, figures: dict[str, Any], argv: list[str] | None = None) ->
     path.write_text(json.dumps(document, indent=1, default=str) + "\n")
     print(f"figures written to {path}")
     return path
+
+
+def index() -> dict[str, Any]:
+    """Every recorded benchmark's command, date and load: what docs/benchmarks.md cites."""
+    out = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.stem == "bench_record":
+            continue
+        document = json.loads(path.read_text())
+        machine = document.get("machine") or {}
+        out[path.stem] = {
+            "command": document.get("command"),
+            "date": document.get("date"),
+            "load_average_at_end": machine.get("load_average_at_end")
+            if isinstance(machine, dict)
+            else None,
+        }
+    return {"recorded": len(out), "results": out}
+
+
+if __name__ == "__main__":  # python benchmarks/bench_record.py: the index of docs/results/
+    record("bench_record", index())
