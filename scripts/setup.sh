@@ -9,8 +9,23 @@ VENV=${VENV:-.venv}
 STAMP="$VENV/.al-loop-installed"
 FINGERPRINT=$(cat pyproject.toml requirements.lock scripts/setup.sh | sha256sum | cut -d' ' -f1)
 
+# The student's LAMMPS pair style is compiled from source on every machine (cmake, g++).
+build_plugin() {
+    if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then
+        if [[ $(id -u) == 0 ]]; then
+            apt-get update -qq && apt-get install -y -qq cmake g++ >/dev/null
+        else
+            echo "setup: cmake and g++ are needed to build the student's LAMMPS plugin" >&2
+            exit 1
+        fi
+    fi
+    "$VENV/bin/python" -m calculators.models.student.lammps_run >/dev/null
+    echo "setup: student LAMMPS plugin built"
+}
+
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$FINGERPRINT" ]]; then
     echo "setup: $VENV is up to date"
+    build_plugin
     exit 0
 fi
 
@@ -21,5 +36,6 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q "torch==2.13.0"
 "${PIP[@]}" install -q -c requirements.lock -e ".[dev]"
 "${PIP[@]}" check
+build_plugin
 echo "$FINGERPRINT" > "$STAMP"
 echo "setup: done ($("$VENV/bin/python" -c 'import al_loop; print("al-loop", al_loop.__version__)'))"

@@ -1,0 +1,441 @@
+/* al-loop's student pair style: see pair_alloop_student.h. */
+
+#include "pair_alloop_student.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+using namespace LAMMPS_NS;
+
+PairAlloopStudent::PairAlloopStudent(LAMMPS *lmp) : Pair(lmp)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairAlloopStudent::~PairAlloopStudent()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairAlloopStudent::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  for (int i = 1; i <= n; i++)
+    for (int j = i; j <= n; j++) setflag[i][j] = 0;
+}
+
+void PairAlloopStudent::settings(int narg, char ** /*arg*/)
+{
+  if (narg != 0) error->all(FLERR, "pair_style alloop/student takes no arguments");
+}
+
+/* One file per run: pair_coeff * * FILE El1 El2 ... (one element per atom type). */
+void PairAlloopStudent::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  int ntypes = atom->ntypes;
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "pair_coeff for alloop/student: expected * * FILE and {} element names (one per "
+               "atom type), got {} arguments",
+               ntypes, narg);
+  if (std::string(arg[0]) != "*" || std::string(arg[1]) != "*")
+    error->all(FLERR, "pair_coeff for alloop/student must be 'pair_coeff * * FILE El1 El2 ...'");
+  read_file(arg[2]);
+  type_element.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    std::string symbol = arg[2 + t];
+    for (std::size_t a = 0; a < elements.size(); a++)
+      if (elements[a] == symbol) type_element[t] = (int) a;
+    if (type_element[t] < 0) {
+      std::string known;
+      for (auto &e : elements) known += " " + e;
+      error->all(FLERR, "alloop/student: {} has no element {} (atom type {}); it knows:{}",
+                 arg[2], symbol, t, known);
+    }
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+void PairAlloopStudent::init_style()
+{
+  if (force->newton_pair == 0) error->all(FLERR, "pair_style alloop/student requires newton pair on");
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+double PairAlloopStudent::init_one(int /*i*/, int /*j*/)
+{
+  if (cutoff <= 0.0) error->all(FLERR, "alloop/student: pair_coeff has not been given");
+  return cutoff;
+}
+
+/* ---------------------------------------------------------------------- reading the file */
+
+namespace {
+struct Reader {
+  std::vector<std::string> tokens;
+  std::size_t at = 0;
+  std::string path;
+  Error *error;
+
+  [[noreturn]] void fail(const std::string &what)
+  {
+    error->all(FLERR, "alloop/student: {}: {} (token {}); write it again with al-loop distil", path,
+               what, at);
+    throw 0;    // not reached
+  }
+  std::string word(const char *expected = nullptr)
+  {
+    if (at >= tokens.size()) fail(std::string("ends early, expected ") + (expected ? expected : "more"));
+    std::string token = tokens[at++];
+    if (expected && token != expected) fail(std::string("expected '") + expected + "', found '" + token + "'");
+    return token;
+  }
+  long integer()
+  {
+    std::string token = word();
+    char *end = nullptr;
+    long value = std::strtol(token.c_str(), &end, 10);
+    if (end == token.c_str() || *end != '\0') fail("expected an integer, found '" + token + "'");
+    return value;
+  }
+  double number()
+  {
+    std::string token = word();
+    char *end = nullptr;
+    double value = std::strtod(token.c_str(), &end);
+    if (end == token.c_str() || *end != '\0') fail("expected a number, found '" + token + "'");
+    return value;
+  }
+  void numbers(std::vector<double> &out, std::size_t count)
+  {
+    out.resize(count);
+    for (std::size_t k = 0; k < count; k++) out[k] = number();
+  }
+};
+}    // namespace
+
+void PairAlloopStudent::read_file(const std::string &path)
+{
+  std::ifstream in(path);
+  if (!in) error->all(FLERR, "alloop/student: cannot open model file {}", path);
+  Reader r;
+  r.path = path;
+  r.error = error;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.erase(hash);
+    std::istringstream words(line);
+    std::string token;
+    while (words >> token) r.tokens.push_back(token);
+  }
+  r.word("alloop-student");
+  if (r.integer() != 1) r.fail("format version is not 1");
+  r.word("elements");
+  long n_el = r.integer();
+  if (n_el < 1 || n_el > 128) r.fail("impossible number of elements");
+  elements.clear();
+  for (long a = 0; a < n_el; a++) elements.push_back(r.word());
+  r.word("descriptor");
+  cutoff = r.number();
+  n_basis = (int) r.integer();
+  n_channels = (int) r.integer();
+  lmax = (int) r.integer();
+  if (cutoff <= 0.0 || n_basis < 1 || n_channels < 1 || lmax < 0 || lmax > 8)
+    r.fail("impossible descriptor shape");
+  r.word("network");
+  if (r.word() != "tanh") r.fail("activation is not tanh");
+  long n_hidden = r.integer();
+  std::vector<long> widths;
+  for (long h = 0; h < n_hidden; h++) widths.push_back(r.integer());
+
+  mono_p.clear(); mono_q.clear(); mono_s.clear(); mono_l.clear(); mono_w.clear();
+  auto fact = [](int n) { double f = 1.0; for (int k = 2; k <= n; k++) f *= k; return f; };
+  for (int l = 0; l <= lmax; l++)
+    for (int p = l; p >= 0; p--)
+      for (int q = l - p; q >= 0; q--) {
+        int s = l - p - q;
+        mono_p.push_back(p); mono_q.push_back(q); mono_s.push_back(s); mono_l.push_back(l);
+        mono_w.push_back(fact(l) / (fact(p) * fact(q) * fact(s)));
+      }
+  n_mono = (int) mono_p.size();
+  n_features = n_channels + (lmax + 1) * n_channels * (n_channels + 1) / 2;
+
+  r.word("mixing");
+  r.numbers(mixing, (std::size_t) n_el * n_el * n_channels * n_basis);
+  nets.assign(n_el, StudentElement());
+  for (long a = 0; a < n_el; a++) {
+    StudentElement &net = nets[a];
+    r.word("element");
+    net.symbol = r.word(elements[a].c_str());
+    net.e0 = r.number();
+    r.word("shift");
+    r.numbers(net.shift, n_features);
+    r.word("scale");
+    r.numbers(net.scale, n_features);
+    long n_in = n_features;
+    for (long h = 0; h <= n_hidden; h++) {
+      long n_out = h < n_hidden ? widths[h] : 1;
+      r.word("layer");
+      long got_in = r.integer(), got_out = r.integer();
+      if (got_in != n_in || got_out != n_out)
+        r.fail(fmt::format("layer {} of {} is {}x{}; the descriptor and network declare {}x{}", h,
+                           elements[a], got_in, got_out, n_in, n_out));
+      StudentLayer layer;
+      layer.n_in = (int) n_in;
+      layer.n_out = (int) n_out;
+      r.numbers(layer.weight, (std::size_t) n_in * n_out);
+      r.numbers(layer.bias, n_out);
+      net.layers.push_back(layer);
+      n_in = n_out;
+    }
+  }
+  r.word("end");
+  if (r.at != r.tokens.size()) r.fail("has tokens after 'end'");
+  std::size_t widest = n_features;
+  for (long w : widths) widest = std::max<std::size_t>(widest, w);
+  moments.assign((std::size_t) n_channels * n_mono, 0.0);
+  grad_moments.assign(moments.size(), 0.0);
+  feats.assign(n_features, 0.0);
+  grad_feats.assign(n_features, 0.0);
+  work.assign((n_hidden + 2) * widest * 2, 0.0);
+  mono.assign(n_mono, 0.0);
+  dmono.assign(3 * n_mono, 0.0);
+  radial.assign(n_channels, 0.0);
+  dradial.assign(n_channels, 0.0);
+  amono.assign(n_mono, 0.0);
+  bmono.assign(n_mono, 0.0);
+}
+
+/* ---------------------------------------------------------------------- the computation */
+
+/* E_i from the moments (already in `moments`); writes dE_i/dM into grad_moments_out. */
+double PairAlloopStudent::atom_energy(int element, double *grad_m)
+{
+  const int C = n_channels, NM = n_mono;
+  const double *M = moments.data();
+  double *g = feats.data();
+  int f = 0;
+  for (int c = 0; c < C; c++) g[f++] = M[c * NM];
+  for (int l = 0; l <= lmax; l++) {
+    int first = l * (l + 1) * (l + 2) / 6, count = (l + 1) * (l + 2) / 2;
+    for (int c = 0; c < C; c++)
+      for (int d = c; d < C; d++) {
+        double sum = 0.0;
+        for (int m = first; m < first + count; m++) sum += mono_w[m] * M[c * NM + m] * M[d * NM + m];
+        g[f++] = sum;
+      }
+  }
+  const StudentElement &net = nets[element];
+  const int n_layers = (int) net.layers.size();
+  // activations: h[0] = normalised features, h[k] = tanh(...) for hidden k
+  std::size_t stride = work.size() / (2 * (n_layers + 1));
+  double *h = work.data();
+  for (int k = 0; k < n_features; k++) h[k] = (g[k] - net.shift[k]) / net.scale[k];
+  double energy = net.e0;
+  for (int L = 0; L < n_layers; L++) {
+    const StudentLayer &layer = net.layers[L];
+    const double *in = h + L * stride;
+    double *out = h + (L + 1) * stride;
+    for (int o = 0; o < layer.n_out; o++) {
+      const double *w = layer.weight.data() + (std::size_t) o * layer.n_in;
+      double z = layer.bias[o];
+      for (int k = 0; k < layer.n_in; k++) z += w[k] * in[k];
+      out[o] = (L + 1 < n_layers) ? std::tanh(z) : z;
+    }
+  }
+  energy += h[n_layers * stride];
+  // backward: dE/dh, layer by layer
+  double *dh = work.data() + (n_layers + 1) * stride;
+  double *dnext = dh + n_layers * stride;
+  dnext[0] = 1.0;
+  for (int L = n_layers - 1; L >= 0; L--) {
+    const StudentLayer &layer = net.layers[L];
+    double *dout = dh + (L + 1) * stride;
+    const double *out = h + (L + 1) * stride;
+    if (L + 1 < n_layers)
+      for (int o = 0; o < layer.n_out; o++) dout[o] *= 1.0 - out[o] * out[o];
+    double *din = dh + L * stride;
+    for (int k = 0; k < layer.n_in; k++) din[k] = 0.0;
+    for (int o = 0; o < layer.n_out; o++) {
+      const double *w = layer.weight.data() + (std::size_t) o * layer.n_in;
+      const double d = dout[o];
+      for (int k = 0; k < layer.n_in; k++) din[k] += w[k] * d;
+    }
+  }
+  double *dg = grad_feats.data();
+  for (int k = 0; k < n_features; k++) dg[k] = dh[k] / net.scale[k];
+  // dE/dM
+  for (int k = 0; k < C * NM; k++) grad_m[k] = 0.0;
+  f = 0;
+  for (int c = 0; c < C; c++) grad_m[c * NM] += dg[f++];
+  for (int l = 0; l <= lmax; l++) {
+    int first = l * (l + 1) * (l + 2) / 6, count = (l + 1) * (l + 2) / 2;
+    for (int c = 0; c < C; c++)
+      for (int d = c; d < C; d++) {
+        const double w = dg[f++];
+        for (int m = first; m < first + count; m++) {
+          grad_m[c * NM + m] += w * mono_w[m] * M[d * NM + m];
+          grad_m[d * NM + m] += w * mono_w[m] * M[c * NM + m];
+        }
+      }
+  }
+  return energy;
+}
+
+void PairAlloopStudent::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+  const int nlocal = atom->nlocal;
+  const int inum = list->inum;
+  int *ilist = list->ilist, *numneigh = list->numneigh, **firstneigh = list->firstneigh;
+  const int C = n_channels, K = n_basis, NM = n_mono, n_el = (int) elements.size();
+  const double rc = cutoff, rcsq = cutoff * cutoff;
+  std::vector<double> T(K), dT(K), pw(3 * (lmax + 1));
+
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    const int a = type_element[type[i]];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    if (jnum > max_pairs) {
+      max_pairs = jnum;
+      pr.resize(4 * (std::size_t) max_pairs);
+      pu.resize(3 * (std::size_t) max_pairs);
+      pbasis.resize((std::size_t) K * max_pairs);
+      pdbasis.resize((std::size_t) K * max_pairs);
+      pj.resize(max_pairs);
+      pspecies.resize(max_pairs);
+    }
+    // pass 1: pairs within the cutoff, their basis, and the moments
+    for (int k = 0; k < C * NM; k++) moments[k] = 0.0;
+    int n = 0;
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq >= rcsq) continue;
+      const double r = std::sqrt(rsq);
+      const double ux = dx / r, uy = dy / r, uz = dz / r;
+      const double xr = r / rc, t = 2.0 * xr - 1.0, one = 1.0 - xr * xr;
+      const double env = one * one, denv = -4.0 * xr * one / rc;
+      T[0] = 1.0;
+      dT[0] = 0.0;
+      if (K > 1) { T[1] = t; dT[1] = 1.0; }
+      for (int k = 2; k < K; k++) {
+        T[k] = 2.0 * t * T[k - 1] - T[k - 2];
+        dT[k] = 2.0 * T[k - 1] + 2.0 * t * dT[k - 1] - dT[k - 2];
+      }
+      double *B = &pbasis[(std::size_t) K * n], *dB = &pdbasis[(std::size_t) K * n];
+      for (int k = 0; k < K; k++) {
+        B[k] = T[k] * env;
+        dB[k] = dT[k] * (2.0 / rc) * env + T[k] * denv;
+      }
+      const int b = type_element[type[j]];
+      const double *W = &mixing[(std::size_t) (a * n_el + b) * C * K];
+      for (int c = 0; c < C; c++) {
+        double s = 0.0;
+        for (int k = 0; k < K; k++) s += W[c * K + k] * B[k];
+        radial[c] = s;
+      }
+      for (int e = 0; e < 3; e++) pw[e * (lmax + 1)] = 1.0;
+      const double u[3] = {ux, uy, uz};
+      for (int e = 0; e < 3; e++)
+        for (int p = 1; p <= lmax; p++) pw[e * (lmax + 1) + p] = pw[e * (lmax + 1) + p - 1] * u[e];
+      for (int m = 0; m < NM; m++)
+        mono[m] = pw[mono_p[m]] * pw[(lmax + 1) + mono_q[m]] * pw[2 * (lmax + 1) + mono_s[m]];
+      for (int c = 0; c < C; c++) {
+        double *Mc = &moments[(std::size_t) c * NM];
+        const double Rc = radial[c];
+        for (int m = 0; m < NM; m++) Mc[m] += Rc * mono[m];
+      }
+      pr[4 * n] = r; pr[4 * n + 1] = dx; pr[4 * n + 2] = dy; pr[4 * n + 3] = dz;
+      pu[3 * n] = ux; pu[3 * n + 1] = uy; pu[3 * n + 2] = uz;
+      pj[n] = j;
+      pspecies[n] = b;
+      n++;
+    }
+    // the network, and dE_i/dM
+    const double ei = atom_energy(a, grad_moments.data());
+    if (eflag) {
+      if (eflag_global) eng_vdwl += ei;
+      if (eflag_atom) eatom[i] += ei;
+    }
+    // pass 2: dE_i/dr_ij for every pair
+    const double *G = grad_moments.data();
+    for (int q = 0; q < n; q++) {
+      const double r = pr[4 * q];
+      const double u[3] = {pu[3 * q], pu[3 * q + 1], pu[3 * q + 2]};
+      const double *B = &pbasis[(std::size_t) K * q], *dB = &pdbasis[(std::size_t) K * q];
+      const double *W = &mixing[(std::size_t) (a * n_el + pspecies[q]) * C * K];
+      for (int c = 0; c < C; c++) {
+        double s = 0.0, ds = 0.0;
+        for (int k = 0; k < K; k++) {
+          s += W[c * K + k] * B[k];
+          ds += W[c * K + k] * dB[k];
+        }
+        radial[c] = s;
+        dradial[c] = ds;
+      }
+      for (int m = 0; m < NM; m++) amono[m] = bmono[m] = 0.0;
+      for (int c = 0; c < C; c++) {
+        const double *Gc = G + (std::size_t) c * NM;
+        const double Rc = radial[c], dRc = dradial[c];
+        for (int m = 0; m < NM; m++) {
+          amono[m] += Gc[m] * Rc;
+          bmono[m] += Gc[m] * dRc;
+        }
+      }
+      for (int e = 0; e < 3; e++) pw[e * (lmax + 1)] = 1.0;
+      for (int e = 0; e < 3; e++)
+        for (int p = 1; p <= lmax; p++) pw[e * (lmax + 1) + p] = pw[e * (lmax + 1) + p - 1] * u[e];
+      const int L1 = lmax + 1;
+      double radial_part = 0.0, gx = 0.0, gy = 0.0, gz = 0.0;
+      for (int m = 0; m < NM; m++) {
+        const int p = mono_p[m], qq = mono_q[m], s = mono_s[m];
+        const double px = pw[p], py = pw[L1 + qq], pz = pw[2 * L1 + s];
+        const double value = px * py * pz;
+        radial_part += bmono[m] * value - amono[m] * mono_l[m] * value / r;
+        const double am = amono[m] / r;
+        if (p > 0) gx += am * p * pw[p - 1] * py * pz;
+        if (qq > 0) gy += am * qq * px * pw[L1 + qq - 1] * pz;
+        if (s > 0) gz += am * s * px * py * pw[2 * L1 + s - 1];
+      }
+      const double fx = radial_part * u[0] + gx;    // dE_i/dr_ij
+      const double fy = radial_part * u[1] + gy;
+      const double fz = radial_part * u[2] + gz;
+      const int j = pj[q];
+      f[i][0] += fx; f[i][1] += fy; f[i][2] += fz;
+      f[j][0] -= fx; f[j][1] -= fy; f[j][2] -= fz;
+      if (vflag_either)
+        ev_tally_xyz(i, j, nlocal, force->newton_pair, 0.0, 0.0, fx, fy, fz, -pr[4 * q + 1],
+                     -pr[4 * q + 2], -pr[4 * q + 3]);
+    }
+  }
+  if (vflag_fdotr) virial_fdotr_compute();
+}

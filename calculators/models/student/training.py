@@ -1,0 +1,197 @@
+"""Fitting the student to a teacher's (and DFT's) energies, forces and stress.
+
+Frames are ASE Atoms with a calculator holding ``energy``, ``forces`` and ``stress`` (the
+teacher's, or a label's), and an optional ``info["weight"]`` (DFT labels weigh more). The loss
+is a weighted sum of squared errors of energy per atom, force components and stress, each
+averaged per frame; Adam with an exponentially decaying rate; the model with the lowest
+validation loss is kept. Everything is float64 and seeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from calculators.models.student.descriptor import DescriptorSpec
+from calculators.models.student.network import Graph, StudentModel, build_graph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentSettings:
+    """The student's shape and its fit."""
+
+    cutoff: float = 5.0
+    n_basis: int = 8
+    n_channels: int = 8
+    lmax: int = 3
+    hidden: tuple[int, ...] = (32, 32)
+    epochs: int = 200
+    batch_size: int = 16
+    learning_rate: float = 5e-3
+    final_learning_rate: float = 1e-4
+    energy_weight: float = 100.0  # on (eV/atom)^2
+    force_weight: float = 1.0  # on (eV/Å)^2
+    stress_weight: float = 1000.0  # on (eV/Å^3)^2
+    validation_fraction: float = 0.1
+    seed: int = 0
+    threads: int | None = None
+
+    @property
+    def spec(self) -> DescriptorSpec:
+        return DescriptorSpec(self.cutoff, self.n_basis, self.n_channels, self.lmax)
+
+
+@dataclass
+class Batch:
+    graph: Graph
+    energy: torch.Tensor  # (structures,) eV
+    forces: torch.Tensor  # (atoms, 3)
+    stress: torch.Tensor  # (structures, 3, 3) eV/Å^3, ASE's sign
+    has_stress: torch.Tensor  # (structures,) bool
+    weight: torch.Tensor  # (structures,)
+    n_atoms: torch.Tensor  # (structures,)
+
+
+@dataclass
+class FitHistory:
+    """Per epoch: train and validation loss; and the wall time."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    wall_s: float = 0.0
+
+
+def make_batch(frames: Sequence[Atoms], model: StudentModel) -> Batch:
+    graph = build_graph(frames, model.elements, model.spec.cutoff, torch.float64)
+    stresses, has = [], []
+    for atoms in frames:
+        try:
+            stresses.append(atoms.get_stress(voigt=False))
+            has.append(True)
+        except Exception:  # a frame without stress (molecule, old label) still trains E and F
+            stresses.append(np.zeros((3, 3)))
+            has.append(False)
+    return Batch(
+        graph=graph,
+        energy=torch.tensor([a.get_potential_energy() for a in frames], dtype=torch.float64),
+        forces=torch.as_tensor(np.concatenate([a.get_forces() for a in frames])),
+        stress=torch.as_tensor(np.array(stresses)),
+        has_stress=torch.tensor(has),
+        weight=torch.tensor(
+            [float(a.info.get("weight", 1.0)) for a in frames], dtype=torch.float64
+        ),
+        n_atoms=torch.tensor([len(a) for a in frames], dtype=torch.float64),
+    )
+
+
+def loss(
+    model: StudentModel, batch: Batch, settings: StudentSettings, create_graph: bool
+) -> torch.Tensor:
+    """The weighted loss of ``batch`` (see the module docstring)."""
+    energy, forces, stress = model(batch.graph, create_graph=create_graph)
+    g = batch.graph
+    e_term = ((energy - batch.energy) / batch.n_atoms) ** 2
+    f_sq = ((forces - batch.forces) ** 2).sum(1)
+    f_term = torch.zeros_like(energy).index_add(0, g.structure, f_sq) / (3 * batch.n_atoms)
+    s_term = ((stress - batch.stress) ** 2).mean((1, 2)) * batch.has_stress
+    per_frame = (
+        settings.energy_weight * e_term
+        + settings.force_weight * f_term
+        + settings.stress_weight * s_term
+    )
+    return (batch.weight * per_frame).sum() / batch.weight.sum()
+
+
+def reference_energies(frames: Sequence[Atoms], elements: Sequence[str]) -> np.ndarray:
+    """Per-element energies by least squares of the frames' energies on their compositions."""
+    counts = np.array(
+        [[a.get_chemical_symbols().count(e) for e in elements] for a in frames], float
+    )
+    energies = np.array([a.get_potential_energy() for a in frames])
+    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return solution
+
+
+def fit_student(
+    frames: Sequence[Atoms],
+    elements: Sequence[str],
+    settings: StudentSettings = StudentSettings(),
+    validation: Sequence[Atoms] | None = None,
+) -> tuple[StudentModel, FitHistory]:
+    """A student fitted to ``frames`` (a seeded ``validation_fraction`` is held out unless
+    ``validation`` is given)."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    rng = np.random.default_rng(settings.seed)
+    frames = list(frames)
+    if validation is None:
+        order = rng.permutation(len(frames))
+        n_val = round(settings.validation_fraction * len(frames))
+        validation = [frames[k] for k in order[:n_val]]
+        frames = [frames[k] for k in order[n_val:]]
+    if not frames:
+        raise ValueError("student: no frames to fit")
+    model = StudentModel(elements, settings.spec, settings.hidden, seed=settings.seed)
+    with torch.no_grad():
+        model.e0.copy_(torch.from_numpy(reference_energies(frames, elements)))
+    model.set_normalisation(build_graph(frames, elements, settings.cutoff, torch.float64))
+    batches = [
+        make_batch(frames[k : k + settings.batch_size], model)
+        for k in range(0, len(frames), settings.batch_size)
+    ]
+    val_batches = [
+        make_batch(list(validation[k : k + settings.batch_size]), model)
+        for k in range(0, len(validation), settings.batch_size)
+    ]
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    steps = max(1, settings.epochs * len(batches))
+    gamma = (settings.final_learning_rate / settings.learning_rate) ** (1 / steps)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma)
+    history = FitHistory()
+    best: dict[str, Any] | None = None
+    best_loss = float("inf")
+    started = time.perf_counter()
+    for epoch in range(settings.epochs):
+        total = 0.0
+        for k in rng.permutation(len(batches)):
+            optimiser.zero_grad()
+            value = loss(model, batches[k], settings, create_graph=True)
+            value.backward()
+            optimiser.step()
+            scheduler.step()
+            total += float(value.detach())
+        history.train_loss.append(total / len(batches))
+        val = [float(loss(model, b, settings, create_graph=False).detach()) for b in val_batches]
+        val_loss = float(np.mean(val)) if val else history.train_loss[-1]
+        history.validation_loss.append(val_loss)
+        if val_loss < best_loss:
+            best_loss, history.best_epoch = val_loss, epoch
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if epoch % 20 == 0 or epoch == settings.epochs - 1:
+            log.info(
+                "student epoch %d: train %.3g, validation %.3g",
+                epoch,
+                history.train_loss[-1],
+                val_loss,
+            )
+    if best is not None:
+        model.load_state_dict(best)
+    history.wall_s = time.perf_counter() - started
+    return model, history
+
+
+def settings_record(settings: StudentSettings) -> dict[str, Any]:
+    """The settings as stored with a student (JSON-able)."""
+    record = asdict(settings)
+    record["hidden"] = list(settings.hidden)
+    return record
