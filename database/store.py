@@ -78,6 +78,9 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
             {"unique": True},
         )
     ],
+    "distillations": [
+        ([("campaign", ASCENDING), ("kind", ASCENDING), ("key", ASCENDING)], {"unique": True})
+    ],
 }
 
 
@@ -384,6 +387,28 @@ class Store:
         if old is not None and old.get("file_id") not in (None, file_id):
             self.fs.delete(old["file_id"])
         return file_id
+
+    def add_distillation(self, kind: str, document: dict[str, Any], data: bytes) -> Any:
+        """Store a distillation artefact, ``kind`` ``sample`` (the teacher-labelled frames as
+        extxyz) or ``student`` (a student model file): the bytes in GridFS, then the document
+        (``campaign``, ``key`` identify it: storing the same key again replaces it)."""
+        key = {"kind": kind, "campaign": document["campaign"], "key": document["key"]}
+        file_id = self.put_file(data, f"{document['campaign']}-{kind}-{document['key']}", **key)
+        old = self.db.distillations.find_one_and_replace(
+            key, {**document, **key, "file_id": file_id, "created_at": utcnow()}, upsert=True
+        )
+        if old is not None and old.get("file_id") not in (None, file_id):
+            self.fs.delete(old["file_id"])
+        return file_id
+
+    def distillations(
+        self, campaign: str, kind: str, key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The campaign's stored samples or students (newest first), or the one with ``key``."""
+        query: dict[str, Any] = {"campaign": campaign, "kind": kind}
+        if key is not None:
+            query["key"] = key
+        return list(self.db.distillations.find(query).sort("created_at", -1))
 
     def models(self, campaign: str, iteration: int) -> list[dict[str, Any]]:
         """The committee of ``campaign`` trained at ``iteration``, ordered by member."""

@@ -175,3 +175,26 @@ def label_through_a_rocket(tmp_path: Path, mongo_uri: str) -> Callable[..., dict
             }
 
     return label
+
+
+def _random_student(elements: list[str], seed: int = 1) -> Any:
+    """A student with random weights, shifts and scales (a trained one has such numbers):
+    cutoff 4.5 Å, 4 channels, lmax 3 (44 features), hidden 16 and 8."""
+    import torch
+
+    from calculators.models.student.descriptor import DescriptorSpec
+    from calculators.models.student.network import StudentModel
+
+    model = StudentModel(elements, DescriptorSpec(cutoff=4.5, n_channels=4), (16, 8), seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.e0.copy_(torch.linspace(-4, -3, len(elements)))
+        model.shift.normal_(0, 0.3, generator=generator)
+        model.scale.uniform_(0.5, 2.0, generator=generator)
+    return model
+
+
+@pytest.fixture(scope="session")
+def random_student() -> Callable[..., Any]:
+    """``random_student(elements, seed=1)``: a student model with random numbers."""
+    return _random_student

@@ -5,7 +5,7 @@ same bits)::
 
     alloop-student 1
     elements 2 Cu Ni
-    descriptor <cutoff> <n_basis> <n_channels> <lmax>
+    descriptor <cutoff> <n_basis> <n_channels> <lmax> <n_features>
     network <activation> <n_hidden> <width> ...
     mixing <n_elements^2 * n_channels * n_basis numbers>       # W[a*n+b][c][k]
     element Cu <e0>
@@ -46,7 +46,8 @@ def write_student(model: StudentModel, path: Path | str) -> Path:
     lines = [
         f"{MAGIC} {VERSION}",
         f"elements {len(model.elements)} {' '.join(model.elements)}",
-        f"descriptor {spec.cutoff!r} {spec.n_basis} {spec.n_channels} {spec.lmax}",
+        f"descriptor {spec.cutoff!r} {spec.n_basis} {spec.n_channels} {spec.lmax} "
+        f"{spec.n_features}",
         f"network {model.activation} {len(model.hidden)} {' '.join(map(str, model.hidden))}",
         f"mixing {_numbers(model.mixing)}",
     ]
@@ -116,6 +117,11 @@ def read_student(path: Path | str) -> StudentModel:
     tokens.word("descriptor")
     cutoff = float(tokens.floats(1)[0])
     spec = DescriptorSpec(cutoff, tokens.integer(), tokens.integer(), tokens.integer())
+    if (declared := tokens.integer()) != spec.n_features:
+        raise tokens.fail(
+            f"the descriptor declares {declared} features; its shape (channels "
+            f"{spec.n_channels}, lmax {spec.lmax}) gives {spec.n_features}"
+        )
     tokens.word("network")
     activation = tokens.word()
     hidden = [tokens.integer() for _ in range(tokens.integer())]

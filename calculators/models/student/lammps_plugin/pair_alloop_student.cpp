@@ -162,6 +162,7 @@ void PairAlloopStudent::read_file(const std::string &path)
   n_basis = (int) r.integer();
   n_channels = (int) r.integer();
   lmax = (int) r.integer();
+  const long declared_features = r.integer();
   if (cutoff <= 0.0 || n_basis < 1 || n_channels < 1 || lmax < 0 || lmax > 8)
     r.fail("impossible descriptor shape");
   r.word("network");
@@ -181,6 +182,9 @@ void PairAlloopStudent::read_file(const std::string &path)
       }
   n_mono = (int) mono_p.size();
   n_features = n_channels + (lmax + 1) * n_channels * (n_channels + 1) / 2;
+  if (declared_features != n_features)
+    r.fail(fmt::format("the descriptor declares {} features; its shape (channels {}, lmax {}) "
+                       "gives {}", declared_features, n_channels, lmax, n_features));
 
   r.word("mixing");
   r.numbers(mixing, (std::size_t) n_el * n_el * n_channels * n_basis);

@@ -1,0 +1,147 @@
+"""Distillation: the teacher committee's MD sample, its filter, the student's fit and its report.
+
+The sample is MD with the teacher at every (ensemble, T, P) of the campaign (``heat`` runs
+melt the cell), from labelled structures repeated to ``student.sample_min_atoms``; every frame
+carries the committee's mean energy, forces and stress (the teacher's label) and its spread.
+Frames where the spread passes ``student.max_teacher_spread_eV_A`` (or that stopped a
+trajectory) are left out. The student is fitted to the rest and to every training DFT label
+(weight ``student.label_weight``); a held-out share of the sample and the held-out DFT labels
+measure it (:func:`report`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.io import read, write
+
+from al_loop.config import CampaignConfig, StudentConfig
+from al_loop.evaluation import errors, summary
+from calculators.models.student.training import StudentSettings
+
+#: Targets of the student against the teacher, and against the labels (x the teacher's error).
+TARGETS = {
+    "energy_mae_meV_atom": 5.0,
+    "force_rmse_eV_A": 0.100,
+    "pressure_mae_GPa": 1.0,
+    "label_error_ratio": 1.5,
+}
+
+
+def sample_conditions(config: CampaignConfig) -> list[tuple[str, float, float]]:
+    """Every (ensemble, T, P) of the sample, once per trajectory."""
+    st, sysc = config.student, config.system
+    grid = itertools.product(st.sample_ensembles, sysc.temperatures_K, sysc.pressures_GPa)
+    return [c for c in grid for _ in range(st.sample_trajectories_per_condition)]
+
+
+def grown(atoms: Atoms, min_atoms: int) -> Atoms:
+    """``atoms`` repeated equally along the three axes until it has at least ``min_atoms``."""
+    n = max(1, math.ceil((min_atoms / len(atoms)) ** (1 / 3) - 1e-9))
+    big = atoms.repeat(n) if n > 1 else atoms.copy()
+    big.calc = None
+    return big
+
+
+def sample_key(teacher_sha256: Sequence[str], config: CampaignConfig) -> str:
+    """What identifies a sample: the teacher's files, the sample settings, the seed and the
+    conditions (a sample is reused only when all of them are the same)."""
+    st = config.student
+    settings = {k: v for k, v in st.model_dump().items() if k.startswith("sample")}
+    text = json.dumps(
+        [list(teacher_sha256), settings, config.seed, sample_conditions(config)], sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def frames_bytes(frames: Sequence[Atoms]) -> bytes:
+    """Frames with their teacher results and info, as extxyz."""
+    out = io.StringIO()
+    write(out, list(frames), format="extxyz")
+    return out.getvalue().encode()
+
+
+def frames_read(data: bytes) -> list[Atoms]:
+    return read(io.StringIO(data.decode()), index=":", format="extxyz")
+
+
+def usable(frame: Atoms, max_spread: float) -> str:
+    """Why a frame is left out of the sample ("" when it is kept)."""
+    if frame.info.get("stop_reason"):
+        return "stopped trajectory"
+    if frame.calc is None or "forces" not in frame.calc.results:
+        return "no teacher label"
+    spread = float(frame.info.get("force_spread", np.nan))
+    if not np.isfinite(spread):
+        return "no teacher spread"
+    return "teacher unsure" if spread > max_spread else ""
+
+
+def split(frames: Sequence[Atoms], fraction: float, seed: int) -> tuple[list[Atoms], list[Atoms]]:
+    """(fit, test): a seeded ``fraction`` of the frames is held out, at least one."""
+    order = np.random.default_rng(seed).permutation(len(frames))
+    n_test = max(1, round(fraction * len(frames))) if len(frames) > 1 else 0
+    test = [frames[k] for k in sorted(order[:n_test])]
+    fit = [frames[k] for k in sorted(order[n_test:])]
+    return fit, test
+
+
+def student_settings(st: StudentConfig, seed: int, threads: int | None = None) -> StudentSettings:
+    return StudentSettings(
+        cutoff=st.cutoff,
+        n_basis=st.n_basis,
+        n_channels=st.n_channels,
+        lmax=st.lmax,
+        hidden=tuple(st.hidden),
+        epochs=st.epochs,
+        batch_size=st.batch_size,
+        learning_rate=st.learning_rate,
+        final_learning_rate=st.final_learning_rate,
+        energy_weight=st.energy_weight,
+        force_weight=st.force_weight,
+        stress_weight=st.stress_weight,
+        seed=seed,
+        threads=threads,
+    )
+
+
+def _verdicts(figures: dict[str, Any], targets: dict[str, float]) -> dict[str, bool | None]:
+    return {
+        k: None if figures.get(k) is None else bool(figures[k] <= t) for k, t in targets.items()
+    }
+
+
+def report(
+    student: Any, teacher: Any, test_frames: Sequence[Atoms], labels: Sequence[Atoms]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The student against the teacher (on ``test_frames``) and, beside the teacher's own, against
+    the held-out DFT ``labels``: overall and per pressure bin, with verdicts on :data:`TARGETS`.
+    Returns (the JSON-able report, the full errors with their per-value arrays for plots)."""
+    full = {"student_vs_teacher": errors(student, test_frames)}
+    if labels:
+        full["student_vs_labels"] = errors(student, labels)
+        full["teacher_vs_labels"] = errors(teacher, labels)
+    result: dict[str, Any] = {name: summary(value) for name, value in full.items()}
+    vs_teacher = result["student_vs_teacher"]
+    result["targets"] = TARGETS
+    result["verdicts"] = _verdicts(vs_teacher, TARGETS)
+    if labels:
+        ratios = {}
+        for key in ("energy_mae_meV_atom", "force_rmse_eV_A", "pressure_mae_GPa"):
+            s, t = result["student_vs_labels"].get(key), result["teacher_vs_labels"].get(key)
+            ratios[key] = None if s is None or not t else s / t
+        result["label_error_ratios"] = ratios
+        result["verdicts"]["label_error_ratio"] = (
+            None
+            if any(r is None for r in ratios.values())
+            else all(r <= TARGETS["label_error_ratio"] for r in ratios.values())
+        )
+    return result, full

@@ -1,0 +1,264 @@
+"""Distil: the converged committee (the teacher) labels a large MD sample; a fast student is
+fitted to it and to the DFT labels, checked (model validator, LAMMPS agreement), measured
+(:func:`al_loop.distillation.report`), and stored with its provenance.
+
+The stage is keyed by the teacher's iteration. The sample goes to the database (GridFS, with
+the teacher's model ids) before the fit starts, so a run stopped during the fit reuses it. The
+student's file, its LAMMPS include file and the parity plots are in ``<workdir>/student``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from al_loop import plots
+from al_loop.committee import labelled_structures, load_committee
+from al_loop.distillation import (
+    frames_bytes,
+    frames_read,
+    grown,
+    report,
+    sample_conditions,
+    sample_key,
+    split,
+    student_settings,
+    usable,
+)
+from al_loop.exploration import MDSettings, explore
+from al_loop.stages.base import Stage
+from calculators.models import ModelValidationError, validate_model
+from calculators.models.student.calculator import StudentCalculator
+from calculators.models.student.lammps_run import (
+    LammpsUnavailable,
+    student_in_lammps,
+    write_lammps_inputs,
+)
+from calculators.models.student.model_file import write_student
+from calculators.models.student.training import fit_student, settings_record
+from database.documents import software_versions
+
+log = logging.getLogger(__name__)
+
+#: The parity panels of the report: (quantity, unit, reference key, predicted key).
+PARITY = (
+    ("energy", "eV/atom", "energy_reference_eV_atom", "energy_predicted_eV_atom"),
+    ("force", "eV/Å", "forces_reference", "forces_predicted"),
+    ("pressure", "GPa", "pressure_reference_GPa", "pressure_predicted_GPa"),
+)
+
+
+def teacher_iteration(session: Any) -> int:
+    """The iteration of the last trained committee."""
+    trained = [r["iteration"] for r in session.log.records("train")]
+    if not trained:
+        raise RuntimeError(
+            f"campaign {session.name!r} has no trained committee yet: run `al-loop run` first"
+        )
+    return max(trained)
+
+
+def lammps_agreement(model_file: Path, elements: list[str], atoms: Atoms) -> dict[str, Any]:
+    """Largest relative difference of energy, forces and stress between the student in PyTorch
+    and in LAMMPS on ``atoms`` (None with the reason when the plugin is not built)."""
+    try:
+        in_lammps = student_in_lammps(model_file, elements).predict(atoms.copy())
+    except LammpsUnavailable as error:
+        log.warning("student not checked in LAMMPS: %s", error)
+        return {"max_relative_difference": None, "reason": str(error)}
+    in_torch = StudentCalculator(model_file).predict(atoms.copy())
+    worst = 0.0
+    for key in ("energy", "forces", "stress"):
+        a, b = np.asarray(in_torch[key]), np.asarray(in_lammps[key])
+        worst = max(worst, float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)))
+    return {"max_relative_difference": worst, "atoms": len(atoms)}
+
+
+class DistilStage(Stage):
+    name = "distil"
+
+    def __init__(self, *args: Any, threads: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads = threads
+
+    def start_figures(self, iteration: int) -> dict[str, Any]:
+        return {
+            "teacher_iteration": iteration,
+            "trajectories": len(sample_conditions(self.session.config)),
+        }
+
+    def sample(
+        self, iteration: int, teacher: Any, docs: list[dict[str, Any]]
+    ) -> tuple[str, list[Atoms]]:
+        """The teacher's labelled MD frames: stored ones if this sample exists, else run now and
+        stored before anything else."""
+        session, cfg = self.session, self.session.config
+        key = sample_key([d.get("sha256", "") for d in docs], cfg)
+        stored = session.store.distillations(session.name, "sample", key)
+        if stored:
+            frames = frames_read(session.store.read_file(stored[0]["file_id"]))
+            self.emit(iteration, "step", sample="reused", frames=len(frames))
+            return key, frames
+        train, held_out = labelled_structures(session)
+        pool = train + held_out
+        todo = sample_conditions(cfg)
+        rng = np.random.default_rng([cfg.seed, iteration, 7])
+        starts = [
+            grown(pool[int(i)], cfg.student.sample_min_atoms)
+            for i in rng.integers(len(pool), size=len(todo))
+        ]
+        st, exp = cfg.student, cfg.exploration
+        settings = MDSettings(
+            steps=st.sample_steps,
+            timestep_fs=exp.timestep_fs,
+            frame_interval=st.sample_frame_interval,
+            max_spread_eV_A=max(exp.max_spread_eV_A, st.max_teacher_spread_eV_A),
+            heat_factor=exp.heat_factor,
+        )
+
+        def report_trajectory(trajectory: list[Atoms]) -> None:
+            last = trajectory[-1].info
+            self.emit(
+                iteration,
+                "step",
+                trajectory=last["trajectory"],
+                frames=len(trajectory),
+                P_GPa=last["P_GPa"],
+            )
+
+        frames = explore(
+            starts,
+            teacher,
+            todo,
+            settings,
+            cfg.seed * 1000 + 500 + iteration,
+            report_trajectory,
+            teacher.first_member(),
+        )
+        session.store.add_distillation(
+            "sample",
+            {
+                "campaign": session.name,
+                "key": key,
+                "teacher_iteration": iteration,
+                "teacher_models": [str(d["_id"]) for d in docs],
+                "teacher_sha256": [d.get("sha256") for d in docs],
+                "frames": len(frames),
+                "settings": {k: v for k, v in st.model_dump().items() if k.startswith("sample")},
+                "conditions": todo,
+                "software": software_versions(),
+            },
+            frames_bytes(frames),
+        )
+        return key, frames
+
+    def compute(self, iteration: int) -> dict[str, Any]:
+        session, cfg = self.session, self.session.config
+        st = cfg.student
+        teacher = load_committee(session, iteration, cfg.committee.dtype)
+        docs = session.store.models(session.name, teacher_iteration_of(session, iteration))
+        key, frames = self.sample(iteration, teacher, docs)
+        reasons = [usable(f, st.max_teacher_spread_eV_A) for f in frames]
+        kept = [f for f, r in zip(frames, reasons, strict=True) if not r]
+        dropped = {r: reasons.count(r) for r in sorted(set(reasons)) if r}
+        if len(kept) < 2:
+            raise RuntimeError(
+                f"campaign {session.name!r}: {len(kept)} of {len(frames)} sample frames are usable "
+                f"({dropped}); raise student.sample_steps or student.max_teacher_spread_eV_A"
+            )
+        fit_frames, test_frames = split(kept, st.test_fraction, cfg.seed)
+        train_labels, held_labels = labelled_structures(session)
+        for atoms in train_labels:
+            atoms.info["weight"] = st.label_weight
+        settings = student_settings(st, cfg.seed, self.threads)
+        self.emit(
+            iteration,
+            "step",
+            fitting_frames=len(fit_frames),
+            labels=len(train_labels),
+            test_frames=len(test_frames),
+        )
+        model, history = fit_student(fit_frames + train_labels, cfg.system.elements, settings)
+        folder = session.workdir / "student"
+        folder.mkdir(parents=True, exist_ok=True)
+        model_file = write_student(
+            model, folder / f"student-{session.name}-{iteration:03d}.student"
+        )
+        calc = StudentCalculator(model_file)
+        checked = validate_model(calc, [test_frames[0]])
+        if not checked.ok:
+            raise ModelValidationError(checked.summary())
+        agreement = lammps_agreement(model_file, cfg.system.elements, test_frames[0])
+        figures, full = report(calc, teacher, test_frames, held_labels)
+        for name, value in full.items():
+            if value.get("n"):
+                panels = [
+                    (q, u, np.asarray(value[r]).ravel(), np.asarray(value[p]).ravel())
+                    for q, u, r, p in PARITY
+                ]
+                plots.parity_panels(
+                    panels,
+                    folder / f"parity-{name.replace('_', '-')}.png",
+                    title=name.replace("_", " "),
+                )
+        lammps_file = write_lammps_inputs(model_file, cfg.system.elements, folder / "lammps")
+        data = model_file.read_bytes()
+        document = {
+            "campaign": session.name,
+            "key": key,
+            "teacher_iteration": iteration,
+            "teacher_models": [str(d["_id"]) for d in docs],
+            "sample_key": key,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "elements": list(cfg.system.elements),
+            "settings": settings_record(settings),
+            "fit": {
+                "best_epoch": history.best_epoch,
+                "wall_s": history.wall_s,
+                "final_validation_loss": history.validation_loss[history.best_epoch],
+            },
+            "frames": {
+                "sample": len(frames),
+                "fit": len(fit_frames),
+                "test": len(test_frames),
+                "dropped": dropped,
+                "labels": len(train_labels),
+                "held_out_labels": len(held_labels),
+            },
+            "validator_seconds": checked.seconds,
+            "lammps_agreement": agreement,
+            "report": figures,
+            "software": software_versions(),
+        }
+        file_id = session.store.add_distillation("student", document, data)
+        return {
+            **{k: v for k, v in document.items() if k != "software"},
+            "file_id": file_id,
+            "model_file": str(model_file),
+            "lammps_input": str(lammps_file),
+            "threads": self.threads or os.cpu_count(),
+        }
+
+    def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
+        vs = result["report"]["student_vs_teacher"]
+        return {
+            "frames": result["frames"]["fit"],
+            "energy_mae_meV_atom": vs.get("energy_mae_meV_atom"),
+            "force_rmse_eV_A": vs.get("force_rmse_eV_A"),
+            "pressure_mae_GPa": vs.get("pressure_mae_GPa"),
+        }
+
+
+def teacher_iteration_of(session: Any, iteration: int) -> int:
+    """The iteration whose stored models the committee of ``iteration`` is (a train stage that
+    selected nothing reuses an earlier one)."""
+    trained = session.log.result(iteration, "train")
+    if trained and trained.get("reused_from") is not None:
+        return int(trained["reused_from"])
+    return iteration

@@ -1,0 +1,108 @@
+"""The student in PyTorch: its descriptor's invariances, its file, its errors, the validator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+from scipy.spatial.transform import Rotation
+
+from calculators.models import validate_model
+from calculators.models.student.calculator import StudentCalculator
+from calculators.models.student.descriptor import DescriptorSpec
+from calculators.models.student.model_file import StudentFileError, read_student, write_student
+from calculators.models.student.network import StudentModel, build_graph
+
+
+def alloy(seed: int = 0, scale: float = 1.0) -> Atoms:
+    rng = np.random.default_rng(seed)
+    atoms = bulk("Cu", "fcc", a=3.6 * scale, cubic=True) * (2, 1, 1)
+    atoms.symbols[rng.random(len(atoms)) < 0.5] = "Ni"
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def atom_features(model: StudentModel, atoms: Atoms) -> np.ndarray:
+    graph = build_graph([atoms], model.elements, model.spec.cutoff, torch.float64)
+    return model.atom_features(graph, graph.vectors()).detach().numpy()
+
+
+def test_monomials_and_feature_count() -> None:
+    spec = DescriptorSpec(n_channels=3, lmax=2)
+    assert spec.monomials[:4] == [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    assert len(spec.monomials) == 10
+    assert spec.multiplicities[4:10] == [1, 2, 2, 1, 2, 1]  # xx xy xz yy yz zz
+    assert spec.n_features == 3 + 3 * 6
+
+
+def test_features_do_not_change_under_rotation_or_permutation(random_student) -> None:
+    model = random_student(["Cu", "Ni"])
+    atoms = alloy()
+    reference = atom_features(model, atoms)
+    rotated = atoms.copy()
+    matrix = Rotation.random(random_state=3).as_matrix()
+    rotated.set_cell(atoms.cell.array @ matrix.T)
+    rotated.positions = atoms.positions @ matrix.T
+    np.testing.assert_allclose(atom_features(model, rotated), reference, rtol=1e-10, atol=1e-10)
+    order = np.random.default_rng(0).permutation(len(atoms))
+    np.testing.assert_allclose(
+        atom_features(model, atoms[order]), reference[order], rtol=1e-12, atol=1e-12
+    )
+    # and they do see the angles: a shear that keeps every first-shell distance changes them
+    assert np.abs(atom_features(model, alloy(scale=0.95)) - reference).max() > 1e-3
+
+
+def test_student_passes_the_model_validator(random_student) -> None:
+    report = validate_model(
+        StudentCalculator(random_student(["Cu", "Ni"])), [alloy(), alloy(1, 0.8)]
+    )
+    assert report.ok, report.summary()
+
+
+def test_file_reads_back_to_the_same_numbers(tmp_path: Path, random_student) -> None:
+    model = random_student(["Cu", "Ni", "Al"])
+    path = write_student(model, tmp_path / "m.student")
+    again = read_student(path)
+    assert again.elements == ["Cu", "Ni", "Al"]
+    assert again.spec == model.spec and again.hidden == model.hidden
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), again.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    atoms = alloy()
+    atoms.symbols[0] = "Al"
+    first, second = (StudentCalculator(m).predict(atoms.copy()) for m in (model, again))
+    assert first["energy"] == second["energy"]
+    assert np.array_equal(first["forces"], second["forces"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("alloop-student 1", "alloop-student 2"), "format version 2"),
+        (lambda t: t.replace("layer 44 16", "layer 40 16", 1), "declared 44x16"),  # 4 + 4 x 10
+        (lambda t: t.replace(" 3 44\n", " 2 44\n", 1), "declares 44 features; its shape"),
+        (lambda t: t[: len(t) // 2], "ends early"),
+        (lambda t: t.replace("end\n", "end 1\n"), "after 'end'"),
+        (lambda t: t.replace("mixing ", "mixing x", 1), "expected numbers"),
+    ],
+)
+def test_a_broken_file_names_itself_and_what_is_wrong(
+    tmp_path: Path, random_student, edit, message
+) -> None:
+    path = write_student(random_student(["Cu", "Ni"]), tmp_path / "m.student")
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(StudentFileError, match=message) as error:
+        read_student(path)
+    assert str(path) in str(error.value)
+
+
+def test_atoms_of_an_element_the_model_does_not_know_are_refused(random_student) -> None:
+    atoms = alloy()
+    atoms.symbols[0] = "Al"
+    with pytest.raises(ValueError, match="knows Cu, Ni, not Al"):
+        StudentCalculator(random_student(["Cu", "Ni"])).predict(atoms)
