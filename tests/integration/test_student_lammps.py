@@ -124,7 +124,8 @@ def test_a_descriptor_network_mismatch_is_a_clear_error(model_file: Path, tmp_pa
     atoms = bulk("Cu", "fcc", a=3.6) * 2
     with pytest.raises(
         Exception,
-        match=r"broken.student: the descriptor declares 44 features; its shape \(channels 4, lmax 2\) gives 34",
+        match=r"broken.student: the descriptor declares 44 features; its shape "
+        r"\(channels 4, lmax 2\) gives 34",
     ):
         student_in_lammps(broken, ELEMENTS).predict(atoms)
     # and the process is still alive and LAMMPS usable
