@@ -417,11 +417,13 @@ class StudentConfig(_Section):
     """The fast student distilled from the converged committee (``al-loop distil``): its
     shape, the teacher's MD sample it learns from, and its fit."""
 
-    #: Descriptor: cutoff (Å), Chebyshev radial basis, trained radial channels, angular degree.
+    #: Descriptor: cutoff (Å), Chebyshev radial basis, trained radial channels, angular degree,
+    #: and the basis' decay exponent (1/x^decay: near neighbours weigh more).
     cutoff: Annotated[Float, Field(gt=1, le=12)] = 5.0
     n_basis: Annotated[Int, Field(ge=1, le=32)] = 8
     n_channels: Annotated[Int, Field(ge=1, le=32)] = 8
     lmax: Annotated[Int, Field(ge=0, le=6)] = 3
+    decay: Annotated[Int, Field(ge=0, le=12)] = 4
     hidden: Annotated[list[Annotated[Int, Field(ge=1)]], _NonEmpty] = Field(
         default_factory=lambda: [32, 32]
     )

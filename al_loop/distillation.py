@@ -100,6 +100,7 @@ def student_settings(st: StudentConfig, seed: int, threads: int | None = None) -
         n_basis=st.n_basis,
         n_channels=st.n_channels,
         lmax=st.lmax,
+        decay=st.decay,
         hidden=tuple(st.hidden),
         epochs=st.epochs,
         batch_size=st.batch_size,

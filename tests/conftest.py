@@ -178,19 +178,27 @@ def label_through_a_rocket(tmp_path: Path, mongo_uri: str) -> Callable[..., dict
 
 
 def _random_student(elements: list[str], seed: int = 1) -> Any:
-    """A student with random weights, shifts and scales (a trained one has such numbers):
-    cutoff 4.5 Å, 4 channels, lmax 3 (44 features), hidden 16 and 8."""
+    """A student with random weights, its feature normalisation taken from rattled fcc alloy
+    cells at 1.0 and 0.72 of the lattice constant (so its networks work in their range, as a
+    trained student's do): cutoff 4.5 Å, 4 channels, lmax 3 (44 features), hidden 16 and 8."""
+    import numpy as np
     import torch
+    from ase.build import bulk
 
     from calculators.models.student.descriptor import DescriptorSpec
-    from calculators.models.student.network import StudentModel
+    from calculators.models.student.network import StudentModel, build_graph
 
     model = StudentModel(elements, DescriptorSpec(cutoff=4.5, n_channels=4), (16, 8), seed=seed)
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    cells = []
+    for scale in (1.0, 0.86, 0.72):
+        atoms = bulk("Cu", "fcc", a=3.6 * scale, cubic=True) * (2, 2, 2)
+        atoms.symbols[:] = [elements[int(k)] for k in rng.integers(len(elements), size=32)]
+        atoms.rattle(0.1, seed=seed)
+        cells.append(atoms)
+    model.set_normalisation(build_graph(cells, elements, 4.5, torch.float64))
     with torch.no_grad():
         model.e0.copy_(torch.linspace(-4, -3, len(elements)))
-        model.shift.normal_(0, 0.3, generator=generator)
-        model.scale.uniform_(0.5, 2.0, generator=generator)
     return model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -364,3 +365,96 @@ def test_query_options_are_checked(demo: tuple[Path, Path]) -> None:
     ):
         result = al_loop("db", "query", str(path), *args, cwd=tmp)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+TINY_STUDENT = {
+    "sample_steps": 20,
+    "sample_frame_interval": 5,
+    "sample_trajectories_per_condition": 1,
+    "sample_min_atoms": 16,
+    "n_channels": 4,
+    "hidden": [16],
+    "epochs": 5,
+}
+
+
+def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path]) -> None:
+    """The tiny campaign (not converged) distilled: refused without --allow-unconverged; then
+    the teacher's sample and the student in the database with their provenance, the student
+    checked against LAMMPS, and a few hundred NVE steps in LAMMPS with its include file."""
+    from al_loop.campaign import open_campaign
+    from al_loop.config import load_campaign
+    from calculators.models.student.lammps_run import lammps_env, lammps_executable
+
+    path, tmp = demo
+    config = yaml.safe_load(path.read_text())
+    config["student"] = TINY_STUDENT
+    distil_file = tmp / "demo-distil.yaml"
+    distil_file.write_text(yaml.safe_dump(config))
+    refused = al_loop("distil", str(distil_file), cwd=tmp)
+    assert refused.returncode != 0 and "has not converged" in refused.stdout + refused.stderr
+    done = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "student vs teacher" in done.stdout and "agree to" in done.stdout
+
+    with open_campaign(load_campaign(distil_file), create=False) as session:
+        db = session.store.db
+        (sample,) = db.distillations.find({"kind": "sample"})
+        (student,) = db.distillations.find({"kind": "student"})
+        teacher = sorted(str(m["_id"]) for m in db.models.find({"iteration": 2}))
+        assert sorted(sample["teacher_models"]) == sorted(student["teacher_models"]) == teacher
+        assert student["sample_key"] == sample["key"] and sample["frames"] >= 8
+        data = session.store.read_file(student["file_id"])
+        assert hashlib.sha256(data).hexdigest() == student["sha256"]
+        assert student["lammps_agreement"]["max_relative_difference"] < 1e-6
+        assert student["software"]["lammps"] and student["settings"]["hidden"] == [16]
+        report = student["report"]
+        assert report["student_vs_teacher"]["n"] == student["frames"]["test"] >= 1
+        assert report["student_vs_teacher"]["force_rmse_eV_A"] > 0
+        assert set(report["verdicts"]) >= {"energy_mae_meV_atom", "force_rmse_eV_A"}
+        recorded = db.metrics.find_one({"iteration": 2, "stage": "distil"})
+        assert recorded["status"] == "done"
+    folder = tmp / "run" / "student"
+    assert (folder / "parity-student-vs-teacher.png").read_bytes()[:4] == b"\x89PNG"
+
+    # NVE in LAMMPS from the include file al-loop wrote: the total energy is conserved
+    md = tmp / "md"
+    md.mkdir()
+    (md / "in.lmp").write_text(
+        "\n".join(
+            [
+                "units metal",
+                "atom_style atomic",
+                "lattice fcc 3.6",
+                "region box block 0 4 0 4 0 4",
+                "create_box 3 box",
+                "create_atoms 1 box",
+                "set type 1 type/fraction 2 0.3 1234",
+                "set type 1 type/fraction 3 0.2 99",
+                "mass 1 63.546",
+                "mass 2 58.693",
+                "mass 3 26.982",
+                "velocity all create 600 42 dist gaussian",
+                f"include {folder / 'lammps' / 'student.lmp'}",
+                "timestep 0.0005",
+                "fix 1 all nve",
+                "variable e equal etotal",
+                "fix energy all print 10 '${e}' file etotal.txt screen no",
+                "run 400",
+            ]
+        )
+    )
+    ran = subprocess.run(
+        [str(lammps_executable()), "-in", "in.lmp", "-log", "none"],
+        cwd=md,
+        env=lammps_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    lines = (md / "etotal.txt").read_text().splitlines()
+    energies = [float(line) for line in lines if not line.startswith("#")]
+    assert len(energies) >= 40
+    drift = (max(energies) - min(energies)) / 256
+    assert drift < 1e-3, f"total energy moved by {1000 * drift:.3f} meV/atom in 200 fs"

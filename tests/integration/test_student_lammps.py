@@ -119,7 +119,7 @@ def test_an_element_missing_from_the_file_is_a_clear_error(model_file: Path) -> 
 def test_a_descriptor_network_mismatch_is_a_clear_error(model_file: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.student"
     broken.write_text(
-        model_file.read_text().replace("descriptor 4.5 8 4 3 44", "descriptor 4.5 8 4 2 44")
+        model_file.read_text().replace("descriptor 4.5 8 4 3 4 44", "descriptor 4.5 8 4 2 4 44")
     )
     atoms = bulk("Cu", "fcc", a=3.6) * 2
     with pytest.raises(

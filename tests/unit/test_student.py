@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.build import bulk
 from scipy.spatial.transform import Rotation
 
-from calculators.models import validate_model
+from calculators.models import Tolerances, validate_model
 from calculators.models.student.calculator import StudentCalculator
 from calculators.models.student.descriptor import DescriptorSpec
 from calculators.models.student.model_file import StudentFileError, read_student, write_student
@@ -57,8 +57,12 @@ def test_features_do_not_change_under_rotation_or_permutation(random_student) ->
 
 
 def test_student_passes_the_model_validator(random_student) -> None:
+    # the compressed cell (nearest neighbours 2.0 Å) is stiff: a 1e-3 Å step errs by 3e-4 eV/Å
+    # in the central difference (h^2 truncation: 3e-5 at 3e-4 Å), so the step is smaller here
     report = validate_model(
-        StudentCalculator(random_student(["Cu", "Ni"])), [alloy(), alloy(1, 0.8)]
+        StudentCalculator(random_student(["Cu", "Ni"])),
+        [alloy(), alloy(1, 0.8)],
+        tolerances=Tolerances(displacement_A=2e-4),
     )
     assert report.ok, report.summary()
 
@@ -83,9 +87,9 @@ def test_file_reads_back_to_the_same_numbers(tmp_path: Path, random_student) -> 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace("alloop-student 1", "alloop-student 2"), "format version 2"),
+        (lambda t: t.replace("alloop-student 2", "alloop-student 1"), "format version 1"),
         (lambda t: t.replace("layer 44 16", "layer 40 16", 1), "declared 44x16"),  # 4 + 4 x 10
-        (lambda t: t.replace(" 3 44\n", " 2 44\n", 1), "declares 44 features; its shape"),
+        (lambda t: t.replace(" 3 4 44\n", " 2 4 44\n", 1), "declares 44 features; its shape"),
         (lambda t: t[: len(t) // 2], "ends early"),
         (lambda t: t.replace("end\n", "end 1\n"), "after 'end'"),
         (lambda t: t.replace("mixing ", "mixing x", 1), "expected numbers"),

@@ -3,8 +3,10 @@
 For a central atom ``i`` of element ``a`` and each neighbour ``j`` of element ``b`` closer than
 the cutoff ``rc`` (``r`` = |r_ij|, ``u`` = r_ij / r, r_ij = x_j - x_i):
 
-- a Chebyshev basis with a smooth cutoff: ``B_k(r) = T_k(2 r / rc - 1) (1 - (r/rc)^2)^2``,
-  k = 0 .. n_basis-1 (the value and the slope go to zero at rc);
+- a Chebyshev basis with a smooth cutoff that decays with distance:
+  ``B_k(r) = T_k(2 x - 1) (1 - x^2)^2 / x^decay``, x = r / rc, k = 0 .. n_basis-1 (the value and
+  the slope go to zero at rc; near neighbours weigh more: on EMT Cu-Ni data the force error
+  after the same fit was 0.289 eV/Å with decay 0, 0.168 with 2, 0.104 with 4; docs/design.md);
 - trained radial channels per element pair: ``R_c(r) = sum_k W[a, b, c, k] B_k(r)``;
 - moments, one per channel and Cartesian monomial ``u_x^p u_y^q u_z^s`` of degree
   l = p + q + s <= lmax: ``M[c, m] = sum_j R_c(r_ij) u^m``;
@@ -28,15 +30,23 @@ import torch
 
 @dataclass(frozen=True)
 class DescriptorSpec:
-    """The descriptor's shape: cutoff (Å), Chebyshev basis size, radial channels, max degree."""
+    """The descriptor's shape: cutoff (Å), Chebyshev basis size, radial channels, max degree,
+    and the decay exponent of the radial basis."""
 
     cutoff: float = 5.0
     n_basis: int = 8
     n_channels: int = 8
     lmax: int = 3
+    decay: int = 4
 
     def __post_init__(self) -> None:
-        if self.cutoff <= 0 or self.n_basis < 1 or self.n_channels < 1 or self.lmax < 0:
+        if (
+            self.cutoff <= 0
+            or self.n_basis < 1
+            or self.n_channels < 1
+            or self.lmax < 0
+            or not 0 <= self.decay <= 12
+        ):
             raise ValueError(f"descriptor: impossible shape {self}")
 
     @cached_property
@@ -76,7 +86,7 @@ def chebyshev_basis(r: torch.Tensor, spec: DescriptorSpec) -> torch.Tensor:
         terms.append(t)
     for _ in range(2, spec.n_basis):
         terms.append(2.0 * t * terms[-1] - terms[-2])
-    envelope = (1.0 - x * x) ** 2
+    envelope = (1.0 - x * x) ** 2 / x**spec.decay
     return torch.stack(terms, dim=1) * envelope.unsqueeze(1)
 
 

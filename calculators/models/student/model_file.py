@@ -3,9 +3,9 @@
 Whitespace-separated tokens, doubles written with 17 significant digits (they read back to the
 same bits)::
 
-    alloop-student 1
+    alloop-student 2
     elements 2 Cu Ni
-    descriptor <cutoff> <n_basis> <n_channels> <lmax> <n_features>
+    descriptor <cutoff> <n_basis> <n_channels> <lmax> <decay> <n_features>
     network <activation> <n_hidden> <width> ...
     mixing <n_elements^2 * n_channels * n_basis numbers>       # W[a*n+b][c][k]
     element Cu <e0>
@@ -28,7 +28,7 @@ import torch
 from calculators.models.student.descriptor import DescriptorSpec
 from calculators.models.student.network import StudentModel
 
-MAGIC, VERSION = "alloop-student", 1
+MAGIC, VERSION = "alloop-student", 2
 
 
 class StudentFileError(ValueError):
@@ -47,7 +47,7 @@ def write_student(model: StudentModel, path: Path | str) -> Path:
         f"{MAGIC} {VERSION}",
         f"elements {len(model.elements)} {' '.join(model.elements)}",
         f"descriptor {spec.cutoff!r} {spec.n_basis} {spec.n_channels} {spec.lmax} "
-        f"{spec.n_features}",
+        f"{spec.decay} {spec.n_features}",
         f"network {model.activation} {len(model.hidden)} {' '.join(map(str, model.hidden))}",
         f"mixing {_numbers(model.mixing)}",
     ]
@@ -116,7 +116,11 @@ def read_student(path: Path | str) -> StudentModel:
     elements = [tokens.word() for _ in range(tokens.integer())]
     tokens.word("descriptor")
     cutoff = float(tokens.floats(1)[0])
-    spec = DescriptorSpec(cutoff, tokens.integer(), tokens.integer(), tokens.integer())
+    shape = [tokens.integer() for _ in range(4)]
+    try:
+        spec = DescriptorSpec(cutoff, *shape)
+    except ValueError as error:
+        raise tokens.fail(str(error)) from None
     if (declared := tokens.integer()) != spec.n_features:
         raise tokens.fail(
             f"the descriptor declares {declared} features; its shape (channels "

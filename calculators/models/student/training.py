@@ -33,6 +33,7 @@ class StudentSettings:
     n_basis: int = 8
     n_channels: int = 8
     lmax: int = 3
+    decay: int = 4
     hidden: tuple[int, ...] = (32, 32)
     epochs: int = 200
     batch_size: int = 16
@@ -47,7 +48,7 @@ class StudentSettings:
 
     @property
     def spec(self) -> DescriptorSpec:
-        return DescriptorSpec(self.cutoff, self.n_basis, self.n_channels, self.lmax)
+        return DescriptorSpec(self.cutoff, self.n_basis, self.n_channels, self.lmax, self.decay)
 
 
 @dataclass

@@ -151,7 +151,7 @@ void PairAlloopStudent::read_file(const std::string &path)
     while (words >> token) r.tokens.push_back(token);
   }
   r.word("alloop-student");
-  if (r.integer() != 1) r.fail("format version is not 1");
+  if (r.integer() != 2) r.fail("format version is not 2 (this plugin reads 2)");
   r.word("elements");
   long n_el = r.integer();
   if (n_el < 1 || n_el > 128) r.fail("impossible number of elements");
@@ -162,8 +162,10 @@ void PairAlloopStudent::read_file(const std::string &path)
   n_basis = (int) r.integer();
   n_channels = (int) r.integer();
   lmax = (int) r.integer();
+  decay = (int) r.integer();
   const long declared_features = r.integer();
-  if (cutoff <= 0.0 || n_basis < 1 || n_channels < 1 || lmax < 0 || lmax > 8)
+  if (cutoff <= 0.0 || n_basis < 1 || n_channels < 1 || lmax < 0 || lmax > 8 || decay < 0 ||
+      decay > 12)
     r.fail("impossible descriptor shape");
   r.word("network");
   if (r.word() != "tanh") r.fail("activation is not tanh");
@@ -346,8 +348,11 @@ void PairAlloopStudent::compute(int eflag, int vflag)
       if (rsq >= rcsq) continue;
       const double r = std::sqrt(rsq);
       const double ux = dx / r, uy = dy / r, uz = dz / r;
+      // envelope (1 - x^2)^2 / x^decay and its r-derivative
       const double xr = r / rc, t = 2.0 * xr - 1.0, one = 1.0 - xr * xr;
-      const double env = one * one, denv = -4.0 * xr * one / rc;
+      const double inv_pow = std::pow(xr, -decay);
+      const double env = one * one * inv_pow;
+      const double denv = (-4.0 * xr * one / rc - decay * one * one / r) * inv_pow;
       T[0] = 1.0;
       dT[0] = 0.0;
       if (K > 1) { T[1] = t; dT[1] = 1.0; }

@@ -40,7 +40,7 @@ class PairAlloopStudent : public Pair {
   // the model file
   std::vector<std::string> elements;
   double cutoff = 0.0;
-  int n_basis = 0, n_channels = 0, lmax = 0, n_features = 0, n_mono = 0;
+  int n_basis = 0, n_channels = 0, lmax = 0, decay = 0, n_features = 0, n_mono = 0;
   std::vector<double> mixing;    // [a*n+b][c][k]
   std::vector<StudentElement> nets;
   std::vector<int> mono_p, mono_q, mono_s, mono_l;
