@@ -221,6 +221,7 @@ void PairAlloopStudent::read_file(const std::string &path)
   if (r.at != r.tokens.size()) r.fail("has tokens after 'end'");
   std::size_t widest = n_features;
   for (long w : widths) widest = std::max<std::size_t>(widest, w);
+  max_pairs = 0;    // the per-pair scratch is sized for this model at the next compute
   moments.assign((std::size_t) n_channels * n_mono, 0.0);
   grad_moments.assign(moments.size(), 0.0);
   feats.assign(n_features, 0.0);
@@ -228,8 +229,6 @@ void PairAlloopStudent::read_file(const std::string &path)
   work.assign((n_hidden + 2) * widest * 2, 0.0);
   mono.assign(n_mono, 0.0);
   dmono.assign(3 * n_mono, 0.0);
-  radial.assign(n_channels, 0.0);
-  dradial.assign(n_channels, 0.0);
   amono.assign(n_mono, 0.0);
   bmono.assign(n_mono, 0.0);
 }
@@ -333,10 +332,9 @@ void PairAlloopStudent::compute(int eflag, int vflag)
       max_pairs = jnum;
       pr.resize(4 * (std::size_t) max_pairs);
       pu.resize(3 * (std::size_t) max_pairs);
-      pbasis.resize((std::size_t) K * max_pairs);
-      pdbasis.resize((std::size_t) K * max_pairs);
+      pradial.resize((std::size_t) C * max_pairs);
+      pdradial.resize((std::size_t) C * max_pairs);
       pj.resize(max_pairs);
-      pspecies.resize(max_pairs);
     }
     // pass 1: pairs within the cutoff, their basis, and the moments
     for (int k = 0; k < C * NM; k++) moments[k] = 0.0;
@@ -350,7 +348,8 @@ void PairAlloopStudent::compute(int eflag, int vflag)
       const double ux = dx / r, uy = dy / r, uz = dz / r;
       // envelope (1 - x^2)^2 / x^decay and its r-derivative
       const double xr = r / rc, t = 2.0 * xr - 1.0, one = 1.0 - xr * xr;
-      const double inv_pow = std::pow(xr, -decay);
+      double inv_pow = 1.0;
+      for (int e = 0; e < decay; e++) inv_pow /= xr;
       const double env = one * one * inv_pow;
       const double denv = (-4.0 * xr * one / rc - decay * one * one / r) * inv_pow;
       T[0] = 1.0;
@@ -360,17 +359,21 @@ void PairAlloopStudent::compute(int eflag, int vflag)
         T[k] = 2.0 * t * T[k - 1] - T[k - 2];
         dT[k] = 2.0 * T[k - 1] + 2.0 * t * dT[k - 1] - dT[k - 2];
       }
-      double *B = &pbasis[(std::size_t) K * n], *dB = &pdbasis[(std::size_t) K * n];
       for (int k = 0; k < K; k++) {
-        B[k] = T[k] * env;
-        dB[k] = dT[k] * (2.0 / rc) * env + T[k] * denv;
+        dT[k] = dT[k] * (2.0 / rc) * env + T[k] * denv;    // dB_k/dr
+        T[k] *= env;                                       // B_k
       }
       const int b = type_element[type[j]];
       const double *W = &mixing[(std::size_t) (a * n_el + b) * C * K];
+      double *R = &pradial[(std::size_t) C * n], *dR = &pdradial[(std::size_t) C * n];
       for (int c = 0; c < C; c++) {
-        double s = 0.0;
-        for (int k = 0; k < K; k++) s += W[c * K + k] * B[k];
-        radial[c] = s;
+        double s = 0.0, ds = 0.0;
+        for (int k = 0; k < K; k++) {
+          s += W[c * K + k] * T[k];
+          ds += W[c * K + k] * dT[k];
+        }
+        R[c] = s;
+        dR[c] = ds;
       }
       for (int e = 0; e < 3; e++) pw[e * (lmax + 1)] = 1.0;
       const double u[3] = {ux, uy, uz};
@@ -380,13 +383,12 @@ void PairAlloopStudent::compute(int eflag, int vflag)
         mono[m] = pw[mono_p[m]] * pw[(lmax + 1) + mono_q[m]] * pw[2 * (lmax + 1) + mono_s[m]];
       for (int c = 0; c < C; c++) {
         double *Mc = &moments[(std::size_t) c * NM];
-        const double Rc = radial[c];
+        const double Rc = R[c];
         for (int m = 0; m < NM; m++) Mc[m] += Rc * mono[m];
       }
       pr[4 * n] = r; pr[4 * n + 1] = dx; pr[4 * n + 2] = dy; pr[4 * n + 3] = dz;
       pu[3 * n] = ux; pu[3 * n + 1] = uy; pu[3 * n + 2] = uz;
       pj[n] = j;
-      pspecies[n] = b;
       n++;
     }
     // the network, and dE_i/dM
@@ -400,21 +402,11 @@ void PairAlloopStudent::compute(int eflag, int vflag)
     for (int q = 0; q < n; q++) {
       const double r = pr[4 * q];
       const double u[3] = {pu[3 * q], pu[3 * q + 1], pu[3 * q + 2]};
-      const double *B = &pbasis[(std::size_t) K * q], *dB = &pdbasis[(std::size_t) K * q];
-      const double *W = &mixing[(std::size_t) (a * n_el + pspecies[q]) * C * K];
-      for (int c = 0; c < C; c++) {
-        double s = 0.0, ds = 0.0;
-        for (int k = 0; k < K; k++) {
-          s += W[c * K + k] * B[k];
-          ds += W[c * K + k] * dB[k];
-        }
-        radial[c] = s;
-        dradial[c] = ds;
-      }
+      const double *R = &pradial[(std::size_t) C * q], *dR = &pdradial[(std::size_t) C * q];
       for (int m = 0; m < NM; m++) amono[m] = bmono[m] = 0.0;
       for (int c = 0; c < C; c++) {
         const double *Gc = G + (std::size_t) c * NM;
-        const double Rc = radial[c], dRc = dradial[c];
+        const double Rc = R[c], dRc = dR[c];
         for (int m = 0; m < NM; m++) {
           amono[m] += Gc[m] * Rc;
           bmono[m] += Gc[m] * dRc;

@@ -49,10 +49,10 @@ class PairAlloopStudent : public Pair {
 
   // scratch, grown as needed
   int max_pairs = 0;
-  std::vector<double> pr, pu, pbasis, pdbasis;
-  std::vector<int> pj, pspecies;
+  std::vector<double> pr, pu, pradial, pdradial;    // per pair: r, r_ij; u; R_c; dR_c/dr
+  std::vector<int> pj;
   std::vector<double> moments, grad_moments, feats, grad_feats, work, mono, dmono;
-  std::vector<double> radial, dradial, amono, bmono;
+  std::vector<double> amono, bmono;
 
   void read_file(const std::string &path);
   void allocate();
