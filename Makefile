@@ -15,6 +15,7 @@ STANDIN := configs/al-loop-runs/standin-cu-ni-al.model
 demo: setup
 	$(BIN)/al-loop standin-foundation $(STANDIN) --elements Cu,Ni,Al
 	$(BIN)/al-loop run configs/demo.yaml
+	$(BIN)/al-loop distil configs/demo.yaml
 	$(BIN)/al-loop db query configs/demo.yaml --limit 10
 
 test: setup
