@@ -10,6 +10,7 @@ student's file, its LAMMPS include file and the parity plots are in ``<workdir>/
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -161,7 +162,7 @@ class DistilStage(Stage):
     def compute(self, iteration: int) -> dict[str, Any]:
         session, cfg = self.session, self.session.config
         st = cfg.student
-        teacher = load_committee(session, iteration, cfg.committee.dtype)
+        teacher = load_committee(session, iteration, cfg.exploration.dtype)  # as in exploration
         docs = session.store.models(session.name, teacher_iteration_of(session, iteration))
         key, frames = self.sample(iteration, teacher, docs)
         reasons = [usable(f, st.max_teacher_spread_eV_A) for f in frames]
@@ -184,7 +185,17 @@ class DistilStage(Stage):
             labels=len(train_labels),
             test_frames=len(test_frames),
         )
-        model, history = fit_student(fit_frames + train_labels, cfg.system.elements, settings)
+        every = max(1, st.epochs // 10)
+
+        def fitting(epoch: int, train: float, validation: float) -> None:
+            if epoch % every == 0 or epoch == st.epochs - 1:
+                self.emit(
+                    iteration, "step", epoch=epoch, train_loss=train, validation_loss=validation
+                )
+
+        model, history = fit_student(
+            fit_frames + train_labels, cfg.system.elements, settings, on_epoch=fitting
+        )
         folder = session.workdir / "student"
         folder.mkdir(parents=True, exist_ok=True)
         model_file = write_student(
@@ -212,7 +223,7 @@ class DistilStage(Stage):
         data = model_file.read_bytes()
         document = {
             "campaign": session.name,
-            "key": key,
+            "key": student_key(key, settings_record(settings)),
             "teacher_iteration": iteration,
             "teacher_models": [str(d["_id"]) for d in docs],
             "sample_key": key,
@@ -246,6 +257,16 @@ class DistilStage(Stage):
             "threads": self.threads or os.cpu_count(),
         }
 
+    def current(self, result: dict[str, Any]) -> bool:
+        """A recorded student holds while the teacher, the sample settings and the fit settings
+        are the same (a changed ``student:`` section distils again; ``threads`` aside)."""
+        cfg = self.session.config
+        settings = settings_record(student_settings(cfg.student, cfg.seed))
+        teacher = teacher_iteration_of(self.session, result["teacher_iteration"])
+        docs = self.session.store.models(self.session.name, teacher)
+        key = sample_key([d.get("sha256", "") for d in docs], cfg)
+        return result.get("key") == student_key(key, settings)
+
     def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
         vs = result["report"]["student_vs_teacher"]
         return {
@@ -254,6 +275,12 @@ class DistilStage(Stage):
             "force_rmse_eV_A": vs.get("force_rmse_eV_A"),
             "pressure_mae_GPa": vs.get("pressure_mae_GPa"),
         }
+
+
+def student_key(sample: str, settings: dict[str, Any]) -> str:
+    """What identifies a student: its sample's key and its fit settings (not the threads)."""
+    fit = {k: v for k, v in settings.items() if k != "threads"}
+    return hashlib.sha256(json.dumps([sample, fit], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def teacher_iteration_of(session: Any, iteration: int) -> int:

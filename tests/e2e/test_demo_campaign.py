@@ -416,6 +416,9 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
         assert recorded["status"] == "done"
     folder = tmp / "run" / "student"
     assert (folder / "parity-student-vs-teacher.png").read_bytes()[:4] == b"\x89PNG"
+    again = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
+    assert again.returncode == 0 and student["sha256"][:12] in again.stdout  # recorded: reused
+    assert "distil start" not in again.stdout
 
     # NVE in LAMMPS from the include file al-loop wrote: the total energy is conserved
     md = tmp / "md"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -128,9 +128,11 @@ def fit_student(
     elements: Sequence[str],
     settings: StudentSettings = StudentSettings(),
     validation: Sequence[Atoms] | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> tuple[StudentModel, FitHistory]:
     """A student fitted to ``frames`` (a seeded ``validation_fraction`` is held out unless
-    ``validation`` is given)."""
+    ``validation`` is given); ``on_epoch(epoch, train_loss, validation_loss)`` after each
+    epoch."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(settings.seed)
@@ -178,6 +180,8 @@ def fit_student(
         if val_loss < best_loss:
             best_loss, history.best_epoch = val_loss, epoch
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(epoch, history.train_loss[-1], val_loss)
         if epoch % 20 == 0 or epoch == settings.epochs - 1:
             log.info(
                 "student epoch %d: train %.3g, validation %.3g",
