@@ -62,15 +62,31 @@ def sample_key(teacher_sha256: Sequence[str], config: CampaignConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: How an empty ``stop_reason`` is written: extxyz cannot hold an empty value (the next key
+#: would be read as its value).
+NOT_STOPPED = "none"
+
+
 def frames_bytes(frames: Sequence[Atoms]) -> bytes:
     """Frames with their teacher results and info, as extxyz."""
     out = io.StringIO()
-    write(out, list(frames), format="extxyz")
+    copies = []
+    for frame in frames:
+        copy = frame.copy()
+        copy.calc = frame.calc
+        copy.info["stop_reason"] = frame.info.get("stop_reason") or NOT_STOPPED
+        copies.append(copy)
+    write(out, copies, format="extxyz")
     return out.getvalue().encode()
 
 
 def frames_read(data: bytes) -> list[Atoms]:
-    return read(io.StringIO(data.decode()), index=":", format="extxyz")
+    """The frames of :func:`frames_bytes`, as they were."""
+    frames = read(io.StringIO(data.decode()), index=":", format="extxyz")
+    for frame in frames:
+        if frame.info.get("stop_reason") == NOT_STOPPED:
+            frame.info["stop_reason"] = ""
+    return frames
 
 
 def usable(frame: Atoms, max_spread: float) -> str:

@@ -419,6 +419,11 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     again = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
     assert again.returncode == 0 and student["sha256"][:12] in again.stdout  # recorded: reused
     assert "distil start" not in again.stdout
+    config["student"] = {**TINY_STUDENT, "epochs": 4}  # another fit: the sample is reused
+    distil_file.write_text(yaml.safe_dump(config))
+    refit = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
+    assert refit.returncode == 0, refit.stdout + refit.stderr
+    assert "sample reused" in refit.stdout and "trajectory" not in refit.stdout
 
     # NVE in LAMMPS from the include file al-loop wrote: the total energy is conserved
     md = tmp / "md"
