@@ -131,3 +131,13 @@ def test_a_descriptor_network_mismatch_is_a_clear_error(model_file: Path, tmp_pa
     # and the process is still alive and LAMMPS usable
     assert student_in_lammps(model_file, ELEMENTS).predict(atoms)["energy"] < 0
     assert pair_commands(model_file, ELEMENTS)[0].startswith("plugin load ")
+
+
+def test_the_student_through_lammps_passes_the_model_validator(model_file: Path) -> None:
+    from calculators.models import Tolerances, validate_model
+
+    atoms = random_cell(("Cu", "Al"), seed=5, scale=0.9)
+    report = validate_model(
+        student_in_lammps(model_file, ELEMENTS), [atoms], tolerances=Tolerances(displacement_A=2e-4)
+    )
+    assert report.ok, report.summary()
