@@ -110,3 +110,28 @@ def test_atoms_of_an_element_the_model_does_not_know_are_refused(random_student)
     atoms.symbols[0] = "Al"
     with pytest.raises(ValueError, match="knows Cu, Ni, not Al"):
         StudentCalculator(random_student(["Cu", "Ni"])).predict(atoms)
+
+
+def test_the_fit_learns_emt_and_returns_a_float64_model() -> None:
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from calculators.models.student.training import StudentSettings, fit_student
+
+    cells = []
+    for k in range(24):
+        atoms = alloy(k, scale=0.95 + 0.005 * k)
+        atoms.calc = EMT()
+        results = {key: atoms.calc.get_property(key, atoms) for key in ("energy", "forces")}
+        results["stress"] = atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        cells.append(atoms)
+    settings = StudentSettings(cutoff=4.5, n_channels=4, hidden=(16,), epochs=30, seed=3)
+    model, history = fit_student(cells, ["Cu", "Ni"], settings)
+    assert history.validation_loss[history.best_epoch] < 0.2 * history.validation_loss[0]
+    assert model.mixing.dtype == torch.float64 and model.shift.dtype == torch.float64
+    forces = np.concatenate([a.get_forces() for a in cells[:4]])
+    predicted = np.concatenate(
+        [StudentCalculator(model).predict(a.copy())["forces"] for a in cells[:4]]
+    )
+    assert np.sqrt(np.mean((predicted - forces) ** 2)) < 0.5 * np.sqrt(np.mean(forces**2))

@@ -4,7 +4,9 @@ Frames are ASE Atoms with a calculator holding ``energy``, ``forces`` and ``stre
 teacher's, or a label's), and an optional ``info["weight"]`` (DFT labels weigh more). The loss
 is a weighted sum of squared errors of energy per atom, force components and stress, each
 averaged per frame; Adam with an exponentially decaying rate; the model with the lowest
-validation loss is kept. Everything is float64 and seeded.
+validation loss is kept. The fit runs in ``settings.dtype`` (float32 by default: 72 -> 35 ms per
+step of 4 cells of 32 atoms, one thread); the normalisation and the model returned are float64.
+Everything is seeded.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class StudentSettings:
     force_weight: float = 1.0  # on (eV/Å)^2
     stress_weight: float = 1000.0  # on (eV/Å^3)^2
     validation_fraction: float = 0.1
+    dtype: str = "float32"  # of the fit; the model is float64
     seed: int = 0
     threads: int | None = None
 
@@ -72,8 +75,8 @@ class FitHistory:
     wall_s: float = 0.0
 
 
-def make_batch(frames: Sequence[Atoms], model: StudentModel) -> Batch:
-    graph = build_graph(frames, model.elements, model.spec.cutoff, torch.float64)
+def make_batch(frames: Sequence[Atoms], model: StudentModel, dtype: torch.dtype) -> Batch:
+    graph = build_graph(frames, model.elements, model.spec.cutoff, dtype)
     stresses, has = [], []
     for atoms in frames:
         try:
@@ -84,14 +87,12 @@ def make_batch(frames: Sequence[Atoms], model: StudentModel) -> Batch:
             has.append(False)
     return Batch(
         graph=graph,
-        energy=torch.tensor([a.get_potential_energy() for a in frames], dtype=torch.float64),
-        forces=torch.as_tensor(np.concatenate([a.get_forces() for a in frames])),
-        stress=torch.as_tensor(np.array(stresses)),
+        energy=torch.tensor([a.get_potential_energy() for a in frames], dtype=dtype),
+        forces=torch.as_tensor(np.concatenate([a.get_forces() for a in frames]), dtype=dtype),
+        stress=torch.as_tensor(np.array(stresses), dtype=dtype),
         has_stress=torch.tensor(has),
-        weight=torch.tensor(
-            [float(a.info.get("weight", 1.0)) for a in frames], dtype=torch.float64
-        ),
-        n_atoms=torch.tensor([len(a) for a in frames], dtype=torch.float64),
+        weight=torch.tensor([float(a.info.get("weight", 1.0)) for a in frames], dtype=dtype),
+        n_atoms=torch.tensor([len(a) for a in frames], dtype=dtype),
     )
 
 
@@ -148,12 +149,14 @@ def fit_student(
     with torch.no_grad():
         model.e0.copy_(torch.from_numpy(reference_energies(frames, elements)))
     model.set_normalisation(build_graph(frames, elements, settings.cutoff, torch.float64))
+    dtype = getattr(torch, settings.dtype)
+    model.to(dtype)
     batches = [
-        make_batch(frames[k : k + settings.batch_size], model)
+        make_batch(frames[k : k + settings.batch_size], model, dtype)
         for k in range(0, len(frames), settings.batch_size)
     ]
     val_batches = [
-        make_batch(list(validation[k : k + settings.batch_size]), model)
+        make_batch(list(validation[k : k + settings.batch_size]), model, dtype)
         for k in range(0, len(validation), settings.batch_size)
     ]
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
@@ -189,8 +192,9 @@ def fit_student(
                 history.train_loss[-1],
                 val_loss,
             )
+    model.to(torch.float64)
     if best is not None:
-        model.load_state_dict(best)
+        model.load_state_dict(best)  # copied into the float64 parameters
     history.wall_s = time.perf_counter() - started
     return model, history
 
