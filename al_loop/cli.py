@@ -288,6 +288,7 @@ def distil(
         )
     rep = result["report"]
     table = Table(
+        "model",
         "against",
         "pressure bin (GPa)",
         "frames",
@@ -304,7 +305,7 @@ def distil(
         for bin_name, row in rows:
             force = row.get("force_rmse_eV_A")
             table.add_row(
-                name.replace("_", " "),
+                *name.split("_vs_"),
                 bin_name,
                 str(row["n"]),
                 _num(row.get("energy_mae_meV_atom")),

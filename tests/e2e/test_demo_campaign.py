@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -374,7 +375,7 @@ TINY_STUDENT = {
     "sample_min_atoms": 16,
     "n_channels": 4,
     "hidden": [16],
-    "epochs": 5,
+    "epochs": 60,
 }
 
 
@@ -384,6 +385,7 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     checked against LAMMPS, and a few hundred NVE steps in LAMMPS with its include file."""
     from al_loop.campaign import open_campaign
     from al_loop.config import load_campaign
+    from al_loop.distillation import frames_read, usable
     from calculators.models.student.lammps_run import lammps_env, lammps_executable
 
     path, tmp = demo
@@ -395,7 +397,8 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     assert refused.returncode != 0 and "has not converged" in refused.stdout + refused.stderr
     done = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "student vs teacher" in done.stdout and "agree to" in done.stdout
+    assert "LAMMPS and PyTorch agree to" in done.stdout
+    assert re.search(r"student\s+│\s+teacher\s+│\s+all", done.stdout), done.stdout
 
     with open_campaign(load_campaign(distil_file), create=False) as session:
         db = session.store.db
@@ -414,6 +417,10 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
         assert set(report["verdicts"]) >= {"energy_mae_meV_atom", "force_rmse_eV_A"}
         recorded = db.metrics.find_one({"iteration": 2, "stage": "distil"})
         assert recorded["status"] == "done"
+        frames = frames_read(session.store.read_file(sample["file_id"]))
+    start = next(f for f in frames if not usable(f, 0.3))  # a cell the student learned
+    start = start.repeat([max(1, round(8 / n)) for n in start.cell.lengths()])
+    start.write(tmp / "start.data", format="lammps-data", specorder=["Cu", "Ni", "Al"])
     folder = tmp / "run" / "student"
     assert (folder / "parity-student-vs-teacher.png").read_bytes()[:4] == b"\x89PNG"
     again = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
@@ -425,7 +432,8 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     assert refit.returncode == 0, refit.stdout + refit.stderr
     assert "sample reused" in refit.stdout and "trajectory" not in refit.stdout
 
-    # NVE in LAMMPS from the include file al-loop wrote: the total energy is conserved
+    # NVE in LAMMPS from the include file al-loop wrote, from a sample cell repeated to ~8 Å:
+    # the total energy is conserved
     md = tmp / "md"
     md.mkdir()
     (md / "in.lmp").write_text(
@@ -433,16 +441,11 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
             [
                 "units metal",
                 "atom_style atomic",
-                "lattice fcc 3.6",
-                "region box block 0 4 0 4 0 4",
-                "create_box 3 box",
-                "create_atoms 1 box",
-                "set type 1 type/fraction 2 0.3 1234",
-                "set type 1 type/fraction 3 0.2 99",
+                f"read_data {tmp / 'start.data'}",
                 "mass 1 63.546",
                 "mass 2 58.693",
                 "mass 3 26.982",
-                "velocity all create 600 42 dist gaussian",
+                "velocity all create 300 42 dist gaussian",
                 f"include {folder / 'lammps' / 'student.lmp'}",
                 "timestep 0.0005",
                 "fix 1 all nve",
@@ -464,5 +467,5 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     lines = (md / "etotal.txt").read_text().splitlines()
     energies = [float(line) for line in lines if not line.startswith("#")]
     assert len(energies) >= 40
-    drift = (max(energies) - min(energies)) / 256
+    drift = (max(energies) - min(energies)) / len(start)
     assert drift < 1e-3, f"total energy moved by {1000 * drift:.3f} meV/atom in 200 fs"

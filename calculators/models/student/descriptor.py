@@ -6,7 +6,8 @@ the cutoff ``rc`` (``r`` = |r_ij|, ``u`` = r_ij / r, r_ij = x_j - x_i):
 - a Chebyshev basis with a smooth cutoff that decays with distance:
   ``B_k(r) = T_k(2 x - 1) (1 - x^2)^2 / x^decay``, x = r / rc, k = 0 .. n_basis-1 (the value and
   the slope go to zero at rc; near neighbours weigh more: on EMT Cu-Ni data the force error
-  after the same fit was 0.289 eV/Å with decay 0, 0.168 with 2, 0.104 with 4; docs/design.md);
+  after the same fit, lmax 0, was 0.289 eV/Å with decay 0, 0.168 with 2, 0.104 with 4;
+  docs/design.md);
 - trained radial channels per element pair: ``R_c(r) = sum_k W[a, b, c, k] B_k(r)``;
 - moments, one per channel and Cartesian monomial ``u_x^p u_y^q u_z^s`` of degree
   l = p + q + s <= lmax: ``M[c, m] = sum_j R_c(r_ij) u^m``;

@@ -176,8 +176,8 @@ class StudentModel(torch.nn.Module):
         standard deviations; the invariants, all of them, by one common scale (the mean standard
         deviation of the degree-0 invariants). Angular invariants of near-symmetric environments
         vary little: scaled by their own deviations, their tiny variations became large inputs and
-        the fit stalled (EMT Cu-Ni, the same fit: force error 0.202 eV/Å, 0.091 with the common
-        scale; docs/design.md)."""
+        the fit stalled (EMT Cu-Ni, the same fit: force error 0.294 eV/Å, 0.091 with the common
+        scale; benchmarks/student_fit.py)."""
         c = self.spec.n_channels
         pairs = c * (c + 1) // 2
         with torch.no_grad():
