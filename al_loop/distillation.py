@@ -36,6 +36,11 @@ TARGETS = {
 }
 
 
+#: The stored sample's format: samples of another format are not reused (format 1 wrote an empty
+#: ``stop_reason`` that extxyz could not read back).
+SAMPLE_FORMAT = 2
+
+
 def sample_conditions(config: CampaignConfig) -> list[tuple[str, float, float]]:
     """Every (ensemble, T, P) of the sample, once per trajectory."""
     st, sysc = config.student, config.system
@@ -57,7 +62,8 @@ def sample_key(teacher_sha256: Sequence[str], config: CampaignConfig) -> str:
     st = config.student
     settings = {k: v for k, v in st.model_dump().items() if k.startswith("sample")}
     text = json.dumps(
-        [list(teacher_sha256), settings, config.seed, sample_conditions(config)], sort_keys=True
+        [SAMPLE_FORMAT, list(teacher_sha256), settings, config.seed, sample_conditions(config)],
+        sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

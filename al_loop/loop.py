@@ -99,7 +99,7 @@ def distil_campaign(
         finished = session.log.document() or {}
         reason = (finished.get("finished") or {}).get("reason")
         if reason != "converged" and not allow_unconverged:
-            raise RuntimeError(
+            raise ValueError(
                 f"campaign {session.name!r} has not converged (finished: {reason or 'no'}); "
                 "run `al-loop run` to the end, or distil anyway with --allow-unconverged"
             )

@@ -59,7 +59,7 @@ def teacher_iteration(session: Any) -> int:
     """The iteration of the last trained committee."""
     trained = [r["iteration"] for r in session.log.records("train")]
     if not trained:
-        raise RuntimeError(
+        raise ValueError(
             f"campaign {session.name!r} has no trained committee yet: run `al-loop run` first"
         )
     return max(trained)
@@ -169,7 +169,7 @@ class DistilStage(Stage):
         kept = [f for f, r in zip(frames, reasons, strict=True) if not r]
         dropped = {r: reasons.count(r) for r in sorted(set(reasons)) if r}
         if len(kept) < 2:
-            raise RuntimeError(
+            raise ValueError(
                 f"campaign {session.name!r}: {len(kept)} of {len(frames)} sample frames are usable "
                 f"({dropped}); raise student.sample_steps or student.max_teacher_spread_eV_A"
             )
