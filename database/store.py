@@ -380,22 +380,24 @@ class Store:
         ``iteration``, ``member`` are its key: storing the same member again replaces it)."""
         key = {k: document[k] for k in ("campaign", "iteration", "member")}
         name = "{campaign}-{iteration:03d}-{member}.model".format(**key)
-        file_id = self.put_file(model_file, name, **key)
-        old = self.db.models.find_one_and_replace(
-            key, {**document, "file_id": file_id, "created_at": utcnow()}, upsert=True
-        )
-        if old is not None and old.get("file_id") not in (None, file_id):
-            self.fs.delete(old["file_id"])
-        return file_id
+        return self._replace_with_file("models", key, document, model_file, name)
 
     def add_distillation(self, kind: str, document: dict[str, Any], data: bytes) -> Any:
         """Store a distillation artefact, ``kind`` ``sample`` (the teacher-labelled frames as
         extxyz) or ``student`` (a student model file): the bytes in GridFS, then the document
         (``campaign``, ``key`` identify it: storing the same key again replaces it)."""
         key = {"kind": kind, "campaign": document["campaign"], "key": document["key"]}
-        file_id = self.put_file(data, f"{document['campaign']}-{kind}-{document['key']}", **key)
-        old = self.db.distillations.find_one_and_replace(
-            key, {**document, **key, "file_id": file_id, "created_at": utcnow()}, upsert=True
+        name = f"{document['campaign']}-{kind}-{document['key']}"
+        return self._replace_with_file("distillations", key, {**document, **key}, data, name)
+
+    def _replace_with_file(
+        self, collection: str, key: dict[str, Any], document: dict[str, Any], data: bytes, name: str
+    ) -> Any:
+        """``data`` to GridFS, then ``document`` (with the file's id) in place of the one with
+        ``key``, whose old file is deleted; returns the new file's id."""
+        file_id = self.put_file(data, name, **key)
+        old = self.db[collection].find_one_and_replace(
+            key, {**document, "file_id": file_id, "created_at": utcnow()}, upsert=True
         )
         if old is not None and old.get("file_id") not in (None, file_id):
             self.fs.delete(old["file_id"])
