@@ -11,6 +11,7 @@ measure it (:func:`report`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -117,23 +118,11 @@ def split(frames: Sequence[Atoms], fraction: float, seed: int) -> tuple[list[Ato
 
 
 def student_settings(st: StudentConfig, seed: int, threads: int | None = None) -> StudentSettings:
-    return StudentSettings(
-        cutoff=st.cutoff,
-        n_basis=st.n_basis,
-        n_channels=st.n_channels,
-        lmax=st.lmax,
-        decay=st.decay,
-        hidden=tuple(st.hidden),
-        epochs=st.epochs,
-        batch_size=st.batch_size,
-        learning_rate=st.learning_rate,
-        final_learning_rate=st.final_learning_rate,
-        energy_weight=st.energy_weight,
-        force_weight=st.force_weight,
-        stress_weight=st.stress_weight,
-        seed=seed,
-        threads=threads,
-    )
+    """The fit's settings: every key the ``student:`` section shares with them (as the explore
+    stage builds its MD settings), and the campaign's seed."""
+    shared = {f.name for f in dataclasses.fields(StudentSettings)} & set(type(st).model_fields)
+    values = {name: getattr(st, name) for name in shared}
+    return StudentSettings(**{**values, "hidden": tuple(st.hidden)}, seed=seed, threads=threads)
 
 
 def _verdicts(figures: dict[str, Any], targets: dict[str, float]) -> dict[str, bool | None]:
