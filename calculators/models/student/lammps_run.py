@@ -142,6 +142,32 @@ def write_lammps_inputs(model_file: Path | str, elements: Sequence[str], folder:
     return path
 
 
+def create_cell(lmp: Any, atoms: Atoms, elements: Sequence[str]) -> Prism:
+    """Set up ``atoms`` in ``lmp`` (metal units; atom ids 1..n in ``atoms``' order, types 1..n
+    for ``elements``); returns the :class:`~ase.calculators.lammps.Prism` that rotates vectors
+    between ASE's frame and LAMMPS's (a skewed cell is rotated as LAMMPS needs)."""
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
+    if unknown:
+        raise ValueError(f"LAMMPS model: it knows {', '.join(elements)}, not {', '.join(unknown)}")
+    prism = Prism(atoms.cell.array, atoms.pbc)
+    xhi, yhi, zhi, xy, xz, yz = (float(v) for v in prism.get_lammps_prism())
+    for command in (
+        "units metal",
+        "atom_style atomic",
+        "atom_modify map array sort 0 0",
+        "boundary " + " ".join("p" if p else "f" for p in atoms.pbc),
+        f"region cell prism 0 {xhi!r} 0 {yhi!r} 0 {zhi!r} {xy!r} {xz!r} {yz!r} units box",
+        f"create_box {len(elements)} cell",
+        *(f"mass {k + 1} 1.0" for k in range(len(elements))),
+    ):
+        lmp.command(command)
+    lookup = {e: k + 1 for k, e in enumerate(elements)}
+    types = [lookup[s] for s in atoms.get_chemical_symbols()]
+    x = prism.vector_to_lammps(atoms.positions, wrap=True)
+    lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types, x.ravel().tolist())
+    return prism
+
+
 class LammpsCalculator(ModelCalculator):
     """Any LAMMPS pair style as a :class:`ModelCalculator`, through the library interface: one
     ``run 0`` per call on the atoms (periodic cells; a skewed cell is rotated as LAMMPS needs
@@ -153,33 +179,16 @@ class LammpsCalculator(ModelCalculator):
         self.elements = list(elements)
 
     def predict(self, atoms: Atoms) -> dict[str, Any]:
-        unknown = sorted(set(atoms.get_chemical_symbols()) - set(self.elements))
-        if unknown:
-            raise ValueError(
-                f"LAMMPS model: it knows {', '.join(self.elements)}, not {', '.join(unknown)}"
-            )
-        prism = Prism(atoms.cell.array, atoms.pbc)
-        xhi, yhi, zhi, xy, xz, yz = (float(v) for v in prism.get_lammps_prism())
         lmp = lammps_instance()
         try:
+            prism = create_cell(lmp, atoms, self.elements)
             for command in (
-                "units metal",
-                "atom_style atomic",
-                "atom_modify map array sort 0 0",
-                "boundary " + " ".join("p" if p else "f" for p in atoms.pbc),
-                f"region cell prism 0 {xhi!r} 0 {yhi!r} 0 {zhi!r} {xy!r} {xz!r} {yz!r} units box",
-                f"create_box {len(self.elements)} cell",
-                *(f"mass {k + 1} 1.0" for k in range(len(self.elements))),
                 *self.pair,
                 "compute virial all pressure NULL virial",
                 "thermo_style custom step pe c_virial[1] c_virial[2] c_virial[3] "
                 "c_virial[6] c_virial[5] c_virial[4]",
             ):
                 lmp.command(command)
-            lookup = {e: k + 1 for k, e in enumerate(self.elements)}
-            types = [lookup[s] for s in atoms.get_chemical_symbols()]
-            x = prism.vector_to_lammps(atoms.positions, wrap=True)
-            lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types, x.ravel().tolist())
             lmp.command("run 0")
             energy = float(lmp.get_thermo("pe"))
             pressure = np.array(

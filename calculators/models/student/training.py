@@ -22,7 +22,7 @@ import torch
 from ase import Atoms
 
 from calculators.models.student.descriptor import DescriptorSpec
-from calculators.models.student.network import Graph, StudentModel, build_graph
+from calculators.models.student.network import StudentModel, build_graph
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,25 @@ class StudentSettings:
 
 
 @dataclass
-class Batch:
-    graph: Graph
+class Targets:
+    """What a batch of frames is fitted to."""
+
     energy: torch.Tensor  # (structures,) eV
     forces: torch.Tensor  # (atoms, 3)
     stress: torch.Tensor  # (structures, 3, 3) eV/Å^3, ASE's sign
     has_stress: torch.Tensor  # (structures,) bool
     weight: torch.Tensor  # (structures,)
     n_atoms: torch.Tensor  # (structures,)
+    structure: torch.Tensor  # (atoms,) index of each atom's structure
+
+
+@dataclass
+class Batch:
+    """A model's inputs (for the pair style a :class:`Graph`) and the targets: the model is
+    called as ``model(inputs, create_graph=...)`` and returns energy, forces and stress."""
+
+    inputs: Any
+    targets: Targets
 
 
 @dataclass
@@ -75,8 +86,7 @@ class FitHistory:
     wall_s: float = 0.0
 
 
-def make_batch(frames: Sequence[Atoms], model: StudentModel, dtype: torch.dtype) -> Batch:
-    graph = build_graph(frames, model.elements, model.spec.cutoff, dtype)
+def targets_of(frames: Sequence[Atoms], dtype: torch.dtype) -> Targets:
     stresses, has = [], []
     for atoms in frames:
         try:
@@ -85,33 +95,33 @@ def make_batch(frames: Sequence[Atoms], model: StudentModel, dtype: torch.dtype)
         except Exception:  # a frame without stress (molecule, old label) still trains E and F
             stresses.append(np.zeros((3, 3)))
             has.append(False)
-    return Batch(
-        graph=graph,
+    return Targets(
         energy=torch.tensor([a.get_potential_energy() for a in frames], dtype=dtype),
         forces=torch.as_tensor(np.concatenate([a.get_forces() for a in frames]), dtype=dtype),
         stress=torch.as_tensor(np.array(stresses), dtype=dtype),
         has_stress=torch.tensor(has),
         weight=torch.tensor([float(a.info.get("weight", 1.0)) for a in frames], dtype=dtype),
         n_atoms=torch.tensor([len(a) for a in frames], dtype=dtype),
+        structure=torch.as_tensor(np.repeat(np.arange(len(frames)), [len(a) for a in frames])),
     )
 
 
 def loss(
-    model: StudentModel, batch: Batch, settings: StudentSettings, create_graph: bool
+    model: torch.nn.Module, batch: Batch, settings: StudentSettings, create_graph: bool
 ) -> torch.Tensor:
     """The weighted loss of ``batch`` (see the module docstring)."""
-    energy, forces, stress = model(batch.graph, create_graph=create_graph)
-    g = batch.graph
-    e_term = ((energy - batch.energy) / batch.n_atoms) ** 2
-    f_sq = ((forces - batch.forces) ** 2).sum(1)
-    f_term = torch.zeros_like(energy).index_add(0, g.structure, f_sq) / (3 * batch.n_atoms)
-    s_term = ((stress - batch.stress) ** 2).mean((1, 2)) * batch.has_stress
+    energy, forces, stress = model(batch.inputs, create_graph=create_graph)
+    t = batch.targets
+    e_term = ((energy - t.energy) / t.n_atoms) ** 2
+    f_sq = ((forces - t.forces) ** 2).sum(1)
+    f_term = torch.zeros_like(energy).index_add(0, t.structure, f_sq) / (3 * t.n_atoms)
+    s_term = ((stress - t.stress) ** 2).mean((1, 2)) * t.has_stress
     per_frame = (
         settings.energy_weight * e_term
         + settings.force_weight * f_term
         + settings.stress_weight * s_term
     )
-    return (batch.weight * per_frame).sum() / batch.weight.sum()
+    return (t.weight * per_frame).sum() / t.weight.sum()
 
 
 def reference_energies(frames: Sequence[Atoms], elements: Sequence[str]) -> np.ndarray:
@@ -139,10 +149,7 @@ def fit_student(
     rng = np.random.default_rng(settings.seed)
     frames = list(frames)
     if validation is None:
-        order = rng.permutation(len(frames))
-        n_val = round(settings.validation_fraction * len(frames))
-        validation = [frames[k] for k in order[:n_val]]
-        frames = [frames[k] for k in order[n_val:]]
+        frames, validation = held_out(frames, settings, rng)
     if not frames:
         raise ValueError("student: no frames to fit")
     model = StudentModel(elements, settings.spec, settings.hidden, seed=settings.seed)
@@ -150,15 +157,41 @@ def fit_student(
         model.e0.copy_(torch.from_numpy(reference_energies(frames, elements)))
     model.set_normalisation(build_graph(frames, elements, settings.cutoff, torch.float64))
     dtype = getattr(torch, settings.dtype)
-    model.to(dtype)
-    batches = [
-        make_batch(frames[k : k + settings.batch_size], model, dtype)
-        for k in range(0, len(frames), settings.batch_size)
-    ]
-    val_batches = [
-        make_batch(list(validation[k : k + settings.batch_size]), model, dtype)
-        for k in range(0, len(validation), settings.batch_size)
-    ]
+
+    def batch(chunk: Sequence[Atoms]) -> Batch:
+        return Batch(build_graph(chunk, elements, settings.cutoff, dtype), targets_of(chunk, dtype))
+
+    history = train(model, frames, validation, batch, settings, rng, on_epoch)
+    return model, history
+
+
+def held_out(
+    frames: Sequence[Atoms], settings: StudentSettings, rng: np.random.Generator
+) -> tuple[list[Atoms], list[Atoms]]:
+    """``frames`` less a seeded ``validation_fraction``, and that fraction."""
+    order = rng.permutation(len(frames))
+    n_val = round(settings.validation_fraction * len(frames))
+    return [frames[k] for k in order[n_val:]], [frames[k] for k in order[:n_val]]
+
+
+def train(
+    model: torch.nn.Module,
+    frames: Sequence[Atoms],
+    validation: Sequence[Atoms],
+    batch: Callable[[Sequence[Atoms]], Batch],
+    settings: StudentSettings,
+    rng: np.random.Generator,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> FitHistory:
+    """Fit ``model`` (normalised, float64) to ``frames`` in ``settings.dtype`` with Adam; it
+    ends float64 with the parameters of the epoch of lowest validation loss. ``batch`` makes a
+    model's inputs and targets from a chunk of ``settings.batch_size`` frames."""
+    if not frames:
+        raise ValueError("student: no frames to fit")
+    size = settings.batch_size
+    model.to(getattr(torch, settings.dtype))
+    batches = [batch(frames[k : k + size]) for k in range(0, len(frames), size)]
+    val_batches = [batch(validation[k : k + size]) for k in range(0, len(validation), size)]
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     steps = max(1, settings.epochs * len(batches))
     gamma = (settings.final_learning_rate / settings.learning_rate) ** (1 / steps)
@@ -196,7 +229,7 @@ def fit_student(
     if best is not None:
         model.load_state_dict(best)  # copied into the float64 parameters
     history.wall_s = time.perf_counter() - started
-    return model, history
+    return history
 
 
 def settings_record(settings: StudentSettings) -> dict[str, Any]:
