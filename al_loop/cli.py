@@ -325,7 +325,8 @@ def distil(
         else f"[yellow]not checked in LAMMPS[/]: {result['lammps_agreement']['reason']}"
     )
     console.print(
-        f"student {result['model_file']} (sha256 {result['sha256'][:12]}), LAMMPS input "
+        f"student ({result['route']}) {', '.join(result['model_files'])} "
+        f"(sha256 {result['sha256'][:12]}), LAMMPS input "
         f"{result['lammps_input']}; done in {time.perf_counter() - start:.1f} s"
     )
 

@@ -417,8 +417,13 @@ class StudentConfig(_Section):
     """The fast student distilled from the converged committee (``al-loop distil``): its
     shape, the teacher's MD sample it learns from, and its fit."""
 
-    #: Descriptor: cutoff (Å), Chebyshev radial basis, trained radial channels, angular degree,
-    #: and the basis' decay exponent (1/x^decay: near neighbours weigh more).
+    #: How LAMMPS runs it: ``pair``, the project's pair style (fastest; a plugin built by the
+    #: set-up) or ``mliap``, ML-IAP nn on LAMMPS's SNAP descriptor (any LAMMPS with ML-IAP).
+    route: Literal["pair", "mliap"] = "pair"
+    #: Route ``mliap``: the SNAP descriptor's band limit (6: 30 descriptors, 8: 55).
+    twojmax: Annotated[Int, Field(ge=0, le=12)] = 6
+    #: Descriptor: cutoff (Å; both routes), Chebyshev radial basis, trained radial channels,
+    #: angular degree, and the basis' decay exponent (1/x^decay: near neighbours weigh more).
     cutoff: Annotated[Float, Field(gt=1, le=12)] = 5.0
     n_basis: Annotated[Int, Field(ge=1, le=32)] = 8
     n_channels: Annotated[Int, Field(ge=1, le=32)] = 8

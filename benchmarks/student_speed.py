@@ -403,9 +403,9 @@ def ase_route(kind: str, n_cells: int, steps: int, threads: int, student_file: s
 
         calc = StudentCalculator(student_file)
     elif kind == "student-lammps-library":
-        from calculators.models.student.lammps_run import student_in_lammps
+        from calculators.models.student import routes
 
-        calc, cores = student_in_lammps(student_file, ["Cu"]), 1
+        calc, cores = routes.in_lammps("pair", [student_file], ["Cu"]), 1
     else:
         raise ValueError(kind)
     atoms.calc = calc

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,14 +34,8 @@ from al_loop.distillation import (
 from al_loop.exploration import MDSettings, explore
 from al_loop.stages.base import Stage
 from calculators.models import ModelValidationError, Tolerances, validate_model
-from calculators.models.student.calculator import StudentCalculator
-from calculators.models.student.lammps_run import (
-    LammpsUnavailable,
-    student_in_lammps,
-    write_lammps_inputs,
-)
-from calculators.models.student.model_file import write_student
-from calculators.models.student.training import fit_student, settings_record
+from calculators.models.student import routes
+from calculators.models.student.training import settings_record
 from database.documents import software_versions
 
 log = logging.getLogger(__name__)
@@ -63,22 +56,6 @@ def teacher_iteration(session: Any) -> int:
             f"campaign {session.name!r} has no trained committee yet: run `al-loop run` first"
         )
     return max(trained)
-
-
-def lammps_agreement(model_file: Path, elements: list[str], atoms: Atoms) -> dict[str, Any]:
-    """Largest relative difference of energy, forces and stress between the student in PyTorch
-    and in LAMMPS on ``atoms`` (None with the reason when the plugin is not built)."""
-    try:
-        in_lammps = student_in_lammps(model_file, elements).predict(atoms.copy())
-    except LammpsUnavailable as error:
-        log.warning("student not checked in LAMMPS: %s", error)
-        return {"max_relative_difference": None, "reason": str(error)}
-    in_torch = StudentCalculator(model_file).predict(atoms.copy())
-    worst = 0.0
-    for key in ("energy", "forces", "stress"):
-        a, b = np.asarray(in_torch[key]), np.asarray(in_lammps[key])
-        worst = max(worst, float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)))
-    return {"max_relative_difference": worst, "atoms": len(atoms)}
 
 
 class DistilStage(Stage):
@@ -193,20 +170,23 @@ class DistilStage(Stage):
                     iteration, "step", epoch=epoch, train_loss=train, validation_loss=validation
                 )
 
-        model, history = fit_student(
-            fit_frames + train_labels, cfg.system.elements, settings, on_epoch=fitting
-        )
         folder = session.workdir / "student"
-        folder.mkdir(parents=True, exist_ok=True)
-        model_file = write_student(
-            model, folder / f"student-{session.name}-{iteration:03d}.student"
+        elements = list(cfg.system.elements)
+        files, history = routes.fit(
+            fit_frames + train_labels,
+            elements,
+            settings,
+            folder / f"student-{session.name}-{iteration:03d}",
+            on_epoch=fitting,
         )
-        calc = StudentCalculator(model_file)
+        calc = routes.calculator(settings.route, files, elements)
         # a 2e-4 Å step: students of compressed matter are stiff (h^2 truncation, tests)
         checked = validate_model(calc, [test_frames[0]], tolerances=Tolerances(displacement_A=2e-4))
         if not checked.ok:
             raise ModelValidationError(checked.summary())
-        agreement = lammps_agreement(model_file, cfg.system.elements, test_frames[0])
+        agreement = routes.lammps_agreement(settings.route, files, elements, test_frames[0])
+        if agreement["max_relative_difference"] is None:
+            log.warning("student not checked in LAMMPS: %s", agreement["reason"])
         figures, full = report(calc, teacher, test_frames, held_labels)
         for name, value in full.items():
             if value.get("n"):
@@ -219,16 +199,20 @@ class DistilStage(Stage):
                     folder / f"parity-{name.replace('_', '-')}.png",
                     title=name.replace("_", " "),
                 )
-        lammps_file = write_lammps_inputs(model_file, cfg.system.elements, folder / "lammps")
-        data = model_file.read_bytes()
+        lammps_file = routes.write_lammps_inputs(settings.route, files, elements, folder / "lammps")
+        data = files[0].read_bytes()
         document = {
             "campaign": session.name,
             "key": student_key(key, settings_record(settings)),
             "teacher_iteration": iteration,
             "teacher_models": [str(d["_id"]) for d in docs],
             "sample_key": key,
+            "route": settings.route,
             "sha256": hashlib.sha256(data).hexdigest(),
-            "elements": list(cfg.system.elements),
+            # the file in GridFS is the model; the other files (route mliap: the descriptor)
+            # are small text, kept here
+            "companion_files": {p.name: p.read_text() for p in files[1:]},
+            "elements": elements,
             "settings": settings_record(settings),
             "fit": {
                 "best_epoch": history.best_epoch,
@@ -252,7 +236,7 @@ class DistilStage(Stage):
         return {
             **{k: v for k, v in document.items() if k != "software"},
             "file_id": file_id,
-            "model_file": str(model_file),
+            "model_files": [str(p) for p in files],
             "lammps_input": str(lammps_file),
             "threads": self.threads or os.cpu_count(),
         }

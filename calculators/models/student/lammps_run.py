@@ -125,23 +125,6 @@ def pair_commands(model_file: Path | str, type_elements: Sequence[str]) -> list[
     ]
 
 
-def write_lammps_inputs(model_file: Path | str, elements: Sequence[str], folder: Path) -> Path:
-    """A ready include file ``student.lmp`` (plugin, pair_style, pair_coeff) beside a copy of
-    the model, for the user's own runs (``include student.lmp``); returns its path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / Path(model_file).name
-    if Path(model_file).resolve() != target.resolve():
-        shutil.copyfile(model_file, target)
-    lines = [
-        "# al-loop student: atom types 1..n are " + " ".join(elements),
-        "# needs LAMMPS with the PLUGIN package and the plugin built by al-loop's set-up",
-        *pair_commands(target, elements),
-    ]
-    path = folder / "student.lmp"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def create_cell(lmp: Any, atoms: Atoms, elements: Sequence[str]) -> Prism:
     """Set up ``atoms`` in ``lmp`` (metal units; atom ids 1..n in ``atoms``' order, types 1..n
     for ``elements``); returns the :class:`~ase.calculators.lammps.Prism` that rotates vectors
@@ -206,11 +189,6 @@ class LammpsCalculator(ModelCalculator):
         tensor = prism.tensor2_to_ase(tensor)
         stress = tensor[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         return {"energy": energy, "free_energy": energy, "forces": forces, "stress": stress}
-
-
-def student_in_lammps(model_file: Path | str, elements: Sequence[str]) -> LammpsCalculator:
-    """The student through its LAMMPS pair style, as an ASE calculator."""
-    return LammpsCalculator(pair_commands(model_file, elements), elements)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from calculators.models.student.lammps_run import LammpsCalculator, create_cell, lammps_instance
+from calculators.models.student.lammps_run import create_cell, lammps_instance
 from calculators.models.student.network import element_indices
 from calculators.models.student.training import (
     Batch,
@@ -481,10 +481,3 @@ def mliap_pair_commands(
         f"pair_style mliap model nn {model_file} descriptor sna {descriptor_file}",
         f"pair_coeff * * {' '.join(type_elements)}",
     ]
-
-
-def snap_student_in_lammps(
-    model_file: Path | str, descriptor_file: Path | str, elements: Sequence[str]
-) -> LammpsCalculator:
-    """The route-1 student through ``pair_style mliap``, as an ASE calculator."""
-    return LammpsCalculator(mliap_pair_commands(model_file, descriptor_file, elements), elements)

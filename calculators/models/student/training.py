@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StudentSettings:
-    """The student's shape and its fit."""
+    """The student's route into LAMMPS (``pair``: the project's pair style; ``mliap``: ML-IAP
+    nn on SNAP, whose band limit is ``twojmax``), its shape and its fit."""
 
+    route: str = "pair"
     cutoff: float = 5.0
+    twojmax: int = 6
     n_basis: int = 8
     n_channels: int = 8
     lmax: int = 3
