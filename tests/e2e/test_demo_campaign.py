@@ -469,3 +469,20 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     assert len(energies) >= 40
     drift = (max(energies) - min(energies)) / len(start)
     assert drift < 1e-3, f"total energy moved by {1000 * drift:.3f} meV/atom in 200 fs"
+
+    # route 1: the same sample distilled into an ML-IAP nn on SNAP, stored with its descriptor
+    config["student"] = {**TINY_STUDENT, "route": "mliap", "epochs": 20}
+    distil_file.write_text(yaml.safe_dump(config))
+    mliap = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
+    assert mliap.returncode == 0, mliap.stdout + mliap.stderr
+    assert "sample reused" in mliap.stdout and "LAMMPS and PyTorch agree to" in mliap.stdout
+    with open_campaign(load_campaign(distil_file), create=False) as session:
+        latest = session.store.distillations("demo", "student")[0]
+        assert latest["route"] == "mliap" and latest["settings"]["twojmax"] == 6
+        assert latest["lammps_agreement"]["max_relative_difference"] < 1e-6
+        (descriptor,) = latest["companion_files"].values()
+        assert "twojmax 6" in descriptor and "elems Cu Ni Al" in descriptor
+        model = session.store.read_file(latest["file_id"]).decode()
+    assert "NET 30 2 tanh 16 linear 1" in model
+    include = (folder / "lammps" / "student.lmp").read_text()
+    assert "pair_style mliap model nn" in include and "pair_coeff * * Cu Ni Al" in include
