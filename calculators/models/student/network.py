@@ -83,6 +83,54 @@ def build_graph(
     )
 
 
+class ElementNetworks(torch.nn.ModuleList):
+    """One fully connected network per element, ``n_in -> hidden -> 1``, float64: Glorot-uniform
+    weights and zero biases from ``generator``. Both student routes use it."""
+
+    def __init__(
+        self,
+        n_elements: int,
+        n_in: int,
+        hidden: Sequence[int],
+        activation: str,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"student: activation {activation!r} is not one of {list(ACTIVATIONS)}"
+            )
+        self.activation = activation
+        sizes = [n_in, *hidden, 1]
+        for _ in range(n_elements):
+            layers = torch.nn.ModuleList(
+                torch.nn.Linear(a, b, dtype=torch.float64) for a, b in itertools.pairwise(sizes)
+            )
+            for layer in layers:
+                bound = (6.0 / (layer.in_features + layer.out_features)) ** 0.5
+                with torch.no_grad():
+                    layer.weight.uniform_(-bound, bound, generator=generator)
+                    layer.bias.zero_()
+            self.append(layers)
+
+    def energies(
+        self, x: torch.Tensor, species: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        """Each atom's network output on its inputs ``x`` standardised by its element's
+        ``shift`` and ``scale``: (atoms,)."""
+        act = ACTIVATIONS[self.activation]
+        out = x.new_zeros(len(species))
+        for a, layers in enumerate(self):
+            mine = species == a
+            if not bool(mine.any()):
+                continue
+            h = (x[mine] - shift[a]) / scale[a]
+            for layer in layers[:-1]:
+                h = act(layer(h))
+            out = out.index_add(0, mine.nonzero()[:, 0], layers[-1](h)[:, 0])
+        return out
+
+
 class StudentModel(torch.nn.Module):
     """The descriptor's trained mixing, and one network per element."""
 
@@ -95,10 +143,6 @@ class StudentModel(torch.nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"student: activation {activation!r} is not one of {list(ACTIVATIONS)}"
-            )
         self.elements = list(elements)
         self.spec = spec = spec or DescriptorSpec()
         self.hidden = list(hidden)
@@ -108,18 +152,7 @@ class StudentModel(torch.nn.Module):
         shape = (n * n, spec.n_channels, spec.n_basis)
         mixing = torch.randn(shape, generator=generator, dtype=torch.float64) / spec.n_basis**0.5
         self.mixing = torch.nn.Parameter(mixing)
-        sizes = [spec.n_features, *self.hidden, 1]
-        self.networks = torch.nn.ModuleList()
-        for _ in self.elements:
-            layers = torch.nn.ModuleList(
-                torch.nn.Linear(a, b, dtype=torch.float64) for a, b in itertools.pairwise(sizes)
-            )
-            for layer in layers:
-                bound = (6.0 / (layer.in_features + layer.out_features)) ** 0.5
-                with torch.no_grad():
-                    layer.weight.uniform_(-bound, bound, generator=generator)
-                    layer.bias.zero_()
-            self.networks.append(layers)
+        self.networks = ElementNetworks(n, spec.n_features, self.hidden, activation, generator)
         self.register_buffer("e0", torch.zeros(n, dtype=torch.float64))
         self.register_buffer("shift", torch.zeros(n, spec.n_features, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(n, spec.n_features, dtype=torch.float64))
@@ -133,17 +166,7 @@ class StudentModel(torch.nn.Module):
         """E_i of every atom, eV."""
         g = self.atom_features(graph, vectors)
         species = graph.numbers_index
-        act = ACTIVATIONS[self.activation]
-        energies = self.e0[species].clone()
-        for a, layers in enumerate(self.networks):
-            mine = species == a
-            if not bool(mine.any()):
-                continue
-            x = (g[mine] - self.shift[a]) / self.scale[a]
-            for layer in layers[:-1]:
-                x = act(layer(x))
-            energies = energies.index_add(0, mine.nonzero()[:, 0], layers[-1](x)[:, 0])
-        return energies
+        return self.e0[species] + self.networks.energies(g, species, self.shift, self.scale)
 
     def forward(
         self, graph: Graph, create_graph: bool = False

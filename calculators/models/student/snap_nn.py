@@ -33,7 +33,7 @@ from ase import Atoms
 from ase.data import atomic_numbers
 
 from calculators.models.student.lammps_run import create_cell, lammps_instance
-from calculators.models.student.network import element_indices
+from calculators.models.student.network import ACTIVATIONS, ElementNetworks, element_indices
 from calculators.models.student.training import (
     Batch,
     FitHistory,
@@ -48,8 +48,6 @@ from calculators.models.student.training import (
 STRAIN_STEP = 1e-5
 #: Voigt pairs, in ASE's order.
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-#: ML-IAP ``nn`` activations by name (LAMMPS's codes: linear, sigmoid, tanh, relu).
-ACTIVATIONS = {"tanh": torch.tanh}
 
 
 class MliapFileError(ValueError):
@@ -239,48 +237,22 @@ class SnapNetwork(torch.nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"ML-IAP nn: activation {activation!r} is not one of {ACTIVATIONS}")
         self.elements = list(elements)
         self.spec = spec or SnapSpec()
         self.hidden = list(hidden)
         self.activation = activation
         k = self.spec.n_descriptors
         generator = torch.Generator().manual_seed(seed)
-        sizes = [k, *self.hidden, 1]
-        self.networks = torch.nn.ModuleList()
-        for _ in self.elements:
-            layers = torch.nn.ModuleList(
-                torch.nn.Linear(a, b, dtype=torch.float64) for a, b in itertools.pairwise(sizes)
-            )
-            for layer in layers:
-                bound = (6.0 / (layer.in_features + layer.out_features)) ** 0.5
-                with torch.no_grad():
-                    layer.weight.uniform_(-bound, bound, generator=generator)
-                    layer.bias.zero_()
-            self.networks.append(layers)
+        self.networks = ElementNetworks(len(self.elements), k, self.hidden, activation, generator)
         self.register_buffer("mean", torch.zeros(len(self.elements), k, dtype=torch.float64))
         self.register_buffer("std", torch.ones(len(self.elements), k, dtype=torch.float64))
-
-    def atom_energies(self, b: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        act = ACTIVATIONS[self.activation]
-        energies = b.new_zeros(len(species))
-        for a, layers in enumerate(self.networks):
-            mine = species == a
-            if not bool(mine.any()):
-                continue
-            x = (b[mine] - self.mean[a]) / self.std[a]
-            for layer in layers[:-1]:
-                x = act(layer(x))
-            energies = energies.index_add(0, mine.nonzero()[:, 0], layers[-1](x)[:, 0])
-        return energies
 
     def forward(
         self, inputs: SnapInputs, create_graph: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Energy (structures,), forces (atoms, 3), stress (structures, 3, 3), ASE's sign."""
         b = inputs.B.detach().requires_grad_(True)
-        atom_energies = self.atom_energies(b, inputs.species)
+        atom_energies = self.networks.energies(b, inputs.species, self.mean, self.std)
         n_structures = len(inputs.volumes)
         energy = b.new_zeros(n_structures).index_add(0, inputs.structure, atom_energies)
         (beta,) = torch.autograd.grad(atom_energies.sum(), b, create_graph=create_graph)
