@@ -78,10 +78,14 @@ def pressure_bin(p: float, edges: Sequence[float]) -> str:
     return f">{edges[-1]:g}"
 
 
-def _figures(e_err: np.ndarray, f_err: np.ndarray, p_err: np.ndarray) -> dict[str, Any]:
-    """RMSE and MAE of per-atom energies (meV/atom), force components (eV/Å), pressures (GPa)."""
+def _figures(
+    e_err: np.ndarray, f_err: np.ndarray, p_err: np.ndarray, f_ref: np.ndarray
+) -> dict[str, Any]:
+    """RMSE and MAE of per-atom energies (meV/atom), force components (eV/Å), pressures (GPa);
+    the reference forces' RMS beside them (a force error means little without it)."""
     e_rmse, e_mae = _rmse(e_err), _mae(e_err)
     return {
+        "force_rms_reference_eV_A": _rmse(f_ref),
         "energy_rmse_meV_atom": None if e_rmse is None else 1000 * e_rmse,
         "energy_mae_meV_atom": None if e_mae is None else 1000 * e_mae,
         "force_rmse_eV_A": _rmse(f_err),
@@ -106,7 +110,8 @@ def errors(
     predicted = predict(calc, labelled)
     e_ref = np.array([a.get_potential_energy() / len(a) for a in labelled])
     e_pred = np.array([p["energy"] / len(a) for p, a in zip(predicted, labelled, strict=True)])
-    f_err_each = [p["forces"] - a.get_forces() for p, a in zip(predicted, labelled, strict=True)]
+    f_ref_each = [a.get_forces() for a in labelled]
+    f_err_each = [p["forces"] - f for p, f in zip(predicted, f_ref_each, strict=True)]
     p_ref, p_pred = np.full(len(labelled), np.nan), np.full(len(labelled), np.nan)
     for k, (p, a) in enumerate(zip(predicted, labelled, strict=True)):
         stress = reference_stress(a)
@@ -123,6 +128,7 @@ def errors(
                 (e_pred - e_ref)[pick],
                 np.concatenate([f for f, k in zip(f_err_each, pick, strict=True) if k]).ravel(),
                 (p_pred - p_ref)[pick & has_p],
+                np.concatenate([f for f, k in zip(f_ref_each, pick, strict=True) if k]).ravel(),
             ),
         }
     return {
@@ -131,13 +137,14 @@ def errors(
             e_pred - e_ref,
             np.concatenate(f_err_each).ravel(),
             (p_pred - p_ref)[has_p],
+            np.concatenate(f_ref_each).ravel(),
         ),
         "by_pressure": by_pressure,
         "max_force_error_eV_A": [float(np.linalg.norm(f, axis=1).max()) for f in f_err_each],
         "force_spread_eV_A": [p["force_spread"] for p in predicted],
         "energy_spread_meV_atom": [1000 * p["energy_spread"] for p in predicted],
         "reference_pressure_GPa": [None if not np.isfinite(p) else float(p) for p in p_ref],
-        "forces_reference": np.concatenate([a.get_forces() for a in labelled]),
+        "forces_reference": np.concatenate(f_ref_each),
         "forces_predicted": np.concatenate([p["forces"] for p in predicted]),
         "energy_reference_eV_atom": e_ref,
         "energy_predicted_eV_atom": e_pred,
