@@ -82,7 +82,7 @@ def fit_variant(name: str, epochs: int) -> dict[str, Any]:
         network.StudentModel.set_normalisation = per_feature_scaling  # type: ignore[method-assign]
     cells = emt_cells(240)
     settings = replace(
-        StudentSettings(epochs=epochs, final_learning_rate=1e-3),
+        StudentSettings(epochs=epochs, learning_rate=1e-2, final_learning_rate=1e-3),
         decay=variant["decay"],
         lmax=variant.get("lmax", 3),
     )

@@ -42,7 +42,9 @@ ROUTES = ("pair", "mliap")
 def fit_route(route: str, epochs: int, folder: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     cells = emt_cells(240)
-    settings = StudentSettings(route=route, epochs=epochs, final_learning_rate=1e-3)
+    settings = StudentSettings(
+        route=route, epochs=epochs, learning_rate=1e-2, final_learning_rate=1e-3
+    )
     started = time.perf_counter()
     files, history = routes.fit(cells[:200], ELEMENTS, settings, Path(folder) / f"{route}-{epochs}")
     wall = time.perf_counter() - started

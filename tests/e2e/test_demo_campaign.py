@@ -376,6 +376,8 @@ TINY_STUDENT = {
     "n_channels": 4,
     "hidden": [16],
     "epochs": 60,
+    "learning_rate": 0.01,
+    "final_learning_rate": 0.0005,
 }
 
 

@@ -130,7 +130,14 @@ def emt_cells(n: int) -> list[Atoms]:
 
 def test_a_tiny_fit_learns_and_runs_nve_in_lmp(tmp_path: Path) -> None:
     cells = emt_cells(14)
-    settings = StudentSettings(route="mliap", hidden=(16, 16), epochs=80, threads=1)
+    settings = StudentSettings(
+        route="mliap",
+        hidden=(16, 16),
+        epochs=80,
+        learning_rate=1e-2,
+        final_learning_rate=5e-4,
+        threads=1,
+    )
     files, history = routes.fit(cells[:12], ["Cu", "Ni"], settings, tmp_path / "fitted")
     assert history.validation_loss[history.best_epoch] < history.validation_loss[0] / 2
     calc = routes.calculator("mliap", files, ["Cu", "Ni"])

@@ -126,7 +126,15 @@ def test_the_fit_learns_emt_and_returns_a_float64_model() -> None:
         results["stress"] = atoms.get_stress()
         atoms.calc = SinglePointCalculator(atoms, **results)
         cells.append(atoms)
-    settings = StudentSettings(cutoff=4.5, n_channels=4, hidden=(16,), epochs=30, seed=3)
+    settings = StudentSettings(
+        cutoff=4.5,
+        n_channels=4,
+        hidden=(16,),
+        epochs=30,
+        learning_rate=1e-2,
+        final_learning_rate=5e-4,
+        seed=3,
+    )
     model, history = fit_student(cells, ["Cu", "Ni"], settings)
     assert history.validation_loss[history.best_epoch] < 0.2 * history.validation_loss[0]
     assert model.mixing.dtype == torch.float64 and model.shift.dtype == torch.float64
