@@ -331,6 +331,45 @@ def distil(
     )
 
 
+@app.command()
+def phase(
+    campaign: CampaignFile,
+    threads: Annotated[int | None, typer.Option(help="Torch threads for the model.")] = None,
+) -> None:
+    """Phase stability: every candidate relaxed on the pressure grid with the student (or the
+    teacher: phase.model), enthalpy hulls, stable phases, transition pressures, plots."""
+    from al_loop.loop import phase_campaign
+
+    config = _load(campaign)
+    start = time.perf_counter()
+    with _user_errors():
+        result = phase_campaign(config, progress=_progress, threads=threads)
+    model = result["model"]
+    console.print(
+        f"{result['candidates']} candidates at {len(result['pressures_GPa'])} pressures "
+        f"({result['pressures_GPa'][0]:g}-{result['pressures_GPa'][-1]:g} GPa), relaxed by the "
+        f"{model['model']} of iteration {model['teacher_iteration']}"
+    )
+    stable = Table("P (GPa)", "on the hull", title="stable phases")
+    for pressure, names in result["stable"].items():
+        stable.add_row(pressure, ", ".join(names))
+    console.print(stable)
+    if result["transitions"]:
+        found = Table("composition", "from", "to", "P (GPa)", title="transitions")
+        for t in result["transitions"]:
+            found.add_row(t["formula"], t["from"], t["to"], f"{t['pressure_GPa']:.2f}")
+        console.print(found)
+    else:
+        console.print("no transition on the grid")
+    if result["unconverged"]:
+        console.print(
+            f"[yellow]{len(result['unconverged'])} relaxations did not converge[/] (left out of "
+            "the hulls; listed in phase.json)"
+        )
+    folder = Path(result["files"]["hull_csv"]).parent
+    console.print(f"tables and plots in {folder}; done in {time.perf_counter() - start:.1f} s")
+
+
 @app.command("standin-foundation")
 def standin_foundation(
     out: Annotated[Path, typer.Argument(help="Where to write the .model file.")],

@@ -43,6 +43,7 @@ from al_loop.config_errors import (
     show,
 )
 from al_loop.evaluation import PRESSURE_BINS_GPA
+from al_loop.phase.candidates import PROTOTYPES
 from al_loop.seeds import file_seeds
 from al_loop.selection import DEFAULT_STRATEGY, STRATEGIES
 from calculators.models.mace_train import TrainSettings
@@ -458,6 +459,9 @@ class StudentConfig(_Section):
     energy_weight: Annotated[Float, Field(ge=0)] = 100.0
     force_weight: Annotated[Float, Field(ge=0)] = 1.0
     stress_weight: Annotated[Float, Field(ge=0)] = 1000.0
+    #: Cut the gradient's norm to this at each step (null: never). The fit records each
+    #: epoch's largest norm and how many steps were cut.
+    clip_grad_norm: Annotated[Float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _frames(self) -> StudentConfig:
@@ -579,6 +583,40 @@ class LauncherConfig(_Section):
     category: NonEmptyStr | None = None
 
 
+class PhaseConfig(_Section):
+    """Phase stability (``al-loop phase``): candidates relaxed on a pressure grid, enthalpy
+    hulls and transition pressures."""
+
+    #: The grid (GPa); null: 11 pressures from 0 to the campaign's highest.
+    pressures_GPa: (
+        Annotated[
+            list[Annotated[Float, Field(ge=0, le=1000)]],
+            Field(min_length=2),
+            AfterValidator(_unique),
+        ]
+        | None
+    ) = None
+    #: Prototypes (al_loop/phase/candidates.py): elemental lattices on every element, binary
+    #: ones on every ordered pair, ternary ones on every ordered triple.
+    prototypes: Annotated[
+        list[Literal[tuple(PROTOTYPES)]],  # type: ignore[valid-type]
+        AfterValidator(_unique),
+    ] = Field(default_factory=lambda: list(PROTOTYPES))
+    #: Your own structures (CIF, POSCAR, extxyz, ...), relative to this file.
+    files: list[Annotated[Path, AfterValidator(_seed_file)]] = Field(default_factory=list)
+    #: Per composition, this many of the campaign's labelled structures of lowest enthalpy
+    #: (energy + P V at the pressure they were labelled at) join the candidates.
+    from_campaign: Annotated[Int, Field(ge=0)] = 1
+    #: Which model relaxes: the student (default) or the teacher committee (for checks).
+    model: Literal["student", "teacher"] = "student"
+    #: A relaxation ends below this force (eV/Å, and the cell filter's stress equivalent) ...
+    fmax_eV_A: Annotated[Float, Field(gt=0)] = 2e-3
+    #: ... or after this many steps (recorded as not converged).
+    max_steps: Annotated[Int, Field(ge=1)] = 400
+    #: Hold each candidate's space group while it relaxes (ASE's FixSymmetry).
+    keep_symmetry: Bool = True
+
+
 class CampaignConfig(_Section):
     """One campaign, as written in its YAML file (paths resolved, defaults filled in)."""
 
@@ -596,6 +634,7 @@ class CampaignConfig(_Section):
     store: Annotated[StoreConfig, BeforeValidator(_none_is_empty)] = _section()
     launcher: Annotated[LauncherConfig, BeforeValidator(_none_is_empty)] = _section()
     student: Annotated[StudentConfig, BeforeValidator(_none_is_empty)] = _section()
+    phase: Annotated[PhaseConfig, BeforeValidator(_none_is_empty)] = _section()
 
     _source_file: Path | None = PrivateAttr(default=None)
 

@@ -107,6 +107,28 @@ def distil_campaign(
         return DistilStage(session, progress, threads=threads).run(iteration).result
 
 
+def phase_campaign(
+    config: CampaignConfig, progress: Progress = log_progress, threads: int | None = None
+) -> dict[str, Any]:
+    """Phase stability with the campaign's student (its last distillation) or, with
+    ``phase.model: teacher``, its last committee (al_loop/stages/phase.py)."""
+    from al_loop.stages.distil import teacher_iteration
+    from al_loop.stages.phase import PhaseStage
+
+    with open_campaign(config) as session:
+        if config.phase.model == "student":
+            distilled = session.log.records("distil")
+            if not distilled:
+                raise ValueError(
+                    f"campaign {session.name!r} has no student: run `al-loop distil` first, "
+                    "or set phase.model: teacher"
+                )
+            iteration = int(distilled[-1]["iteration"])
+        else:
+            iteration = teacher_iteration(session)
+        return PhaseStage(session, progress, threads=threads).run(iteration).result
+
+
 def summary(session: CampaignSession, finished: dict[str, Any] | None) -> dict[str, Any]:
     """The dataset's counts, the last label stage, the learning curve (on the fixed held-out
     set, from the last evaluation) and how the loop ended."""

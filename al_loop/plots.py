@@ -406,3 +406,137 @@ def learning_curves_comparison(
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper right")
     return _save(fig, path)
+
+
+# -- phase stability ------------------------------------------------------------------------------
+
+
+def _panels(n: int) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` panels (at least one), the unused ones hidden."""
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    cols = min(max(n, 1), 3)
+    rows = math.ceil(max(n, 1) / cols)
+    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _binary_pairs(elements: Sequence[str]) -> list[tuple[str, str]]:
+    return [(a, b) for i, a in enumerate(elements) for b in elements[i + 1 :]]
+
+
+def _fraction_in_pair(formula: str, pair: tuple[str, str]) -> float | None:
+    """The fraction of ``pair[1]`` in ``formula`` if it holds nothing but the pair's elements."""
+    from pymatgen.core import Composition
+
+    composition = Composition(formula)
+    if not {str(e) for e in composition.elements} <= set(pair):
+        return None
+    return composition.get_atomic_fraction(pair[1])
+
+
+def enthalpy_differences(
+    rows: Sequence[dict], transitions: Sequence[dict], path: Path, max_panels: int = 9
+) -> Path:
+    """ΔH(P) per composition with more than one phase (meV/atom), against the phase lowest at
+    the lowest pressure, with the transition pressures as dotted lines."""
+    by_formula: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in rows:
+        curves = by_formula.setdefault(r["formula"], {})
+        curves.setdefault(r["name"], []).append((r["pressure_GPa"], r["enthalpy_eV_atom"]))
+    shown = [f for f, curves in by_formula.items() if len(curves) > 1][:max_panels]
+    fig, axes = _panels(len(shown))
+    if not shown:
+        _no_data(axes[0], "no composition with two phases")
+        return _save(fig, path)
+    for ax, formula in zip(axes, shown, strict=False):
+        curves = {n: dict(points) for n, points in by_formula[formula].items()}
+        pressures = sorted(set.intersection(*(set(c) for c in curves.values())))
+        if not pressures:
+            _no_data(ax, formula)
+            continue
+        reference = min(curves, key=lambda n: curves[n][pressures[0]])
+        for name, curve in sorted(curves.items()):
+            y = [1000 * (curve[p] - curves[reference][p]) for p in pressures]
+            ax.plot(pressures, y, "o-", markersize=3, label=name.split(":", 1)[1])
+        for t in transitions:
+            if t["formula"] == formula or t["from"].split(":")[0] == formula:
+                ax.axvline(t["pressure_GPa"], color="k", linestyle=":", linewidth=1)
+        ax.set_title(f"{formula} (vs {reference.split(':', 1)[1]})", fontsize=9)
+        ax.set_xlabel("P (GPa)", fontsize=8)
+        ax.set_ylabel("ΔH (meV/atom)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def hull_at(table: Sequence[dict], pressure: float, elements: Sequence[str], path: Path) -> Path:
+    """Formation enthalpy against composition at ``pressure``, one panel per pair of elements:
+    every candidate, and the hull through the stable ones."""
+    pairs = _binary_pairs(elements)
+    fig, axes = _panels(len(pairs))
+    here = [r for r in table if r["pressure_GPa"] == pressure]
+    for ax, pair in zip(axes, pairs, strict=False):
+        points = [(x, r) for r in here if (x := _fraction_in_pair(r["formula"], pair)) is not None]
+        if not points:
+            _no_data(ax, "-".join(pair))
+            continue
+        ax.scatter(
+            [x for x, _ in points],
+            [1000 * r["formation_enthalpy_eV_atom"] for _, r in points],
+            s=10,
+            c="tab:grey",
+        )
+        stable = sorted(
+            (x, 1000 * r["formation_enthalpy_eV_atom"]) for x, r in points if r["stable"]
+        )
+        ax.plot([x for x, _ in stable], [y for _, y in stable], "o-", color="tab:blue")
+        for x, r in points:
+            if r["stable"] and 0 < x < 1:
+                ax.annotate(r["name"], (x, 1000 * r["formation_enthalpy_eV_atom"]), fontsize=6)
+        ax.set_title(f"{pair[0]}-{pair[1]} at {pressure:g} GPa", fontsize=9)
+        ax.set_xlabel(f"x({pair[1]})", fontsize=8)
+        ax.set_ylabel("ΔH_f (meV/atom)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def stability_map(table: Sequence[dict], elements: Sequence[str], path: Path) -> Path:
+    """Pressure against composition, one panel per pair of elements: a marker per phase on the
+    hull at each grid pressure, one colour per phase."""
+    pairs = _binary_pairs(elements)
+    fig, axes = _panels(len(pairs))
+    names = sorted({r["name"] for r in table if r["stable"]})
+    colours = {n: f"C{k % 10}" for k, n in enumerate(names)}
+    markers = {n: "osD^v<>ph*"[(k // 10) % 10] for k, n in enumerate(names)}
+    for ax, pair in zip(axes, pairs, strict=False):
+        drawn = set()
+        for r in table:
+            x = _fraction_in_pair(r["formula"], pair)
+            if x is None or not r["stable"]:
+                continue
+            label = None if r["name"] in drawn else r["name"]
+            drawn.add(r["name"])
+            ax.scatter(
+                x,
+                r["pressure_GPa"],
+                c=colours[r["name"]],
+                marker=markers[r["name"]],
+                s=18,
+                label=label,
+            )
+        if not drawn:
+            _no_data(ax, "-".join(pair))
+            continue
+        ax.set_title(f"{pair[0]}-{pair[1]}: phases on the hull", fontsize=9)
+        ax.set_xlabel(f"x({pair[1]})", fontsize=8)
+        ax.set_ylabel("P (GPa)", fontsize=8)
+        ax.set_xlim(-0.05, 1.05)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=5, loc="upper center", ncols=2)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -81,6 +81,9 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     "distillations": [
         ([("campaign", ASCENDING), ("kind", ASCENDING), ("key", ASCENDING)], {"unique": True})
     ],
+    "phases": [
+        ([("campaign", ASCENDING), ("key", ASCENDING), ("name", ASCENDING)], {"unique": True})
+    ],
 }
 
 
@@ -411,6 +414,16 @@ class Store:
         if key is not None:
             query["key"] = key
         return list(self.db.distillations.find(query).sort("created_at", -1))
+
+    def add_phase_curve(self, document: dict[str, Any]) -> None:
+        """Store one candidate's enthalpy curve (``campaign``, ``key``, ``name`` identify it:
+        storing it again replaces it)."""
+        key = {k: document[k] for k in ("campaign", "key", "name")}
+        self.db.phases.find_one_and_replace(key, {**document, "created_at": utcnow()}, upsert=True)
+
+    def phase_curves(self, campaign: str, key: str) -> list[dict[str, Any]]:
+        """The enthalpy curves stored for a phase calculation ``key`` of ``campaign``."""
+        return list(self.db.phases.find({"campaign": campaign, "key": key}).sort("name", 1))
 
     def models(self, campaign: str, iteration: int) -> list[dict[str, Any]]:
         """The committee of ``campaign`` trained at ``iteration``, ordered by member."""

@@ -218,6 +218,8 @@ class DistilStage(Stage):
                 "best_epoch": history.best_epoch,
                 "wall_s": history.wall_s,
                 "final_validation_loss": history.validation_loss[history.best_epoch],
+                "grad_norm_max": max(history.grad_norm_max),
+                "clipped_steps": sum(history.clipped_steps),
             },
             "frames": {
                 "sample": len(frames),

@@ -488,3 +488,56 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     assert "NET 30 2 tanh 16 linear 1" in model
     include = (folder / "lammps" / "student.lmp").read_text()
     assert "pair_style mliap model nn" in include and "pair_coeff * * Cu Ni Al" in include
+
+
+def test_phase_relaxes_candidates_stores_each_curve_and_resumes(demo: tuple[Path, Path]) -> None:
+    """The tiny campaign's student (pair route) relaxes elemental and binary candidates at 0,
+    25 and 50 GPa: tables, plots, every curve in the database with the student's hash; a rerun
+    is recorded; a new prototype relaxes only its own candidates; the teacher can relax too."""
+    from al_loop.campaign import open_campaign
+    from al_loop.config import load_campaign
+
+    path, tmp = demo
+    config = yaml.safe_load(path.read_text())
+    config["student"] = {**TINY_STUDENT, "epochs": 4}
+    config["phase"] = {"pressures_GPa": [0, 25, 50], "prototypes": ["fcc", "hcp", "B2"]}
+    phase_file = tmp / "demo-phase.yaml"
+    phase_file.write_text(yaml.safe_dump(config))
+    distilled = al_loop("distil", str(phase_file), "--allow-unconverged", cwd=tmp)
+    assert distilled.returncode == 0, distilled.stdout + distilled.stderr
+    done = al_loop("phase", str(phase_file), cwd=tmp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stable phases" in done.stdout and "relaxed by the student" in done.stdout
+    folder = tmp / "run" / "phase"
+    for name in ("hull.csv", "enthalpies.csv", "transitions.csv", "phase.json"):
+        assert (folder / name).stat().st_size > 0
+    for name in ("enthalpy-differences.png", "stability-map.png", "hull-0GPa.png"):
+        assert (folder / name).read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((folder / "phase.json").read_text())
+    # 3 elements x (fcc, hcp) + 3 pairs x B2 + one labelled structure per composition
+    assert summary["candidates"] >= 9 and summary["pressures_GPa"] == [0, 25, 50]
+    with open_campaign(load_campaign(phase_file), create=False) as session:
+        student = session.store.distillations("demo", "student")[0]
+        curves = session.store.phase_curves("demo", summary["key"])
+        assert len(curves) == summary["candidates"]
+        assert {c["model"]["sha256"] for c in curves} == {student["sha256"]}
+        assert all(len(c["rows"]) == 3 == len(c["structures"]) for c in curves)
+        assert {"Cu:fcc", "CuNi:B2"} <= {c["name"] for c in curves}
+    assert set(summary["stable"]) == {"0", "25", "50"}
+    for names in summary["stable"].values():  # each element's best phase is on every hull
+        assert {"Cu", "Ni", "Al"} <= {n.split(":")[0] for n in names}
+
+    again = al_loop("phase", str(phase_file), cwd=tmp)
+    assert again.returncode == 0 and "phase start" not in again.stdout
+    config["phase"]["prototypes"] = ["fcc", "hcp", "B2", "bcc"]
+    phase_file.write_text(yaml.safe_dump(config))
+    more = al_loop("phase", str(phase_file), cwd=tmp)
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert json.loads((folder / "phase.json").read_text())["relaxed_now"] == 3  # bcc x 3
+
+    config["phase"] = {"pressures_GPa": [0, 50], "prototypes": ["fcc"], "from_campaign": 0}
+    config["phase"]["model"] = "teacher"
+    phase_file.write_text(yaml.safe_dump(config))
+    teacher = al_loop("phase", str(phase_file), cwd=tmp)
+    assert teacher.returncode == 0, teacher.stdout + teacher.stderr
+    assert "relaxed by the teacher" in teacher.stdout

@@ -112,20 +112,26 @@ def test_atoms_of_an_element_the_model_does_not_know_are_refused(random_student)
         StudentCalculator(random_student(["Cu", "Ni"])).predict(atoms)
 
 
-def test_the_fit_learns_emt_and_returns_a_float64_model() -> None:
+def emt_cells(n: int) -> list[Atoms]:
+    """``n`` rattled Cu-Ni cells labelled by EMT, slightly compressed one by one."""
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from calculators.models.student.training import StudentSettings, fit_student
-
     cells = []
-    for k in range(24):
+    for k in range(n):
         atoms = alloy(k, scale=0.95 + 0.005 * k)
         atoms.calc = EMT()
         results = {key: atoms.calc.get_property(key, atoms) for key in ("energy", "forces")}
         results["stress"] = atoms.get_stress()
         atoms.calc = SinglePointCalculator(atoms, **results)
         cells.append(atoms)
+    return cells
+
+
+def test_the_fit_learns_emt_and_returns_a_float64_model() -> None:
+    from calculators.models.student.training import StudentSettings, fit_student
+
+    cells = emt_cells(24)
     settings = StudentSettings(
         cutoff=4.5,
         n_channels=4,
@@ -143,3 +149,15 @@ def test_the_fit_learns_emt_and_returns_a_float64_model() -> None:
         [StudentCalculator(model).predict(a.copy())["forces"] for a in cells[:4]]
     )
     assert np.sqrt(np.mean((predicted - forces) ** 2)) < 0.5 * np.sqrt(np.mean(forces**2))
+
+
+@pytest.mark.parametrize("limit", [None, 1e-3])
+def test_the_fit_records_gradient_norms_and_clips_them_when_asked(limit: float | None) -> None:
+    from calculators.models.student.training import StudentSettings, fit_student
+
+    settings = StudentSettings(
+        cutoff=4.5, n_channels=2, hidden=(8,), epochs=2, batch_size=4, clip_grad_norm=limit
+    )
+    _, history = fit_student(emt_cells(10), ["Cu", "Ni"], settings)  # 9 fit: 3 steps
+    assert len(history.grad_norm_max) == 2 and min(history.grad_norm_max) > 1e-3
+    assert history.clipped_steps == ([0, 0] if limit is None else [3, 3])

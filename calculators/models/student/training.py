@@ -47,6 +47,7 @@ class StudentSettings:
     energy_weight: float = 100.0  # on (eV/atom)^2
     force_weight: float = 1.0  # on (eV/Å)^2
     stress_weight: float = 1000.0  # on (eV/Å^3)^2
+    clip_grad_norm: float | None = None  # the gradient's norm is cut to this (None: never)
     validation_fraction: float = 0.1
     dtype: str = "float32"  # of the fit; the model is float64
     seed: int = 0
@@ -81,10 +82,13 @@ class Batch:
 
 @dataclass
 class FitHistory:
-    """Per epoch: train and validation loss; and the wall time."""
+    """Per epoch: train and validation loss, the largest gradient norm (before any clipping)
+    and the steps clipped; and the wall time."""
 
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
+    grad_norm_max: list[float] = field(default_factory=list)
+    clipped_steps: list[int] = field(default_factory=list)
     best_epoch: int = -1
     wall_s: float = 0.0
 
@@ -199,20 +203,24 @@ def train(
     steps = max(1, settings.epochs * len(batches))
     gamma = (settings.final_learning_rate / settings.learning_rate) ** (1 / steps)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma)
+    limit = settings.clip_grad_norm or float("inf")
     history = FitHistory()
     best: dict[str, Any] | None = None
     best_loss = float("inf")
     started = time.perf_counter()
     for epoch in range(settings.epochs):
-        total = 0.0
+        total, norms = 0.0, []
         for k in rng.permutation(len(batches)):
             optimiser.zero_grad()
             value = loss(model, batches[k], settings, create_graph=True)
             value.backward()
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit)))
             optimiser.step()
             scheduler.step()
             total += float(value.detach())
         history.train_loss.append(total / len(batches))
+        history.grad_norm_max.append(max(norms))
+        history.clipped_steps.append(sum(n > limit for n in norms))
         val = [float(loss(model, b, settings, create_graph=False).detach()) for b in val_batches]
         val_loss = float(np.mean(val)) if val else history.train_loss[-1]
         history.validation_loss.append(val_loss)

@@ -1,0 +1,172 @@
+"""Which phases are stable at which pressure: convex hulls of formation enthalpy (pymatgen's
+PhaseDiagram, one per pressure), the pressure ranges each phase is on the hull, and transition
+pressures from enthalpy crossings.
+
+A crossing between two grid pressures is found on the cubic Hermite interpolant of the enthalpy
+difference, whose derivative is known exactly: dH/dP = V (per atom), so the relaxed volumes
+give the slopes. Its error falls as the fourth power of the grid step (a straight line through
+the two enthalpy differences: the square).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ase import units
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
+#: A phase counts as on the hull when it is less than this above it (eV/atom).
+ON_HULL_EV_ATOM = 1e-6
+
+#: eV per (GPa Å^3): the PV term's unit.
+GPA_A3 = units.GPa
+
+
+@dataclass(frozen=True)
+class Transition:
+    """At ``pressure_GPa`` the lowest-enthalpy phase of ``formula`` changes from ``low``
+    (below) to ``high`` (above)."""
+
+    formula: str
+    low: str
+    high: str
+    pressure_GPa: float
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "formula": self.formula,
+            "from": self.low,
+            "to": self.high,
+            "pressure_GPa": self.pressure_GPa,
+        }
+
+
+def _at(rows: Sequence[dict[str, Any]], pressure: float) -> list[dict[str, Any]]:
+    return [r for r in rows if float(r["pressure_GPa"]) == pressure]
+
+
+def pressures_of(rows: Sequence[dict[str, Any]]) -> list[float]:
+    return sorted({float(r["pressure_GPa"]) for r in rows})
+
+
+def entries(rows: Sequence[dict[str, Any]]) -> list[PDEntry]:
+    """One pymatgen entry per row (``name``, ``formula``, ``enthalpy_eV_atom``): its enthalpy
+    stands in the energy's place."""
+    return [
+        PDEntry(
+            Composition(r["formula"]),
+            r["enthalpy_eV_atom"] * Composition(r["formula"]).num_atoms,
+            name=r["name"],
+        )
+        for r in rows
+    ]
+
+
+def hull(rows: Sequence[dict[str, Any]]) -> PhaseDiagram:
+    """The convex hull of enthalpy of ``rows`` (one pressure); every element needs a row."""
+    return PhaseDiagram(entries(rows))
+
+
+def hull_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row's formation enthalpy and distance above the hull of its own pressure (eV/atom),
+    and whether it is on it."""
+    out = []
+    for pressure in pressures_of(rows):
+        here = _at(rows, pressure)
+        mine = entries(here)
+        diagram = PhaseDiagram(mine)
+        for entry, r in zip(mine, here, strict=True):
+            above = float(diagram.get_e_above_hull(entry, allow_negative=True))
+            out.append(
+                {
+                    "name": r["name"],
+                    "formula": r["formula"],
+                    "pressure_GPa": pressure,
+                    "enthalpy_eV_atom": r["enthalpy_eV_atom"],
+                    "formation_enthalpy_eV_atom": float(diagram.get_form_energy_per_atom(entry)),
+                    "above_hull_eV_atom": above,
+                    "stable": above < ON_HULL_EV_ATOM,
+                }
+            )
+    return out
+
+
+def stability_ranges(table: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """For each phase on the hull at some grid pressure, the runs of consecutive grid pressures
+    where it is (first, last)."""
+    pressures = pressures_of(table)
+    stable = {(r["name"], float(r["pressure_GPa"])) for r in table if r["stable"]}
+    ranges: dict[str, list[tuple[float, float]]] = {}
+    for name in dict.fromkeys(r["name"] for r in table):
+        runs: list[tuple[float, float]] = []
+        for p in pressures:
+            if (name, p) not in stable:
+                continue
+            if runs and runs[-1][1] == pressures[pressures.index(p) - 1]:
+                runs[-1] = (runs[-1][0], p)
+            else:
+                runs.append((p, p))
+        if runs:
+            ranges[name] = runs
+    return ranges
+
+
+def crossing(
+    p: tuple[float, float], dh: tuple[float, float], dv: tuple[float, float]
+) -> float | None:
+    """Where an enthalpy difference ``dh`` (eV/atom at pressures ``p``) changes sign, on its
+    cubic Hermite interpolant with slopes ``dv`` (the volume difference, Å^3/atom); None if it
+    does not in ``p``."""
+    from scipy.interpolate import CubicHermiteSpline
+
+    if np.sign(dh[0]) == np.sign(dh[1]) and dh[0] != 0:
+        return None
+    spline = CubicHermiteSpline(list(p), list(dh), [v * GPA_A3 for v in dv])
+    roots = [float(r) for r in spline.roots(extrapolate=False) if p[0] <= r <= p[1]]
+    if not roots:  # the interpolant's root sits on an end within rounding
+        return float(p[0] if abs(dh[0]) <= abs(dh[1]) else p[1])
+    return roots[0]
+
+
+def linear_crossing(p: tuple[float, float], dh: tuple[float, float]) -> float | None:
+    """The same on the straight line through the two differences (for comparison)."""
+    if np.sign(dh[0]) == np.sign(dh[1]) and dh[0] != 0:
+        return None
+    return float(p[0] + (p[1] - p[0]) * dh[0] / (dh[0] - dh[1]))
+
+
+def transitions(rows: Sequence[dict[str, Any]]) -> list[Transition]:
+    """For each formula with more than one candidate, each change of its lowest-enthalpy phase
+    between consecutive grid pressures, at the crossing of the two phases' enthalpies (rows need
+    ``volume_A3_atom`` for the slopes)."""
+    out: list[Transition] = []
+    pressures = pressures_of(rows)
+    for formula in dict.fromkeys(Composition(r["formula"]).reduced_formula for r in rows):
+        mine = [r for r in rows if Composition(r["formula"]).reduced_formula == formula]
+        if len({r["name"] for r in mine}) < 2:
+            continue
+        best = [min(_at(mine, p), key=lambda r: r["enthalpy_eV_atom"]) for p in pressures]
+        for k in range(len(pressures) - 1):
+            a, b = best[k], best[k + 1]
+            if a["name"] == b["name"]:
+                continue
+            pair = [
+                next(r for r in _at(mine, pressures[j]) if r["name"] == name)
+                for j in (k, k + 1)
+                for name in (a["name"], b["name"])
+            ]
+            dh = (
+                pair[0]["enthalpy_eV_atom"] - pair[1]["enthalpy_eV_atom"],
+                pair[2]["enthalpy_eV_atom"] - pair[3]["enthalpy_eV_atom"],
+            )
+            dv = (
+                pair[0]["volume_A3_atom"] - pair[1]["volume_A3_atom"],
+                pair[2]["volume_A3_atom"] - pair[3]["volume_A3_atom"],
+            )
+            at = crossing((pressures[k], pressures[k + 1]), dh, dv)
+            out.append(Transition(formula, a["name"], b["name"], float(at)))
+    return out

@@ -1,0 +1,345 @@
+"""Phase: candidate structures relaxed on a pressure grid with the student (or the teacher),
+enthalpy hulls per pressure, the stable phases' pressure ranges, and transition pressures
+(:mod:`al_loop.phase`).
+
+The stage is keyed by the teacher's iteration. Each candidate's enthalpy curve goes to the
+database (``phases``) as soon as it is relaxed, under a key made of the model and the
+relaxation settings: a stopped run, or a run with more candidates, relaxes only what is
+missing. Tables (CSV, JSON) and plots are in ``<workdir>/phase``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from pymatgen.core import Composition
+
+from al_loop import plots
+from al_loop.committee import labelled_structures, load_committee
+from al_loop.phase.candidates import (
+    ELEMENTAL,
+    PROTOTYPES,
+    Candidate,
+    file_candidates,
+    prototype_candidates,
+)
+from al_loop.phase.relax import RelaxSettings, enthalpy_curve
+from al_loop.phase.stability import hull_table, pressures_of, stability_ranges, transitions
+from al_loop.stages.base import Stage
+from calculators.models.student import routes
+from database.documents import software_versions
+
+log = logging.getLogger(__name__)
+
+
+def pressure_grid(config: Any) -> list[float]:
+    """The ``phase.pressures_GPa`` of ``config``, or 11 pressures from 0 to its highest."""
+    given = config.phase.pressures_GPa
+    if given:
+        return sorted(float(p) for p in given)
+    top = max(config.system.pressures_GPa)
+    return [round(float(p), 6) for p in np.linspace(0.0, top, 11)] if top > 0 else [0.0, 1.0]
+
+
+def structure_sha256(atoms: Atoms) -> str:
+    """A candidate's starting cell, hashed (cell, positions to 1e-6 Å, species)."""
+    data = np.concatenate([atoms.cell[:].ravel(), atoms.positions.ravel()]).round(6)
+    text = json.dumps([data.tolist(), atoms.numbers.tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def campaign_candidates(session: Any, per_composition: int) -> list[Candidate]:
+    """Per composition, the ``per_composition`` labelled structures of lowest E + PV per
+    atom, each at the pressure it was labelled at."""
+    if per_composition == 0:
+        return []
+    train, held_out = labelled_structures(session)
+    by_formula: dict[str, list[tuple[float, Atoms]]] = {}
+    for atoms in train + held_out:
+        try:
+            pressure = -np.trace(atoms.get_stress(voigt=False)) / 3
+        except Exception:  # a label without stress: not comparable under pressure
+            continue
+        h = (atoms.get_potential_energy() + pressure * atoms.get_volume()) / len(atoms)
+        formula = atoms.get_chemical_formula(mode="metal", empirical=True)
+        by_formula.setdefault(formula, []).append((h, atoms))
+    out = []
+    for formula, found in sorted(by_formula.items()):
+        for _, atoms in sorted(found, key=lambda pair: pair[0])[:per_composition]:
+            cell = Atoms(atoms.symbols, atoms.positions, cell=atoms.cell, pbc=True)
+            sid = str(atoms.info.get("structure_id", ""))[:8]
+            out.append(Candidate(f"{formula}:campaign-{sid}", "campaign", cell))
+    return out
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["empty"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+class PhaseStage(Stage):
+    name = "phase"
+
+    def __init__(self, *args: Any, threads: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads = threads
+
+    def settings(self) -> tuple[RelaxSettings, list[float]]:
+        """The relaxation's settings and the pressure grid."""
+        ph = self.session.config.phase
+        return RelaxSettings(ph.fmax_eV_A, ph.max_steps, ph.keep_symmetry), pressure_grid(
+            self.session.config
+        )
+
+    def model(self, iteration: int) -> tuple[Any, dict[str, Any]]:
+        """The calculator that relaxes, and what identifies it."""
+        session = self.session
+        elements = list(session.config.system.elements)
+        if session.config.phase.model == "teacher":
+            docs = session.store.models(session.name, iteration)
+            calc = load_committee(session, iteration, "float64")
+            return calc, {
+                "model": "teacher",
+                "teacher_iteration": iteration,
+                "sha256": [d.get("sha256") for d in docs],
+            }
+        distilled = session.log.result(iteration, "distil")
+        if distilled is None:
+            raise ValueError(
+                f"campaign {session.name!r} has no student of iteration {iteration}: run "
+                "`al-loop distil` first, or set phase.model: teacher"
+            )
+        files = stored_student_files(session, distilled)
+        calc = routes.calculator(distilled["route"], files, elements)
+        return calc, {
+            "model": "student",
+            "route": distilled["route"],
+            "teacher_iteration": iteration,
+            "student_key": distilled["key"],
+            "sha256": distilled["sha256"],
+        }
+
+    def candidates(self) -> list[Candidate]:
+        cfg = self.session.config
+        ph = cfg.phase
+        elements = list(cfg.system.elements)
+        kinds = {"elemental": [], "binary": [], "ternary": []}
+        for name in ph.prototypes:
+            n = len(PROTOTYPES[name].species)
+            kinds["elemental" if name in ELEMENTAL else "binary" if n == 2 else "ternary"].append(
+                name
+            )
+        found = prototype_candidates(elements, **kinds)
+        found += file_candidates(ph.files, elements)
+        found += campaign_candidates(self.session, ph.from_campaign)
+        missing = [e for e in elements if not any(c.name.startswith(f"{e}:") for c in found)]
+        if missing:
+            raise ValueError(
+                f"{cfg.source_file or cfg.name}: phase.prototypes: no elemental phase for "
+                f"{', '.join(missing)}; the hulls need one (add fcc, bcc, ... or a file)"
+            )
+        return found
+
+    def compute(self, iteration: int) -> dict[str, Any]:
+        session = self.session
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        relax_settings, pressures = self.settings()
+        calc, model = self.model(iteration)
+        key = phase_key(model, relax_settings, pressures)
+        candidates = self.candidates()
+        stored = {d["name"]: d for d in session.store.phase_curves(session.name, key)}
+        rows: list[dict[str, Any]] = []
+        relaxed_now = 0
+        for k, candidate in enumerate(candidates):
+            start = structure_sha256(candidate.atoms)
+            doc = stored.get(candidate.name)
+            if doc is None or doc.get("start_sha256") != start:
+                curve = enthalpy_curve(
+                    candidate.atoms, calc, pressures, candidate.name, relax_settings
+                )
+                doc = {
+                    "campaign": session.name,
+                    "key": key,
+                    "name": candidate.name,
+                    "prototype": candidate.prototype,
+                    "start_sha256": start,
+                    "model": model,
+                    "settings": vars(relax_settings),
+                    "rows": [r.row() for r in curve],
+                    "structures": [
+                        {
+                            "pressure_GPa": r.pressure_GPa,
+                            "cell": r.atoms.cell[:].tolist(),
+                            "positions": r.atoms.positions.tolist(),
+                            "numbers": r.atoms.numbers.tolist(),
+                        }
+                        for r in curve
+                    ],
+                    "software": software_versions(),
+                }
+                session.store.add_phase_curve(doc)  # stored before the next candidate
+                relaxed_now += 1
+                self.emit(
+                    iteration,
+                    "step",
+                    candidate=candidate.name,
+                    done=f"{k + 1}/{len(candidates)}",
+                    unconverged=sum(not r["converged"] for r in doc["rows"]),
+                )
+            rows += doc["rows"]
+        return self.analyse(iteration, key, model, rows, len(candidates), relaxed_now)
+
+    def analyse(
+        self,
+        iteration: int,
+        key: str,
+        model: dict[str, Any],
+        rows: list[dict[str, Any]],
+        n_candidates: int,
+        relaxed_now: int,
+    ) -> dict[str, Any]:
+        """Hulls, ranges and transitions of ``rows``; tables and plots to ``<workdir>/phase``."""
+        elements = list(self.session.config.system.elements)
+        unconverged = [
+            {"name": r["name"], "pressure_GPa": r["pressure_GPa"]}
+            for r in rows
+            if not r["converged"]
+        ]
+        changed = [
+            {"name": r["name"], "pressure_GPa": r["pressure_GPa"], "to": r["spacegroup_end"]}
+            for r in rows
+            if r["converged"] and r["spacegroup_end"] != r["spacegroup_start"]
+        ]
+        usable = [r for r in rows if r["converged"]]
+        complete = [p for p in pressures_of(usable) if _has_elements(usable, p, elements)]
+        usable = [r for r in usable if float(r["pressure_GPa"]) in complete]
+        table = hull_table(usable)
+        found = [t.row() for t in transitions(usable)]
+        ranges = {
+            name: [list(run) for run in runs] for name, runs in stability_ranges(table).items()
+        }
+        folder = self.session.workdir / "phase"
+        files = {
+            "enthalpies_csv": write_csv(
+                sorted(rows, key=lambda r: (r["name"], r["pressure_GPa"])),
+                folder / "enthalpies.csv",
+            ),
+            "hull_csv": write_csv(table, folder / "hull.csv"),
+            "transitions_csv": write_csv(found, folder / "transitions.csv"),
+        }
+        files["enthalpy_plot"] = plots.enthalpy_differences(
+            usable, found, folder / "enthalpy-differences.png"
+        )
+        files["map_plot"] = plots.stability_map(table, elements, folder / "stability-map.png")
+        for pressure in hull_pressures(complete):
+            files[f"hull_{pressure:g}GPa_plot"] = plots.hull_at(
+                table, pressure, elements, folder / f"hull-{pressure:g}GPa.png"
+            )
+        stable = {
+            f"{p:g}": sorted(r["name"] for r in table if r["stable"] and r["pressure_GPa"] == p)
+            for p in complete
+        }
+        result = {
+            "key": key,
+            "model": model,
+            "pressures_GPa": pressures_of(rows),
+            "pressures_with_hull_GPa": complete,
+            "candidates": n_candidates,
+            "relaxed_now": relaxed_now,
+            "unconverged": unconverged,
+            "space_group_changed": changed,
+            "stable": stable,
+            "stability_ranges_GPa": ranges,
+            "transitions": found,
+            "hull": table,
+            "files": {k: str(v) for k, v in files.items()},
+            "software": software_versions(),
+        }
+        (folder / "phase.json").write_text(
+            json.dumps({k: v for k, v in result.items() if k != "hull"}, indent=1) + "\n"
+        )
+        return result
+
+    def current(self, result: dict[str, Any]) -> bool:
+        """A recorded result holds while the model, the relaxation settings, the pressures
+        and the candidates are the same."""
+        relax_settings, pressures = self.settings()
+        model = result.get("model", {})
+        iteration = model.get("teacher_iteration")
+        if iteration is None or self.session.config.phase.model != model.get("model"):
+            return False
+        try:
+            _, now = self.model(iteration)
+        except ValueError:
+            return False
+        return result.get("key") == phase_key(now, relax_settings, pressures) and result.get(
+            "candidates"
+        ) == len(self.candidates())
+
+    def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "candidates": result["candidates"],
+            "pressures": len(result["pressures_GPa"]),
+            "transitions": len(result["transitions"]),
+            "unconverged": len(result["unconverged"]),
+        }
+
+
+def _has_elements(rows: list[dict[str, Any]], pressure: float, elements: list[str]) -> bool:
+    here = {
+        Composition(r["formula"]).reduced_formula
+        for r in rows
+        if float(r["pressure_GPa"]) == pressure
+    }
+    return all(e in here for e in elements)
+
+
+def hull_pressures(pressures: list[float]) -> list[float]:
+    """The pressures whose hull is drawn: the lowest, the middle one and the highest."""
+    if not pressures:
+        return []
+    return sorted({pressures[0], pressures[len(pressures) // 2], pressures[-1]})
+
+
+def phase_key(model: dict[str, Any], settings: RelaxSettings, pressures: list[float]) -> str:
+    """What identifies a set of enthalpy curves: the model, the relaxation, the pressures."""
+    text = json.dumps([model, vars(settings), pressures], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stored_student_files(session: Any, distilled: dict[str, Any]) -> list[Path]:
+    """The files of the student a distil stage stored, from the local copy when its SHA-256
+    matches, else from GridFS (the model) and the document (its companion files)."""
+    folder = session.workdir / "student" / "stored" / distilled["key"]
+    stored = session.store.distillations(session.name, "student", distilled["key"])
+    if not stored:
+        raise ValueError(
+            f"campaign {session.name!r}: the student {distilled['key']} is not in the database; "
+            "run `al-loop distil` again"
+        )
+    document = stored[0]
+    suffix = ".student" if document["route"] == "pair" else ".mliap.model"
+    model = folder / f"student{suffix}"
+    if not model.is_file() or hashlib.sha256(model.read_bytes()).hexdigest() != document["sha256"]:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.write_bytes(session.store.read_file(document["file_id"]))
+    companions = []
+    for name, text in (document.get("companion_files") or {}).items():
+        path = folder / name
+        path.write_text(text)
+        companions.append(path)
+    return [model, *companions]
