@@ -313,6 +313,14 @@ def distil(
                 _num(row.get("pressure_mae_GPa")),
             )
     console.print(table)
+    by_spread = rep.get("student_vs_teacher_by_spread") or {}
+    if by_spread:
+        parts = [
+            f"{name} eV/Å: {_num(1000 * v['force_rmse_eV_A'])} meV/Å ({v['n']} frames)"
+            for name, v in by_spread.items()
+            if name != "worst_frame" and v.get("force_rmse_eV_A") is not None
+        ]
+        console.print("force RMSE against the teacher, by its own spread: " + "; ".join(parts))
     verdicts = ", ".join(
         f"{k}: {'met' if v else 'missed' if v is not None else 'n/a'}"
         for k, v in rep["verdicts"].items()

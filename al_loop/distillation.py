@@ -25,7 +25,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from al_loop.config import CampaignConfig, StudentConfig
-from al_loop.evaluation import errors, summary
+from al_loop.evaluation import errors, predict, summary
 from calculators.models.student.training import StudentSettings
 
 #: Targets of the student against the teacher, and against the labels (x the teacher's error).
@@ -131,6 +131,49 @@ def _verdicts(figures: dict[str, Any], targets: dict[str, float]) -> dict[str, b
     }
 
 
+#: Edges (eV/Å) of the bins of the teacher's own force spread that the report splits the
+#: student's test errors by.
+SPREAD_EDGES_EV_A = (0.1, 0.2)
+
+
+def spread_bin(spread: float, edges: Sequence[float] = SPREAD_EDGES_EV_A) -> str:
+    """The name of the spread bin of ``spread``: ``<0.1``, ``0.1-0.2``, ``>=0.2``."""
+    if spread < edges[0]:
+        return f"<{edges[0]:g}"
+    for lo, hi in itertools.pairwise(edges):
+        if spread < hi:
+            return f"{lo:g}-{hi:g}"
+    return f">={edges[-1]:g}"
+
+
+def by_teacher_spread(student: Any, frames: Sequence[Atoms]) -> dict[str, Any]:
+    """The student's errors against the teacher on ``frames``, split by the teacher's own force
+    spread on each (``info["force_spread"]``); and the frame of largest force error."""
+    groups: dict[str, list[Atoms]] = {}
+    for atoms in frames:
+        spread = atoms.info.get("force_spread")
+        groups.setdefault("unknown" if spread is None else spread_bin(spread), []).append(atoms)
+    order = [spread_bin(x) for x in (0.0, *SPREAD_EDGES_EV_A)] + ["unknown"]
+    out: dict[str, Any] = {}
+    for name, group in sorted(groups.items(), key=lambda item: order.index(item[0])):
+        figures = summary(errors(student, group))
+        out[name] = {k: v for k, v in figures.items() if not isinstance(v, list | dict)}
+    rmse = [
+        float(np.sqrt(np.mean((got["forces"] - atoms.get_forces()) ** 2)))
+        for got, atoms in zip(predict(student, frames), frames, strict=True)
+    ]
+    worst = frames[int(np.argmax(rmse))]
+    out["worst_frame"] = {
+        "force_rmse_eV_A": max(rmse),
+        **{k: _plain(worst.info.get(k)) for k in ("force_spread", "P_GPa", "T_K", "trajectory")},
+    }
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def report(
     student: Any, teacher: Any, test_frames: Sequence[Atoms], labels: Sequence[Atoms]
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -143,6 +186,7 @@ def report(
         full["teacher_vs_labels"] = errors(teacher, labels)
     result: dict[str, Any] = {name: summary(value) for name, value in full.items()}
     vs_teacher = result["student_vs_teacher"]
+    result["student_vs_teacher_by_spread"] = by_teacher_spread(student, test_frames)
     result["targets"] = TARGETS
     result["verdicts"] = _verdicts(vs_teacher, TARGETS)
     if labels:

@@ -19,6 +19,7 @@ from ase import Atoms, units
 from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,31 @@ SYMPREC = 1e-3
 @dataclass(frozen=True)
 class RelaxSettings:
     """When a relaxation is done: forces below ``fmax_eV_A`` (and the filter's stress
-    equivalent), within ``max_steps``; whether the space group is held."""
+    equivalent), within ``max_steps``; whether the space group is held. A relaxation stops as
+    collapsed when two atoms come closer than ``min_distance_fraction`` of the sum of their
+    covalent radii (a model far outside its data can pull a cell together without bound)."""
 
     fmax_eV_A: float = 2e-3
     max_steps: int = 400
     keep_symmetry: bool = True
+    min_distance_fraction: float = 0.5
+
+
+class Collapsed(RuntimeError):
+    """Two atoms came closer than the relaxation allows."""
+
+
+def closest_approach(atoms: Atoms) -> float:
+    """The smallest distance between two atoms (periodic images included) over the sum of
+    their covalent radii."""
+    from ase.data import covalent_radii
+    from ase.neighborlist import neighbor_list
+
+    radii = covalent_radii[atoms.numbers]
+    i, j, d = neighbor_list("ijd", atoms, float(2 * radii.max()), self_interaction=False)
+    if len(d) == 0:
+        return float("inf")
+    return float((d / (radii[i] + radii[j])).min())
 
 
 @dataclass
@@ -50,6 +71,7 @@ class Relaxed:
     spacegroup_start: int
     spacegroup_end: int
     atoms: Atoms
+    failure: str = ""
 
     @property
     def enthalpy_eV_atom(self) -> float:
@@ -73,6 +95,7 @@ class Relaxed:
             "steps": self.steps,
             "spacegroup_start": self.spacegroup_start,
             "spacegroup_end": self.spacegroup_end,
+            "failure": self.failure,
         }
 
 
@@ -100,13 +123,27 @@ def relax(
         work.set_constraint(FixSymmetry(work, symprec=SYMPREC))
     cell_filter = FrechetCellFilter(work, scalar_pressure=pressure_GPa * units.GPa)
     optimiser = BFGS(cell_filter, logfile=None, maxstep=0.1)
-    converged = bool(optimiser.run(fmax=settings.fmax_eV_A, steps=settings.max_steps))
+
+    def guard() -> None:
+        if closest_approach(work) < settings.min_distance_fraction:
+            raise Collapsed(f"atoms closer than {settings.min_distance_fraction} x covalent radii")
+
+    optimiser.attach(guard)
+    failure = ""
+    # the filter's 3x3 LAPACK calls: threaded BLAS beside busy cores was 20x slower (design.md)
+    with threadpool_limits(limits=1, user_api="blas"):
+        try:
+            converged = bool(optimiser.run(fmax=settings.fmax_eV_A, steps=settings.max_steps))
+        except Collapsed as error:
+            converged, failure = False, f"collapsed: {error}"
+    if not converged and not failure:
+        failure = f"not relaxed in {settings.max_steps} steps"
     energy = float(work.get_potential_energy())
     work.set_constraint()
     result = work.copy()
     result.calc = None
-    if not converged:
-        log.warning("%s at %g GPa: not relaxed in %d steps", name, pressure_GPa, optimiser.nsteps)
+    if failure:
+        log.warning("%s at %g GPa: %s", name, pressure_GPa, failure)
     return Relaxed(
         name=name,
         pressure_GPa=float(pressure_GPa),
@@ -118,6 +155,7 @@ def relax(
         spacegroup_start=start,
         spacegroup_end=spacegroup(result),
         atoms=result,
+        failure=failure,
     )
 
 
@@ -129,8 +167,8 @@ def enthalpy_curve(
     settings: RelaxSettings = RelaxSettings(),
     done: Callable[[Relaxed], None] | None = None,
 ) -> list[Relaxed]:
-    """``atoms`` relaxed at each pressure in increasing order, each from the one before;
-    ``done(relaxed)`` after each."""
+    """``atoms`` relaxed at each pressure in increasing order, each from the last one that
+    converged; ``done(relaxed)`` after each."""
     out: list[Relaxed] = []
     start = atoms
     for pressure in sorted(float(p) for p in pressures_GPa):
@@ -138,7 +176,8 @@ def enthalpy_curve(
         out.append(relaxed)
         if done is not None:
             done(relaxed)
-        start = relaxed.atoms
+        if relaxed.converged:
+            start = relaxed.atoms
     return out
 
 

@@ -33,6 +33,7 @@ from al_loop.phase.candidates import (
 from al_loop.phase.relax import RelaxSettings, enthalpy_curve
 from al_loop.phase.stability import hull_table, pressures_of, stability_ranges, transitions
 from al_loop.stages.base import Stage
+from al_loop.stages.distil import teacher_iteration_of
 from calculators.models.student import routes
 from database.documents import software_versions
 
@@ -102,14 +103,13 @@ class PhaseStage(Stage):
             self.session.config
         )
 
-    def model(self, iteration: int) -> tuple[Any, dict[str, Any]]:
-        """The calculator that relaxes, and what identifies it."""
+    def model(self, iteration: int) -> dict[str, Any]:
+        """What identifies the model that relaxes: the teacher of ``iteration`` or the student
+        distilled from it."""
         session = self.session
-        elements = list(session.config.system.elements)
         if session.config.phase.model == "teacher":
-            docs = session.store.models(session.name, iteration)
-            calc = load_committee(session, iteration, "float64")
-            return calc, {
+            docs = session.store.models(session.name, teacher_iteration_of(session, iteration))
+            return {
                 "model": "teacher",
                 "teacher_iteration": iteration,
                 "sha256": [d.get("sha256") for d in docs],
@@ -120,15 +120,21 @@ class PhaseStage(Stage):
                 f"campaign {session.name!r} has no student of iteration {iteration}: run "
                 "`al-loop distil` first, or set phase.model: teacher"
             )
-        files = stored_student_files(session, distilled)
-        calc = routes.calculator(distilled["route"], files, elements)
-        return calc, {
+        return {
             "model": "student",
             "route": distilled["route"],
             "teacher_iteration": iteration,
             "student_key": distilled["key"],
             "sha256": distilled["sha256"],
         }
+
+    def calculator(self, model: dict[str, Any]) -> Any:
+        """The ASE calculator of :meth:`model`'s model."""
+        session = self.session
+        if model["model"] == "teacher":
+            return load_committee(session, model["teacher_iteration"], "float64")
+        files = stored_student_files(session, model["student_key"])
+        return routes.calculator(model["route"], files, list(session.config.system.elements))
 
     def candidates(self) -> list[Candidate]:
         cfg = self.session.config
@@ -158,7 +164,8 @@ class PhaseStage(Stage):
 
             torch.set_num_threads(self.threads)
         relax_settings, pressures = self.settings()
-        calc, model = self.model(iteration)
+        model = self.model(iteration)
+        calc = self.calculator(model)
         key = phase_key(model, relax_settings, pressures)
         candidates = self.candidates()
         stored = {d["name"]: d for d in session.store.phase_curves(session.name, key)}
@@ -283,7 +290,7 @@ class PhaseStage(Stage):
         if iteration is None or self.session.config.phase.model != model.get("model"):
             return False
         try:
-            _, now = self.model(iteration)
+            now = self.model(iteration)
         except ValueError:
             return False
         return result.get("key") == phase_key(now, relax_settings, pressures) and result.get(
@@ -321,14 +328,14 @@ def phase_key(model: dict[str, Any], settings: RelaxSettings, pressures: list[fl
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def stored_student_files(session: Any, distilled: dict[str, Any]) -> list[Path]:
-    """The files of the student a distil stage stored, from the local copy when its SHA-256
-    matches, else from GridFS (the model) and the document (its companion files)."""
-    folder = session.workdir / "student" / "stored" / distilled["key"]
-    stored = session.store.distillations(session.name, "student", distilled["key"])
+def stored_student_files(session: Any, key: str) -> list[Path]:
+    """The files of the stored student ``key``: the local copy when its SHA-256 matches, else
+    from GridFS (the model) and the document (its companion files)."""
+    folder = session.workdir / "student" / "stored" / key
+    stored = session.store.distillations(session.name, "student", key)
     if not stored:
         raise ValueError(
-            f"campaign {session.name!r}: the student {distilled['key']} is not in the database; "
+            f"campaign {session.name!r}: the student {key} is not in the database; "
             "run `al-loop distil` again"
         )
     document = stored[0]

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_loop.distillation import frames_bytes, frames_read, grown, split, usable
+from al_loop.distillation import (
+    by_teacher_spread,
+    frames_bytes,
+    frames_read,
+    grown,
+    split,
+    spread_bin,
+    usable,
+)
 
 
 def frame(stop_reason: str = "", spread: float = 0.1):
@@ -33,3 +42,32 @@ def test_split_and_growth() -> None:
     assert len(test) == 2 and len(fit) == 18
     assert {id(f) for f in fit} | {id(f) for f in test} == {id(f) for f in frames}
     assert len(grown(bulk("Cu"), 32)) == 64 and len(grown(bulk("Cu") * 4, 32)) == 64
+
+
+def test_errors_by_the_teachers_spread_name_the_worst_frame() -> None:
+    from ase.calculators.emt import EMT
+
+    frames = []
+    for k, spread in enumerate([0.05, 0.05, 0.15, 0.25]):
+        atoms = bulk("Cu", "fcc", a=3.6) * 2
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        forces = atoms.get_forces() + (0.5 if spread > 0.2 else 0.0)  # the teacher off there
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=atoms.get_potential_energy(), forces=forces, stress=atoms.get_stress()
+        )
+        atoms.info.update(force_spread=spread, trajectory=f"{k:03d}", P_GPa=1.0, T_K=300.0)
+        frames.append(atoms)
+    split_up = by_teacher_spread(EMT(), frames)
+    assert list(split_up) == ["<0.1", "0.1-0.2", ">=0.2", "worst_frame"]
+    assert [split_up[b]["n"] for b in ("<0.1", "0.1-0.2", ">=0.2")] == [2, 1, 1]
+    assert split_up["<0.1"]["force_rmse_eV_A"] < 1e-12
+    assert split_up[">=0.2"]["force_rmse_eV_A"] == pytest.approx(0.5)
+    assert split_up["worst_frame"]["trajectory"] == "003"
+    assert [spread_bin(x) for x in (0.0, 0.1, 0.19, 0.2, 3.0)] == [
+        "<0.1",
+        "0.1-0.2",
+        "0.1-0.2",
+        ">=0.2",
+        ">=0.2",
+    ]

@@ -218,3 +218,17 @@ def test_emt_hull_matches_pymatgen_and_the_cu_crossing_matches_a_fine_grid() -> 
         fine_rows += [r.row() for r in enthalpy_curve(candidate.atoms, EMT(), fine, candidate.name)]
     (reference,) = transitions(fine_rows)
     assert cu.pressure_GPa == pytest.approx(reference.pressure_GPa, abs=0.5)
+
+
+def test_a_collapsing_cell_stops_as_failed_and_is_recorded_so() -> (
+    None
+):
+    from ase.calculators.morse import MorsePotential
+
+    pulls_together = MorsePotential(epsilon=1.0, r0=0.6, rho0=3.0, rcut1=4.0, rcut2=5.0)
+    start = build("fcc", ["Cu"]).atoms * (2, 1, 1)
+    start.rattle(0.05, seed=1)
+    curve = enthalpy_curve(start, pulls_together, [0.0, 10.0], "Cu:fcc")
+    assert [r.converged for r in curve] == [False, False]
+    assert all(r.failure.startswith("collapsed") for r in curve)
+    assert curve[1].row()["failure"].startswith("collapsed")

@@ -45,8 +45,8 @@ class StudentSettings:
     learning_rate: float = 3e-3  # 1e-2 diverged in 300 epochs on the demo's sample
     final_learning_rate: float = 1e-4
     energy_weight: float = 100.0  # on (eV/atom)^2
-    force_weight: float = 1.0  # on (eV/Å)^2
-    stress_weight: float = 1000.0  # on (eV/Å^3)^2
+    force_weight: float = 2.0  # on (eV/Å)^2
+    stress_weight: float = 500.0  # on (eV/Å^3)^2
     clip_grad_norm: float | None = None  # the gradient's norm is cut to this (None: never)
     validation_fraction: float = 0.1
     dtype: str = "float32"  # of the fit; the model is float64
