@@ -365,7 +365,14 @@ def phase(
     if result["transitions"]:
         found = Table("composition", "from", "to", "P (GPa)", title="transitions")
         for t in result["transitions"]:
-            found.add_row(t["formula"], t["from"], t["to"], f"{t['pressure_GPa']:.2f}")
+            at = t["pressure_GPa"]
+            lo, hi = t["bracket_GPa"]
+            found.add_row(
+                t["formula"],
+                t["from"],
+                t["to"],
+                f"{at:.2f}" if at is not None else f"{lo:g}-{hi:g}",
+            )
         console.print(found)
     else:
         console.print("no transition on the grid")
@@ -373,6 +380,13 @@ def phase(
         console.print(
             f"[yellow]{len(result['unconverged'])} relaxations did not converge[/] (left out of "
             "the hulls; listed in phase.json)"
+        )
+    if result["teacher_unsure"]:
+        gap = result["model_vs_teacher_enthalpy_meV_atom"]
+        console.print(
+            f"[yellow]{len(result['teacher_unsure'])} relaxed cells left out where the teacher "
+            f"disagrees[/] (limits {result['teacher_limits']}; |H(model) - H(teacher)| median "
+            f"{_num(gap['median_abs'])} meV/atom, max {_num(gap['max_abs'])})"
         )
     folder = Path(result["files"]["hull_csv"]).parent
     console.print(f"tables and plots in {folder}; done in {time.perf_counter() - start:.1f} s")

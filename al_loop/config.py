@@ -618,6 +618,12 @@ class PhaseConfig(_Section):
     max_steps: Annotated[Int, Field(ge=1)] = 400
     #: Hold each candidate's space group while it relaxes (ASE's FixSymmetry).
     keep_symmetry: Bool = True
+    #: The teacher checks every relaxed cell. Where its force spread passes this (eV/Å), or
+    #: its enthalpy differs from the model's by more than the gap below, the cell is outside
+    #: what the student knows: it is left out of the hulls and listed. (A symmetric cell has
+    #: no forces, so its spread says little: the gap catches those.)
+    max_teacher_spread_eV_A: Annotated[Float, Field(gt=0)] = 0.3
+    max_teacher_gap_meV_atom: Annotated[Float, Field(gt=0)] = 50.0
 
 
 class CampaignConfig(_Section):

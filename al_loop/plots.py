@@ -438,31 +438,29 @@ def _fraction_in_pair(formula: str, pair: tuple[str, str]) -> float | None:
 
 
 def enthalpy_differences(
-    rows: Sequence[dict], transitions: Sequence[dict], path: Path, max_panels: int = 9
+    rows: Sequence[dict], transitions: Sequence[dict], path: Path, formulas: Sequence[str]
 ) -> Path:
-    """ΔH(P) per composition with more than one phase (meV/atom), against the phase lowest at
-    the lowest pressure, with the transition pressures as dotted lines."""
-    by_formula: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    """ΔH(P) of each of ``formulas`` (at most 9 panels; meV/atom), against its phase with the
+    most converged pressures (the lowest at the first pressure among equals), with the
+    transition pressures as dotted lines."""
+    by_formula: dict[str, dict[str, dict[float, float]]] = {}
     for r in rows:
         curves = by_formula.setdefault(r["formula"], {})
-        curves.setdefault(r["name"], []).append((r["pressure_GPa"], r["enthalpy_eV_atom"]))
-    shown = [f for f, curves in by_formula.items() if len(curves) > 1][:max_panels]
+        curves.setdefault(r["name"], {})[r["pressure_GPa"]] = r["enthalpy_eV_atom"]
+    shown = [f for f in formulas if f in by_formula][:9]
     fig, axes = _panels(len(shown))
     if not shown:
         _no_data(axes[0], "no composition with two phases")
         return _save(fig, path)
     for ax, formula in zip(axes, shown, strict=False):
-        curves = {n: dict(points) for n, points in by_formula[formula].items()}
-        pressures = sorted(set.intersection(*(set(c) for c in curves.values())))
-        if not pressures:
-            _no_data(ax, formula)
-            continue
-        reference = min(curves, key=lambda n: curves[n][pressures[0]])
+        curves = by_formula[formula]
+        reference = min(curves, key=lambda n: (-len(curves[n]), curves[n][min(curves[n])], n))
         for name, curve in sorted(curves.items()):
+            pressures = sorted(set(curve) & set(curves[reference]))
             y = [1000 * (curve[p] - curves[reference][p]) for p in pressures]
             ax.plot(pressures, y, "o-", markersize=3, label=name.split(":", 1)[1])
         for t in transitions:
-            if t["formula"] == formula or t["from"].split(":")[0] == formula:
+            if t["from"].split(":")[0] == formula and t["pressure_GPa"] is not None:
                 ax.axvline(t["pressure_GPa"], color="k", linestyle=":", linewidth=1)
         ax.set_title(f"{formula} (vs {reference.split(':', 1)[1]})", fontsize=9)
         ax.set_xlabel("P (GPa)", fontsize=8)

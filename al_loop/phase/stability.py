@@ -10,12 +10,12 @@ the two enthalpy differences: the square).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from ase import units
+from ase import Atoms, units
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
@@ -28,13 +28,15 @@ GPA_A3 = units.GPa
 
 @dataclass(frozen=True)
 class Transition:
-    """At ``pressure_GPa`` the lowest-enthalpy phase of ``formula`` changes from ``low``
-    (below) to ``high`` (above)."""
+    """Between the grid pressures ``bracket_GPa`` the lowest-enthalpy phase of ``formula``
+    changes from ``low`` (below) to ``high`` (above), at ``pressure_GPa`` (None when one of
+    the two has no converged relaxation at an end of the bracket: no crossing to interpolate)."""
 
     formula: str
     low: str
     high: str
-    pressure_GPa: float
+    pressure_GPa: float | None
+    bracket_GPa: tuple[float, float]
 
     def row(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class Transition:
             "from": self.low,
             "to": self.high,
             "pressure_GPa": self.pressure_GPa,
+            "bracket_GPa": list(self.bracket_GPa),
         }
 
 
@@ -51,6 +54,48 @@ def _at(rows: Sequence[dict[str, Any]], pressure: float) -> list[dict[str, Any]]
 
 def pressures_of(rows: Sequence[dict[str, Any]]) -> list[float]:
     return sorted({float(r["pressure_GPa"]) for r in rows})
+
+
+#: Two candidates of one composition at one pressure are one phase when their enthalpies are
+#: this close (eV/atom) and their relaxed cells match (pymatgen's StructureMatcher).
+SAME_PHASE_EV_ATOM = 1e-3
+
+
+def merge_same_phases(
+    rows: Sequence[dict[str, Any]], structure: Callable[[str, float], Atoms]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``rows`` less those that relaxed into a phase an earlier row of the same composition and
+    pressure already is (a labelled cell that became hcp, an L1_0 cell that became B2), and
+    the list of those left out (``name``, ``pressure_GPa``, ``same_as``). ``structure(name,
+    pressure)`` gives a row's relaxed cell."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    matcher = StructureMatcher()
+    kept: list[dict[str, Any]] = []
+    merged: list[dict[str, Any]] = []
+    for row in rows:
+        pressure = float(row["pressure_GPa"])
+        formula = Composition(row["formula"]).reduced_formula
+        twin = next(
+            (
+                k
+                for k in kept
+                if float(k["pressure_GPa"]) == pressure
+                and Composition(k["formula"]).reduced_formula == formula
+                and abs(k["enthalpy_eV_atom"] - row["enthalpy_eV_atom"]) < SAME_PHASE_EV_ATOM
+                and matcher.fit(
+                    AseAtomsAdaptor.get_structure(structure(k["name"], pressure)),
+                    AseAtomsAdaptor.get_structure(structure(row["name"], pressure)),
+                )
+            ),
+            None,
+        )
+        if twin is None:
+            kept.append(row)
+        else:
+            merged.append({"name": row["name"], "pressure_GPa": pressure, "same_as": twin["name"]})
+    return kept, merged
 
 
 def entries(rows: Sequence[dict[str, Any]]) -> list[PDEntry]:
@@ -149,24 +194,24 @@ def transitions(rows: Sequence[dict[str, Any]]) -> list[Transition]:
         mine = [r for r in rows if Composition(r["formula"]).reduced_formula == formula]
         if len({r["name"] for r in mine}) < 2:
             continue
-        best = [min(_at(mine, p), key=lambda r: r["enthalpy_eV_atom"]) for p in pressures]
+        at = [{r["name"]: r for r in _at(mine, p)} for p in pressures]
+        best = [
+            min(here.values(), key=lambda r: r["enthalpy_eV_atom"]) if here else None for here in at
+        ]
         for k in range(len(pressures) - 1):
             a, b = best[k], best[k + 1]
-            if a["name"] == b["name"]:
+            if a is None or b is None or a["name"] == b["name"]:
                 continue
-            pair = [
-                next(r for r in _at(mine, pressures[j]) if r["name"] == name)
-                for j in (k, k + 1)
-                for name in (a["name"], b["name"])
-            ]
-            dh = (
-                pair[0]["enthalpy_eV_atom"] - pair[1]["enthalpy_eV_atom"],
-                pair[2]["enthalpy_eV_atom"] - pair[3]["enthalpy_eV_atom"],
-            )
-            dv = (
-                pair[0]["volume_A3_atom"] - pair[1]["volume_A3_atom"],
-                pair[2]["volume_A3_atom"] - pair[3]["volume_A3_atom"],
-            )
-            at = crossing((pressures[k], pressures[k + 1]), dh, dv)
-            out.append(Transition(formula, a["name"], b["name"], float(at)))
+            bracket = (pressures[k], pressures[k + 1])
+            ends = [at[j].get(name) for j in (k, k + 1) for name in (a["name"], b["name"])]
+            crossed = None
+            if all(e is not None for e in ends):
+                dh = tuple(
+                    ends[i]["enthalpy_eV_atom"] - ends[i + 1]["enthalpy_eV_atom"] for i in (0, 2)
+                )
+                dv = tuple(
+                    ends[i]["volume_A3_atom"] - ends[i + 1]["volume_A3_atom"] for i in (0, 2)
+                )
+                crossed = crossing(bracket, dh, dv)  # type: ignore[arg-type]
+            out.append(Transition(formula, a["name"], b["name"], crossed, bracket))
     return out

@@ -14,11 +14,12 @@ import csv
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from pymatgen.core import Composition
 
 from al_loop import plots
@@ -31,13 +32,24 @@ from al_loop.phase.candidates import (
     prototype_candidates,
 )
 from al_loop.phase.relax import RelaxSettings, enthalpy_curve
-from al_loop.phase.stability import hull_table, pressures_of, stability_ranges, transitions
+from al_loop.phase.stability import (
+    hull_table,
+    merge_same_phases,
+    pressures_of,
+    stability_ranges,
+    transitions,
+)
 from al_loop.stages.base import Stage
 from al_loop.stages.distil import teacher_iteration_of
 from calculators.models.student import routes
 from database.documents import software_versions
 
 log = logging.getLogger(__name__)
+
+
+#: The analysis' version: a recorded result of another is analysed again from the stored
+#: curves (nothing is relaxed again).
+ANALYSIS = 5
 
 
 def pressure_grid(config: Any) -> list[float]:
@@ -78,6 +90,11 @@ def campaign_candidates(session: Any, per_composition: int) -> list[Candidate]:
             sid = str(atoms.info.get("structure_id", ""))[:8]
             out.append(Candidate(f"{formula}:campaign-{sid}", "campaign", cell))
     return out
+
+
+def cell_of(stored: dict[str, Any]) -> Atoms:
+    """A relaxed cell as stored in a curve's document."""
+    return Atoms(stored["numbers"], stored["positions"], cell=stored["cell"], pbc=True)
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -136,6 +153,23 @@ class PhaseStage(Stage):
         files = stored_student_files(session, model["student_key"])
         return routes.calculator(model["route"], files, list(session.config.system.elements))
 
+    def calculator_of_teacher(self, iteration: int) -> Any:
+        """The teacher committee of ``iteration``, which checks the student's relaxed cells."""
+        return load_committee(self.session, iteration, self.session.config.exploration.dtype)
+
+    @staticmethod
+    def check_with_teacher(teacher: Any, cells: list[Atoms], rows: list[dict[str, Any]]) -> None:
+        """Add to each row the teacher's force spread on its relaxed cell and its enthalpy
+        there (eV/atom): where the teacher is unsure, the student is outside its data."""
+        for atoms, row in zip(cells, rows, strict=True):
+            atoms = atoms.copy()
+            atoms.calc = teacher
+            energy = atoms.get_potential_energy()
+            row["teacher_spread_eV_A"] = float(teacher.results["force_spread"])
+            row["teacher_enthalpy_eV_atom"] = (
+                energy + row["pressure_GPa"] * units.GPa * atoms.get_volume()
+            ) / len(atoms)
+
     def candidates(self) -> list[Candidate]:
         cfg = self.session.config
         ph = cfg.phase
@@ -166,10 +200,12 @@ class PhaseStage(Stage):
         relax_settings, pressures = self.settings()
         model = self.model(iteration)
         calc = self.calculator(model)
+        teacher = calc if model["model"] == "teacher" else self.calculator_of_teacher(iteration)
         key = phase_key(model, relax_settings, pressures)
         candidates = self.candidates()
         stored = {d["name"]: d for d in session.store.phase_curves(session.name, key)}
         rows: list[dict[str, Any]] = []
+        structures: dict[str, list[dict[str, Any]]] = {}
         relaxed_now = 0
         for k, candidate in enumerate(candidates):
             start = structure_sha256(candidate.atoms)
@@ -178,6 +214,8 @@ class PhaseStage(Stage):
                 curve = enthalpy_curve(
                     candidate.atoms, calc, pressures, candidate.name, relax_settings
                 )
+                rows_now = [r.row() for r in curve]
+                self.check_with_teacher(teacher, [r.atoms for r in curve], rows_now)
                 doc = {
                     "campaign": session.name,
                     "key": key,
@@ -186,7 +224,7 @@ class PhaseStage(Stage):
                     "start_sha256": start,
                     "model": model,
                     "settings": vars(relax_settings),
-                    "rows": [r.row() for r in curve],
+                    "rows": rows_now,
                     "structures": [
                         {
                             "pressure_GPa": r.pressure_GPa,
@@ -207,8 +245,17 @@ class PhaseStage(Stage):
                     done=f"{k + 1}/{len(candidates)}",
                     unconverged=sum(not r["converged"] for r in doc["rows"]),
                 )
+            structures[candidate.name] = doc["structures"]
+            if any("teacher_spread_eV_A" not in r for r in doc["rows"]):  # stored before checks
+                cells = [cell_of(c) for c in doc["structures"]]
+                self.check_with_teacher(teacher, cells, doc["rows"])
+                session.store.add_phase_curve(doc)
             rows += doc["rows"]
-        return self.analyse(iteration, key, model, rows, len(candidates), relaxed_now)
+
+        def structure(name: str, pressure: float) -> Atoms:
+            return cell_of(next(c for c in structures[name] if c["pressure_GPa"] == pressure))
+
+        return self.analyse(iteration, key, model, rows, structure, len(candidates), relaxed_now)
 
     def analyse(
         self,
@@ -216,6 +263,7 @@ class PhaseStage(Stage):
         key: str,
         model: dict[str, Any],
         rows: list[dict[str, Any]],
+        structure: Callable[[str, float], Atoms],
         n_candidates: int,
         relaxed_now: int,
     ) -> dict[str, Any]:
@@ -231,7 +279,23 @@ class PhaseStage(Stage):
             for r in rows
             if r["converged"] and r["spacegroup_end"] != r["spacegroup_start"]
         ]
-        usable = [r for r in rows if r["converged"]]
+        ph = self.session.config.phase
+        converged = [r for r in rows if r["converged"]]
+        gaps = [1000 * (r["enthalpy_eV_atom"] - r["teacher_enthalpy_eV_atom"]) for r in converged]
+        untrusted = [
+            {
+                "name": r["name"],
+                "pressure_GPa": r["pressure_GPa"],
+                "teacher_spread_eV_A": r["teacher_spread_eV_A"],
+                "enthalpy_gap_meV_atom": gap,
+            }
+            for r, gap in zip(converged, gaps, strict=True)
+            if r["teacher_spread_eV_A"] > ph.max_teacher_spread_eV_A
+            or abs(gap) > ph.max_teacher_gap_meV_atom
+        ]
+        unsure = {(u["name"], u["pressure_GPa"]) for u in untrusted}
+        trusted = [r for r in converged if (r["name"], r["pressure_GPa"]) not in unsure]
+        usable, merged = merge_same_phases(trusted, structure)
         complete = [p for p in pressures_of(usable) if _has_elements(usable, p, elements)]
         usable = [r for r in usable if float(r["pressure_GPa"]) in complete]
         table = hull_table(usable)
@@ -248,9 +312,22 @@ class PhaseStage(Stage):
             "hull_csv": write_csv(table, folder / "hull.csv"),
             "transitions_csv": write_csv(found, folder / "transitions.csv"),
         }
-        files["enthalpy_plot"] = plots.enthalpy_differences(
-            usable, found, folder / "enthalpy-differences.png"
+        # the elements first, then compositions with a transition, then the rest: 9 a page
+        names: dict[str, set[str]] = {}
+        for r in usable:
+            names.setdefault(r["formula"], set()).add(r["name"])
+        moving = {t["from"].split(":")[0] for t in found}
+        formulas = sorted(
+            (f for f, n in names.items() if len(n) > 1),
+            key=lambda f: (f not in elements, f not in moving, f),
         )
+        for page in range(max(1, -(-len(formulas) // 9))):
+            files[f"enthalpy_plot_{page + 1}"] = plots.enthalpy_differences(
+                usable,
+                found,
+                folder / f"enthalpy-differences-{page + 1}.png",
+                formulas[9 * page : 9 * page + 9],
+            )
         files["map_plot"] = plots.stability_map(table, elements, folder / "stability-map.png")
         for pressure in hull_pressures(complete):
             files[f"hull_{pressure:g}GPa_plot"] = plots.hull_at(
@@ -262,6 +339,7 @@ class PhaseStage(Stage):
         }
         result = {
             "key": key,
+            "analysis": ANALYSIS,
             "model": model,
             "pressures_GPa": pressures_of(rows),
             "pressures_with_hull_GPa": complete,
@@ -269,6 +347,17 @@ class PhaseStage(Stage):
             "relaxed_now": relaxed_now,
             "unconverged": unconverged,
             "space_group_changed": changed,
+            "same_phase": merged,
+            "teacher_unsure": untrusted,
+            "teacher_limits": {
+                "force_spread_eV_A": ph.max_teacher_spread_eV_A,
+                "enthalpy_gap_meV_atom": ph.max_teacher_gap_meV_atom,
+            },
+            "model_vs_teacher_enthalpy_meV_atom": {
+                "n": len(gaps),
+                "median_abs": float(np.median(np.abs(gaps))) if gaps else None,
+                "max_abs": float(np.max(np.abs(gaps))) if gaps else None,
+            },
             "stable": stable,
             "stability_ranges_GPa": ranges,
             "transitions": found,
@@ -293,9 +382,11 @@ class PhaseStage(Stage):
             now = self.model(iteration)
         except ValueError:
             return False
-        return result.get("key") == phase_key(now, relax_settings, pressures) and result.get(
-            "candidates"
-        ) == len(self.candidates())
+        return (
+            result.get("key") == phase_key(now, relax_settings, pressures)
+            and result.get("analysis") == ANALYSIS
+            and result.get("candidates") == len(self.candidates())
+        )
 
     def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -303,6 +394,7 @@ class PhaseStage(Stage):
             "pressures": len(result["pressures_GPa"]),
             "transitions": len(result["transitions"]),
             "unconverged": len(result["unconverged"]),
+            "teacher_unsure": len(result["teacher_unsure"]),
         }
 
 

@@ -511,7 +511,7 @@ def test_phase_relaxes_candidates_stores_each_curve_and_resumes(demo: tuple[Path
     folder = tmp / "run" / "phase"
     for name in ("hull.csv", "enthalpies.csv", "transitions.csv", "phase.json"):
         assert (folder / name).stat().st_size > 0
-    for name in ("enthalpy-differences.png", "stability-map.png", "hull-0GPa.png"):
+    for name in ("enthalpy-differences-1.png", "stability-map.png", "hull-0GPa.png"):
         assert (folder / name).read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((folder / "phase.json").read_text())
     # 3 elements x (fcc, hcp) + 3 pairs x B2 + one labelled structure per composition

@@ -163,6 +163,24 @@ ESPRESSO = (
 
 BAD = [
     (
+        "phase-unknown-prototype",
+        MINIMAL + "phase:\n  prototypes: [fcc, A15]\n",
+        "phase.prototypes[1]",
+        "beta-Sn",
+    ),
+    (
+        "phase-one-pressure",
+        MINIMAL + "phase:\n  pressures_GPa: [10]\n",
+        "phase.pressures_GPa",
+        "at least 2",
+    ),
+    (
+        "student-clip-zero",
+        MINIMAL + "student:\n  clip_grad_norm: 0\n",
+        "student.clip_grad_norm",
+        "> 0",
+    ),
+    (
         "pressure-bins-out-of-order",
         MINIMAL + "committee:\n  error_pressure_bins_GPa: [0, 50, 10]\n",
         "committee.error_pressure_bins_GPa",

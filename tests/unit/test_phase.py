@@ -160,6 +160,11 @@ def test_transitions_of_phases_with_constant_volumes_are_exact() -> None:
     (found,) = transitions(rows)
     assert (found.low, found.high) == ("Fe:bcc", "Fe:hcp")
     assert found.pressure_GPa == pytest.approx(0.06 / (0.5 * GPA_A3), rel=1e-9)  # 19.2 GPa
+    assert found.bracket_GPa == (0.0, 20.0)
+    # bcc did not converge at 20 GPa: the change is bracketed, not interpolated
+    holed = [r for r in rows if (r["name"], r["pressure_GPa"]) != ("Fe:bcc", 20.0)]
+    (bracketed,) = transitions(holed)
+    assert bracketed.pressure_GPa is None and bracketed.bracket_GPa == (0.0, 20.0)
 
 
 def test_relaxation_under_pressure_reaches_the_pressure_and_keeps_the_phase() -> None:
