@@ -16,6 +16,7 @@ demo: setup
 	$(BIN)/al-loop standin-foundation $(STANDIN) --elements Cu,Ni,Al
 	$(BIN)/al-loop run configs/demo.yaml
 	$(BIN)/al-loop distil configs/demo.yaml
+	$(BIN)/al-loop phase configs/demo.yaml
 	$(BIN)/al-loop db query configs/demo.yaml --limit 10
 
 test: setup

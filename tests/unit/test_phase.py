@@ -225,9 +225,7 @@ def test_emt_hull_matches_pymatgen_and_the_cu_crossing_matches_a_fine_grid() -> 
     assert cu.pressure_GPa == pytest.approx(reference.pressure_GPa, abs=0.5)
 
 
-def test_a_collapsing_cell_stops_as_failed_and_is_recorded_so() -> (
-    None
-):
+def test_a_collapsing_cell_stops_as_failed_and_is_recorded_so() -> None:
     from ase.calculators.morse import MorsePotential
 
     pulls_together = MorsePotential(epsilon=1.0, r0=0.6, rho0=3.0, rcut1=4.0, rcut2=5.0)
