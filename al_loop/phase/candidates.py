@@ -148,21 +148,15 @@ def build(prototype: str, species: Sequence[str]) -> Candidate:
 
 
 def prototype_candidates(
-    elements: Sequence[str],
-    elemental: Sequence[str] = tuple(ELEMENTAL),
-    binary: Sequence[str] = tuple(BINARY),
-    ternary: Sequence[str] = tuple(TERNARY),
+    elements: Sequence[str], prototypes: Sequence[str] = tuple(PROTOTYPES)
 ) -> list[Candidate]:
-    """Every elemental lattice of every element, every binary prototype on every ordered pair
-    of elements, every ternary one on every ordered triple; a structure met twice (B2 on
-    (A, B) and (B, A)) is kept once."""
+    """Each of ``prototypes`` on every ordered choice of the elements it takes (an elemental
+    lattice on each element, a binary one on each ordered pair, a ternary one on each ordered
+    triple); a structure met twice (B2 on (A, B) and (B, A)) is kept once."""
     out: list[Candidate] = []
-    for name in elemental:
-        out += [build(name, [e]) for e in elements]
-    for name in binary:
-        out += [build(name, pair) for pair in itertools.permutations(elements, 2)]
-    for name in ternary:
-        out += [build(name, triple) for triple in itertools.permutations(elements, 3)]
+    for name in prototypes:
+        n = len(PROTOTYPES[name].species)
+        out += [build(name, chosen) for chosen in itertools.permutations(elements, n)]
     return unique(out)
 
 

@@ -24,13 +24,7 @@ from pymatgen.core import Composition
 
 from al_loop import plots
 from al_loop.committee import labelled_structures, load_committee
-from al_loop.phase.candidates import (
-    ELEMENTAL,
-    PROTOTYPES,
-    Candidate,
-    file_candidates,
-    prototype_candidates,
-)
+from al_loop.phase.candidates import Candidate, file_candidates, prototype_candidates
 from al_loop.phase.relax import RelaxSettings, enthalpy_curve
 from al_loop.phase.stability import (
     hull_table,
@@ -174,13 +168,7 @@ class PhaseStage(Stage):
         cfg = self.session.config
         ph = cfg.phase
         elements = list(cfg.system.elements)
-        kinds = {"elemental": [], "binary": [], "ternary": []}
-        for name in ph.prototypes:
-            n = len(PROTOTYPES[name].species)
-            kinds["elemental" if name in ELEMENTAL else "binary" if n == 2 else "ternary"].append(
-                name
-            )
-        found = prototype_candidates(elements, **kinds)
+        found = prototype_candidates(elements, ph.prototypes)
         found += file_candidates(ph.files, elements)
         found += campaign_candidates(self.session, ph.from_campaign)
         missing = [e for e in elements if not any(c.name.startswith(f"{e}:") for c in found)]
