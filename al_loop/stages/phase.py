@@ -24,6 +24,7 @@ from pymatgen.core import Composition
 
 from al_loop import plots
 from al_loop.committee import labelled_structures, load_committee
+from al_loop.evaluation import predict
 from al_loop.phase.candidates import Candidate, file_candidates, prototype_candidates
 from al_loop.phase.relax import RelaxSettings, enthalpy_curve
 from al_loop.phase.stability import (
@@ -155,13 +156,10 @@ class PhaseStage(Stage):
     def check_with_teacher(teacher: Any, cells: list[Atoms], rows: list[dict[str, Any]]) -> None:
         """Add to each row the teacher's force spread on its relaxed cell and its enthalpy
         there (eV/atom): where the teacher is unsure, the student is outside its data."""
-        for atoms, row in zip(cells, rows, strict=True):
-            atoms = atoms.copy()
-            atoms.calc = teacher
-            energy = atoms.get_potential_energy()
-            row["teacher_spread_eV_A"] = float(teacher.results["force_spread"])
+        for atoms, row, got in zip(cells, rows, predict(teacher, cells), strict=True):
+            row["teacher_spread_eV_A"] = got["force_spread"]
             row["teacher_enthalpy_eV_atom"] = (
-                energy + row["pressure_GPa"] * units.GPa * atoms.get_volume()
+                got["energy"] + row["pressure_GPa"] * units.GPa * atoms.get_volume()
             ) / len(atoms)
 
     def candidates(self) -> list[Candidate]:
