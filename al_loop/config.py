@@ -158,7 +158,7 @@ def _seed_file(value: Path, info: ValidationInfo) -> Path:
     name = Path(value).name
     if Path(name).suffix.lower() not in SEED_SUFFIXES and not name.startswith(SEED_NAMES):
         raise ValueError(
-            f"{name!r} is not a structure file for seeding: use {', '.join(SEED_SUFFIXES)} "
+            f"{name!r} is not a structure file: use {', '.join(SEED_SUFFIXES)} "
             "or a VASP file named POSCAR/CONTCAR"
         )
     return _must_be_file(value, info)

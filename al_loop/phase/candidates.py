@@ -102,10 +102,6 @@ class Candidate:
     prototype: str
     atoms: Atoms
 
-    @property
-    def formula(self) -> str:
-        return self.name.split(":", 1)[0]
-
 
 def atomic_volume(symbol: str) -> float:
     """The element's volume per atom (Å^3) in ASE's reference state at ambient pressure."""

@@ -1,10 +1,10 @@
 """Relaxation under pressure and enthalpy: H = E + PV per atom.
 
 Each candidate is relaxed (cell and positions, ASE's FrechetCellFilter with a scalar
-pressure, BFGS) at every pressure of a grid, in increasing order, each start the structure
-relaxed at the pressure before (a continuation: a compressed cell is reached gradually). By
-default the prototype's space group is kept (ASE's FixSymmetry), so that an enthalpy belongs to
-the named phase; whether the relaxed cell still has it is checked and recorded either way.
+pressure, BFGS) at every pressure of a grid, in increasing order, each from the structure
+last relaxed to convergence (a continuation: a compressed cell is reached gradually). By
+default the prototype's space group is kept (ASE's FixSymmetry), so that an enthalpy belongs
+to the named phase; whether the relaxed cell still has it is checked and recorded either way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from ase import Atoms, units
 from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
@@ -179,15 +178,3 @@ def enthalpy_curve(
         if relaxed.converged:
             start = relaxed.atoms
     return out
-
-
-def enthalpy_table(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The pressures and, per candidate name, its enthalpies (eV/atom) on them (NaN where a
-    candidate has no row)."""
-    pressures = np.array(sorted({float(r["pressure_GPa"]) for r in rows}))
-    index = {p: k for k, p in enumerate(pressures)}
-    table: dict[str, np.ndarray] = {}
-    for r in rows:
-        values = table.setdefault(r["name"], np.full(len(pressures), np.nan))
-        values[index[float(r["pressure_GPa"])]] = r["enthalpy_eV_atom"]
-    return pressures, table

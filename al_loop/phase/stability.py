@@ -111,11 +111,6 @@ def entries(rows: Sequence[dict[str, Any]]) -> list[PDEntry]:
     ]
 
 
-def hull(rows: Sequence[dict[str, Any]]) -> PhaseDiagram:
-    """The convex hull of enthalpy of ``rows`` (one pressure); every element needs a row."""
-    return PhaseDiagram(entries(rows))
-
-
 def hull_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every row's formation enthalpy and distance above the hull of its own pressure (eV/atom),
     and whether it is on it."""
@@ -175,13 +170,6 @@ def crossing(
     if not roots:  # the interpolant's root sits on an end within rounding
         return float(p[0] if abs(dh[0]) <= abs(dh[1]) else p[1])
     return roots[0]
-
-
-def linear_crossing(p: tuple[float, float], dh: tuple[float, float]) -> float | None:
-    """The same on the straight line through the two differences (for comparison)."""
-    if np.sign(dh[0]) == np.sign(dh[1]) and dh[0] != 0:
-        return None
-    return float(p[0] + (p[1] - p[0]) * dh[0] / (dh[0] - dh[1]))
 
 
 def transitions(rows: Sequence[dict[str, Any]]) -> list[Transition]:

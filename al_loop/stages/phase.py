@@ -23,7 +23,7 @@ from ase import Atoms, units
 from pymatgen.core import Composition
 
 from al_loop import plots
-from al_loop.committee import labelled_structures, load_committee
+from al_loop.committee import labelled_structures, load_committee, sha256_of
 from al_loop.evaluation import predict
 from al_loop.phase.candidates import Candidate, file_candidates, prototype_candidates
 from al_loop.phase.relax import RelaxSettings, enthalpy_curve
@@ -85,6 +85,12 @@ def campaign_candidates(session: Any, per_composition: int) -> list[Candidate]:
             sid = str(atoms.info.get("structure_id", ""))[:8]
             out.append(Candidate(f"{formula}:campaign-{sid}", "campaign", cell))
     return out
+
+
+def candidates_sha256(candidates: list[Candidate]) -> str:
+    """What identifies a set of candidates: their names and starting cells."""
+    text = json.dumps([[c.name, structure_sha256(c.atoms)] for c in candidates])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cell_of(stored: dict[str, Any]) -> Atoms:
@@ -232,16 +238,13 @@ class PhaseStage(Stage):
                     unconverged=sum(not r["converged"] for r in doc["rows"]),
                 )
             structures[candidate.name] = doc["structures"]
-            if any("teacher_spread_eV_A" not in r for r in doc["rows"]):  # stored before checks
-                cells = [cell_of(c) for c in doc["structures"]]
-                self.check_with_teacher(teacher, cells, doc["rows"])
-                session.store.add_phase_curve(doc)
             rows += doc["rows"]
 
         def structure(name: str, pressure: float) -> Atoms:
             return cell_of(next(c for c in structures[name] if c["pressure_GPa"] == pressure))
 
-        return self.analyse(iteration, key, model, rows, structure, len(candidates), relaxed_now)
+        result = self.analyse(iteration, key, model, rows, structure, len(candidates), relaxed_now)
+        return {**result, "candidates_sha256": candidates_sha256(candidates)}
 
     def analyse(
         self,
@@ -358,7 +361,7 @@ class PhaseStage(Stage):
 
     def current(self, result: dict[str, Any]) -> bool:
         """A recorded result holds while the model, the relaxation settings, the pressures
-        and the candidates are the same."""
+        and the candidates (names and starting cells: a changed file counts) are the same."""
         relax_settings, pressures = self.settings()
         model = result.get("model", {})
         iteration = model.get("teacher_iteration")
@@ -371,7 +374,7 @@ class PhaseStage(Stage):
         return (
             result.get("key") == phase_key(now, relax_settings, pressures)
             and result.get("analysis") == ANALYSIS
-            and result.get("candidates") == len(self.candidates())
+            and result.get("candidates_sha256") == candidates_sha256(self.candidates())
         )
 
     def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -419,7 +422,7 @@ def stored_student_files(session: Any, key: str) -> list[Path]:
     document = stored[0]
     suffix = ".student" if document["route"] == "pair" else ".mliap.model"
     model = folder / f"student{suffix}"
-    if not model.is_file() or hashlib.sha256(model.read_bytes()).hexdigest() != document["sha256"]:
+    if not model.is_file() or sha256_of(model) != document["sha256"]:
         folder.mkdir(parents=True, exist_ok=True)
         model.write_bytes(session.store.read_file(document["file_id"]))
     companions = []

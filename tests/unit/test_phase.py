@@ -23,7 +23,6 @@ from al_loop.phase.stability import (
     GPA_A3,
     crossing,
     hull_table,
-    linear_crossing,
     stability_ranges,
     transitions,
 )
@@ -109,6 +108,11 @@ def test_stability_ranges_follow_the_hull_over_pressure() -> None:
     ranges = stability_ranges(hull_table(rows))
     assert ranges["CuNi:B2"] == [(0, 10), (30, 30)]
     assert ranges["Cu:fcc"] == [(0, 30)]
+
+
+def linear_crossing(p: tuple[float, float], dh: tuple[float, float]) -> float:
+    """Where a straight line through the two enthalpy differences crosses zero."""
+    return float(p[0] + (p[1] - p[0]) * dh[0] / (dh[0] - dh[1]))
 
 
 def murnaghan(e0: float, v0: float, b0: float, b1: float):  # type: ignore[no-untyped-def]
@@ -235,3 +239,14 @@ def test_a_collapsing_cell_stops_as_failed_and_is_recorded_so() -> None:
     assert [r.converged for r in curve] == [False, False]
     assert all(r.failure.startswith("collapsed") for r in curve)
     assert curve[1].row()["failure"].startswith("collapsed")
+
+
+def test_a_changed_candidate_file_changes_the_candidates_identity(tmp_path: Path) -> None:
+    from al_loop.stages.phase import candidates_sha256
+
+    mine = tmp_path / "mine.cif"
+    write(mine, build("B2", ["Cu", "Ni"]).atoms)
+    before = candidates_sha256(file_candidates([mine], ["Cu", "Ni"]))
+    assert candidates_sha256(file_candidates([mine], ["Cu", "Ni"])) == before
+    write(mine, build("L1_0", ["Cu", "Ni"]).atoms)  # same name, another structure
+    assert candidates_sha256(file_candidates([mine], ["Cu", "Ni"])) != before
