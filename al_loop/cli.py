@@ -345,7 +345,8 @@ def phase(
     threads: Annotated[int | None, typer.Option(help="Torch threads for the model.")] = None,
 ) -> None:
     """Phase stability: every candidate relaxed on the pressure grid with the student (or the
-    teacher: phase.model), enthalpy hulls, stable phases, transition pressures, plots."""
+    teacher, or the oracle: phase.model), enthalpy hulls, stable phases, transition pressures,
+    plots."""
     from al_loop.loop import phase_campaign
 
     config = _load(campaign)
@@ -353,11 +354,21 @@ def phase(
     with _user_errors():
         result = phase_campaign(config, progress=_progress, threads=threads)
     model = result["model"]
+    by = (
+        f"the {model['code']} oracle"
+        if model["model"] == "oracle"
+        else f"the {model['model']} of iteration {model['teacher_iteration']}"
+    )
     console.print(
         f"{result['candidates']} candidates at {len(result['pressures_GPa'])} pressures "
-        f"({result['pressures_GPa'][0]:g}-{result['pressures_GPa'][-1]:g} GPa), relaxed by the "
-        f"{model['model']} of iteration {model['teacher_iteration']}"
+        f"({result['pressures_GPa'][0]:g}-{result['pressures_GPa'][-1]:g} GPa), relaxed by {by}"
     )
+    if "oracle_runs" in result:
+        runs = result["oracle_runs"]
+        console.print(
+            f"{runs['run']} runs of {model['code']} now, {runs['recalled']} results recalled from "
+            f"the dataset (each run is a label of campaign {runs['campaign']!r})"
+        )
     stable = Table("P (GPa)", "on the hull", title="stable phases")
     for pressure, names in result["stable"].items():
         stable.add_row(pressure, ", ".join(names))
@@ -403,6 +414,13 @@ def standin_foundation(
         int | None, typer.Option(help="Training epochs (default: the recipe's, 30).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    surrogates: Annotated[
+        str | None,
+        typer.Option(
+            help="EMT elements that label in place of --elements, one for one, e.g. Al,Cu,Ni "
+            "for Ca,Fe,Ni (EMT knows neither Ca nor Fe)."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild if it exists.")] = False,
 ) -> None:
     """Pre-train a tiny MACE on EMT data: a stand-in foundation model where MACE-MP cannot be
@@ -419,17 +437,18 @@ def standin_foundation(
     )
 
     symbols = [e.strip() for e in elements.split(",") if e.strip()]
+    stand_ins = [e.strip() for e in (surrogates or "").split(",") if e.strip()] or None
     structures = STANDIN_STRUCTURES if structures is None else structures
     epochs = STANDIN_SETTINGS.max_epochs if epochs is None else epochs
     settings = replace(STANDIN_SETTINGS, max_epochs=epochs)
-    if not force and is_current(out, recipe(symbols, structures, seed, settings)):
+    if not force and is_current(out, recipe(symbols, structures, seed, settings, stand_ins)):
         console.print(f"{out} exists, built by the same recipe (use --force to rebuild)")
         return
     if out.is_file():
         console.print(f"{out} was built by another recipe: rebuilding it")
     start = time.perf_counter()
     with _user_errors():
-        build_standin_foundation(symbols, out, structures, seed, settings)
+        build_standin_foundation(symbols, out, structures, seed, settings, surrogates=stand_ins)
     console.print(
         f"stand-in foundation model {out} ({'-'.join(symbols)}, {structures} EMT cells, "
         f"{epochs} epochs) in {time.perf_counter() - start:.0f} s"

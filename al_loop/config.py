@@ -610,8 +610,10 @@ class PhaseConfig(_Section):
     #: Per composition, this many of the campaign's labelled structures of lowest enthalpy
     #: (energy + P V at the pressure they were labelled at) join the candidates.
     from_campaign: Annotated[Int, Field(ge=0)] = 1
-    #: Which model relaxes: the student (default) or the teacher committee (for checks).
-    model: Literal["student", "teacher"] = "student"
+    #: Which model relaxes: the student (default), or for checks the teacher committee or the
+    #: campaign's oracle itself (DFT: each run stored as a label, never repeated; in this
+    #: process, not through FireWorks; choose few prototypes and pressures).
+    model: Literal["student", "teacher", "oracle"] = "student"
     #: A relaxation ends below this force (eV/Å, and the cell filter's stress equivalent) ...
     fmax_eV_A: Annotated[Float, Field(gt=0)] = 2e-3
     #: ... or after this many steps (recorded as not converged).

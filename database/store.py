@@ -330,6 +330,10 @@ class Store:
             self.fs.delete(previous["arrays_file"])
         return True
 
+    def find_label(self, sid: str, physics_hash: str) -> dict[str, Any] | None:
+        """The label of structure ``sid`` under ``physics_hash`` (any status), or None."""
+        return self.db.labels.find_one({"structure_id": sid, "physics_hash": physics_hash})
+
     def find_labels(
         self, query: LabelQuery | None = None, limit: int = 0, with_arrays: bool = True
     ) -> Iterator[dict[str, Any]]:

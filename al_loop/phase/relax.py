@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ase import Atoms, units
+from ase.calculators.calculator import CalculationFailed
 from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
@@ -135,9 +136,14 @@ def relax(
             converged = bool(optimiser.run(fmax=settings.fmax_eV_A, steps=settings.max_steps))
         except Collapsed as error:
             converged, failure = False, f"collapsed: {error}"
+        except CalculationFailed as error:  # a DFT run that failed (phase.model: oracle)
+            converged, failure = False, f"calculation failed: {error}"
     if not converged and not failure:
         failure = f"not relaxed in {settings.max_steps} steps"
-    energy = float(work.get_potential_energy())
+    try:
+        energy = float(work.get_potential_energy())
+    except CalculationFailed:
+        energy = float("nan")
     work.set_constraint()
     result = work.copy()
     result.calc = None

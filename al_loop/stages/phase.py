@@ -1,6 +1,6 @@
-"""Phase: candidate structures relaxed on a pressure grid with the student (or the teacher),
-enthalpy hulls per pressure, the stable phases' pressure ranges, and transition pressures
-(:mod:`al_loop.phase`).
+"""Phase: candidate structures relaxed on a pressure grid with the student (or, for checks,
+the teacher or the oracle), enthalpy hulls per pressure, the stable phases' pressure ranges,
+and transition pressures (:mod:`al_loop.phase`).
 
 The stage is keyed by the teacher's iteration. Each candidate's enthalpy curve goes to the
 database (``phases``) as soon as it is relaxed, under a key made of the model and the
@@ -26,6 +26,7 @@ from al_loop import plots
 from al_loop.committee import labelled_structures, load_committee, sha256_of
 from al_loop.evaluation import predict
 from al_loop.phase.candidates import Candidate, file_candidates, prototype_candidates
+from al_loop.phase.ledger import DatasetLedger
 from al_loop.phase.relax import RelaxSettings, enthalpy_curve
 from al_loop.phase.stability import (
     hull_table,
@@ -37,6 +38,7 @@ from al_loop.phase.stability import (
 from al_loop.stages.base import Stage
 from al_loop.stages.distil import teacher_iteration_of
 from calculators.models.student import routes
+from calculators.oracles.ase_calculator import OracleCalculator
 from database.documents import software_versions
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,12 @@ class PhaseStage(Stage):
         super().__init__(*args, **kwargs)
         self.threads = threads
 
+    @property
+    def label_campaign(self) -> str:
+        """The campaign name the oracle's runs are labels of: the committee's training set
+        (labels of the campaign itself) is left as it is."""
+        return f"{self.session.name}/phase"
+
     def settings(self) -> tuple[RelaxSettings, list[float]]:
         """The relaxation's settings and the pressure grid."""
         ph = self.session.config.phase
@@ -125,6 +133,13 @@ class PhaseStage(Stage):
         """What identifies the model that relaxes: the teacher of ``iteration`` or the student
         distilled from it."""
         session = self.session
+        if session.config.phase.model == "oracle":
+            return {
+                "model": "oracle",
+                "code": session.config.oracle.code,
+                "physics_hash": session.physics_hash,
+                "teacher_iteration": iteration,
+            }
         if session.config.phase.model == "teacher":
             docs = session.store.models(session.name, teacher_iteration_of(session, iteration))
             return {
@@ -151,6 +166,11 @@ class PhaseStage(Stage):
         session = self.session
         if model["model"] == "teacher":
             return load_committee(session, model["teacher_iteration"], "float64")
+        if model["model"] == "oracle":  # each run a label in the dataset (DatasetLedger)
+            ledger = DatasetLedger(
+                session.store, session.oracle, self.label_campaign, model["teacher_iteration"]
+            )
+            return OracleCalculator(session.oracle, session.workdir / "phase" / "runs", ledger)
         files = stored_student_files(session, model["student_key"])
         return routes.calculator(model["route"], files, list(session.config.system.elements))
 
@@ -244,6 +264,12 @@ class PhaseStage(Stage):
             return cell_of(next(c for c in structures[name] if c["pressure_GPa"] == pressure))
 
         result = self.analyse(iteration, key, model, rows, structure, len(candidates), relaxed_now)
+        if isinstance(calc, OracleCalculator):
+            result["oracle_runs"] = {
+                "run": calc.runs,
+                "recalled": calc.recalled,
+                "campaign": self.label_campaign,
+            }
         return {**result, "candidates_sha256": candidates_sha256(candidates)}
 
     def analyse(
@@ -282,6 +308,8 @@ class PhaseStage(Stage):
             if r["teacher_spread_eV_A"] > ph.max_teacher_spread_eV_A
             or abs(gap) > ph.max_teacher_gap_meV_atom
         ]
+        if model["model"] == "oracle":  # the reference itself: the teacher's gap is its error
+            untrusted = []
         unsure = {(u["name"], u["pressure_GPa"]) for u in untrusted}
         trusted = [r for r in converged if (r["name"], r["pressure_GPa"]) not in unsure]
         usable, merged = merge_same_phases(trusted, structure)

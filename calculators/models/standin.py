@@ -54,7 +54,10 @@ def emt_structures(
     amplitude drawn from ``rattle_A``, labelled by ``calculator`` (EMT or a variant of it)."""
     unknown = sorted(set(elements) - set(parameters))
     if unknown:
-        raise ValueError(f"EMT cannot label {unknown}; it knows {sorted(parameters)}")
+        raise ValueError(
+            f"EMT cannot label {unknown}; it knows {sorted(parameters)} (name EMT elements to "
+            "label in their place: --surrogates)"
+        )
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -74,6 +77,25 @@ def emt_structures(
     return out
 
 
+def surrogate_structures(
+    elements: Sequence[str], surrogates: Sequence[str], n: int, seed: int = 0
+) -> list[Atoms]:
+    """EMT cells labelled with ``surrogates`` (EMT's elements) and renamed to ``elements``,
+    one for one: a stand-in for elements EMT does not know (Ca, Fe). Only the names change,
+    so the labels stay one consistent potential; its physics is the surrogates', and the
+    campaign's fine-tuning on DFT labels is what teaches the real elements."""
+    if len(surrogates) != len(elements) or len(set(surrogates)) != len(surrogates):
+        raise ValueError(
+            f"surrogates {list(surrogates)} must name {len(elements)} different EMT elements, "
+            f"one for each of {list(elements)}"
+        )
+    rename = dict(zip(surrogates, elements, strict=True))
+    structures = emt_structures(surrogates, n, seed)
+    for atoms in structures:
+        atoms.set_chemical_symbols([rename[s] for s in atoms.get_chemical_symbols()])
+    return structures
+
+
 def build_standin_foundation(
     elements: Sequence[str],
     out: Path,
@@ -81,11 +103,18 @@ def build_standin_foundation(
     seed: int = 0,
     settings: TrainSettings = STANDIN_SETTINGS,
     threads: int | None = None,
+    surrogates: Sequence[str] | None = None,
 ) -> Path:
-    """Pre-train the stand-in on EMT data and write it to ``out`` (and its replay set)."""
+    """Pre-train the stand-in on EMT data and write it to ``out`` (and its replay set).
+    ``surrogates``: EMT elements that label in place of ``elements`` (see
+    :func:`surrogate_structures`)."""
     from ase.io import write
 
-    structures = emt_structures(elements, n_structures, seed)
+    structures = (
+        surrogate_structures(elements, surrogates, n_structures, seed)
+        if surrogates
+        else emt_structures(elements, n_structures, seed)
+    )
     n_valid = max(1, n_structures // 10)
     workdir = out.parent / f".{out.stem}-training"
     model = train_mace(
@@ -94,18 +123,27 @@ def build_standin_foundation(
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model.path, out)
     write(replay_file(out), structures, format="extxyz")
-    recipe_file(out).write_text(json.dumps(recipe(elements, n_structures, seed, settings)))
+    recipe_file(out).write_text(
+        json.dumps(recipe(elements, n_structures, seed, settings, surrogates))
+    )
     shutil.rmtree(workdir, ignore_errors=True)
     log.info("stand-in foundation model for %s written to %s", "-".join(elements), out)
     return out
 
 
 def recipe(
-    elements: Sequence[str], n_structures: int, seed: int, settings: TrainSettings
+    elements: Sequence[str],
+    n_structures: int,
+    seed: int,
+    settings: TrainSettings,
+    surrogates: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What a stand-in is made of: rebuilt when any of it changes."""
+    made = {"elements": sorted(elements)}
+    if surrogates:  # element -> the EMT element that labelled it
+        made = {"elements": list(elements), "surrogates": list(surrogates)}
     return {
-        "elements": sorted(elements),
+        **made,
         "n_structures": n_structures,
         "seed": seed,
         "settings": settings.to_document(),

@@ -16,6 +16,8 @@ import pytest
 import yaml
 from ase.io import read
 
+from database import LabelQuery
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -547,6 +549,28 @@ def test_phase_relaxes_candidates_stores_each_curve_and_resumes(demo: tuple[Path
     teacher = al_loop("phase", str(phase_file), cwd=tmp)
     assert teacher.returncode == 0, teacher.stdout + teacher.stderr
     assert "relaxed by the teacher" in teacher.stdout
+
+    # the oracle (EMT here) relaxes too: each run a label of "demo/phase", none repeated
+    config["phase"]["model"] = "oracle"
+    phase_file.write_text(yaml.safe_dump(config))
+    oracle = al_loop("phase", str(phase_file), cwd=tmp)
+    assert oracle.returncode == 0, oracle.stdout + oracle.stderr
+    assert "relaxed by the emt oracle" in oracle.stdout
+    runs = json.loads((folder / "phase.json").read_text())["oracle_runs"]
+    assert runs["run"] >= 6 and runs["recalled"] == 0 and runs["campaign"] == "demo/phase"
+    with open_campaign(load_campaign(phase_file), create=False) as session:
+        labels = session.store.count_labels(LabelQuery(campaign="demo/phase", status="ok"))
+        assert labels == runs["run"]
+        # the curves lost (as by a crash before they were stored): the rerun is all recalled
+        session.store.db.phases.delete_many({"campaign": "demo", "model.model": "oracle"})
+        session.store.db.metrics.delete_many({"campaign": "demo", "stage": "phase"})
+    rerun = al_loop("phase", str(phase_file), cwd=tmp)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert json.loads((folder / "phase.json").read_text())["oracle_runs"] == {
+        **runs,
+        "run": 0,
+        "recalled": runs["run"],
+    }
 
     # the default check: the teacher leaves out the cells where it disagrees, and says so
     config["phase"] = {"pressures_GPa": [0, 25, 50], "prototypes": ["fcc", "hcp", "B2"]}
