@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo cafeni-small test lint bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,17 @@ demo: setup
 	$(BIN)/al-loop distil configs/demo.yaml
 	$(BIN)/al-loop phase configs/demo.yaml
 	$(BIN)/al-loop db query configs/demo.yaml --limit 10
+
+# Ca-Fe-Ni with real pw.x on small cells, end to end to the phase map and the DFT check
+# (about an hour on 2 cores; docs/tutorial-cafeni.md, docs/validation.md). Not a CI test.
+cafeni-small: setup
+	$(BIN)/al-loop setup pseudos configs/al-loop-runs/pseudos-fast --family fast
+	$(BIN)/al-loop standin-foundation configs/al-loop-runs/standin-ca-fe-ni.model \
+		--elements Ca,Fe,Ni --surrogates Al,Cu,Ni
+	$(BIN)/al-loop run configs/cafeni-small.yaml
+	$(BIN)/al-loop distil configs/cafeni-small.yaml --allow-unconverged
+	$(BIN)/al-loop phase configs/cafeni-small.yaml
+	$(BIN)/python benchmarks/phase_dft_check.py configs/cafeni-small.yaml
 
 test: setup
 	$(BIN)/ruff check .

@@ -71,8 +71,39 @@ def test_shipped_campaign_files_load(name: str, tmp_path: Path) -> None:
     assert max(config.system.pressures_GPa) <= max(config.committee.error_pressure_bins_GPa)
 
 
+def test_the_ca_fe_ni_campaign_files_load(tmp_path: Path) -> None:
+    """cafeni-small.yaml beside what its header builds; cafeni.yaml once the user's two paths
+    (the MongoDB URI file, the pseudopotential folder) exist."""
+    upf = ["Ca.pbe-spn-rrkjus.UPF", "Fe.pbe-nd-rrkjus.UPF", "Ni.pbe-nd-rrkjus.UPF"]
+    semicore = [upf[0], "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF", "Ni.pbe-spn-kjpaw_psl.1.0.0.UPF"]
+    for folder, names in (("pseudos-fast", upf), ("pseudos", semicore)):
+        (tmp_path / "al-loop-runs" / folder).mkdir(parents=True)
+        for name in names:
+            (tmp_path / "al-loop-runs" / folder / name).write_text(name)
+    (tmp_path / "al-loop-runs" / "standin-ca-fe-ni.model").write_bytes(b"")
+    (tmp_path / "uri").write_text("mongodb://localhost:27017")
+    small_file = tmp_path / "cafeni-small.yaml"
+    small_file.write_text((DEMO.parent / "cafeni-small.yaml").read_text())
+    small = load_campaign(small_file)
+    assert (small.oracle.code, small.oracle.preset) == ("espresso", "fast")
+    assert small.committee.e0s == "estimated" and small.seeds.max_atoms == 4
+    text = (DEMO.parent / "cafeni.yaml").read_text()
+    text = text.replace("~/.al-loop/mongo-uri", str(tmp_path / "uri"))
+    text = text.replace("/path/to/pseudos", str(tmp_path / "al-loop-runs" / "pseudos"))
+    (tmp_path / "cafeni.yaml").write_text(text)
+    full = load_campaign(tmp_path / "cafeni.yaml")
+    assert full.committee.foundation_model == "medium-mpa-0"
+    assert (full.oracle.preset, max(full.system.pressures_GPa)) == ("production", 500)
+    assert max(full.phase.pressures_GPa or []) == 500
+
+
 def test_every_campaign_file_in_configs_is_tested() -> None:
-    assert sorted(p.name for p in DEMO.parent.glob("*.yaml")) == ["demo-500gpa.yaml", "demo.yaml"]
+    assert sorted(p.name for p in DEMO.parent.glob("*.yaml")) == [
+        "cafeni-small.yaml",
+        "cafeni.yaml",
+        "demo-500gpa.yaml",
+        "demo.yaml",
+    ]
 
 
 def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:

@@ -1,0 +1,149 @@
+"""Transition pressures of the student and the teacher against the oracle itself (DFT).
+
+Usage (after ``al-loop run`` and ``al-loop distil`` of the campaign)::
+
+    python benchmarks/phase_dft_check.py configs/cafeni-small.yaml [--prototypes fcc,bcc,hcp]
+        [--pressures 0,10,20,30,40,50] [--fmax 0.005] [--target-GPa 3] [--name NAME]
+
+The phase stage runs three times with the same candidates (the campaign's elements on
+``--prototypes``, no campaign structures), the same pressure grid and the same relaxation
+settings: ``phase.model`` student, teacher, then oracle. The teacher's check is opened wide, so
+that every model's own cells are compared (its gaps are recorded). The oracle's runs are labels
+in the dataset (campaign ``<name>/phase``), never repeated: a rerun costs seconds.
+
+Printed and recorded (docs/results/<NAME>.json; default ``<campaign>_phase_dft``): per model,
+its transitions; per transition the oracle finds, the student's and the teacher's pressure and
+their difference (target: within ``--target-GPa``); the RMS difference of every ΔH(P) (each phase
+against the one the oracle finds lowest at the lowest pressure) from the oracle's; wall times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_record import record
+
+from al_loop.config import CampaignConfig, PhaseConfig, load_campaign
+from al_loop.loop import phase_campaign
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+MODELS = ("student", "teacher", "oracle")
+WIDE = {"max_teacher_gap_meV_atom": 1e6, "max_teacher_spread_eV_A": 1e6}
+
+
+def with_phase(config: CampaignConfig, **values: Any) -> CampaignConfig:
+    merged = {**config.phase.model_dump(), **values}
+    return config.model_copy(update={"phase": PhaseConfig.model_validate(merged)})
+
+
+def enthalpies(result: dict[str, Any]) -> dict[tuple[str, float], float]:
+    return {(r["name"], float(r["pressure_GPa"])): r["enthalpy_eV_atom"] for r in result["hull"]}
+
+
+def delta_h_rms(model: dict[str, Any], oracle: dict[str, Any]) -> dict[str, Any]:
+    """Per composition, the RMS (meV/atom) over phases and pressures of ΔH_model - ΔH_oracle,
+    ΔH against the oracle's lowest phase at the lowest pressure; both must have the cell."""
+    mine, ref = enthalpies(model), enthalpies(oracle)
+    out: dict[str, Any] = {}
+    for formula in sorted({r["formula"] for r in oracle["hull"]}):
+        names = sorted({r["name"] for r in oracle["hull"] if r["formula"] == formula})
+        low = min(p for (n, p) in ref if n in names)
+        base = min(names, key=lambda n: ref.get((n, low), np.inf))
+        diffs = [
+            (mine[(n, p)] - mine[(base, p)]) - (ref[(n, p)] - ref[(base, p)])
+            for (n, p) in ref
+            if n in names and n != base and {(n, p), (base, p)} <= mine.keys() and (base, p) in ref
+        ]
+        if diffs:
+            out[formula] = {
+                "against": base,
+                "n": len(diffs),
+                "rms_meV_atom": round(1000 * float(np.sqrt(np.mean(np.square(diffs)))), 2),
+                "max_meV_atom": round(1000 * float(np.max(np.abs(diffs))), 2),
+            }
+    return out
+
+
+def compare(results: dict[str, dict[str, Any]], target: float) -> list[dict[str, Any]]:
+    """Every transition of the oracle, with the student's and the teacher's."""
+    rows = []
+    for t in results["oracle"]["transitions"]:
+        row: dict[str, Any] = {
+            "formula": t["formula"],
+            "from": t["from"],
+            "to": t["to"],
+            "oracle_GPa": t["pressure_GPa"],
+        }
+        for model in ("student", "teacher"):
+            same = [
+                u
+                for u in results[model]["transitions"]
+                if (u["formula"], u["from"], u["to"]) == (t["formula"], t["from"], t["to"])
+            ]
+            at = same[0]["pressure_GPa"] if same else None
+            row[f"{model}_GPa"] = at
+            off = None if at is None or t["pressure_GPa"] is None else at - t["pressure_GPa"]
+            row[f"{model}_minus_oracle_GPa"] = None if off is None else round(off, 2)
+        off = row["student_minus_oracle_GPa"]
+        row["target_GPa"] = target
+        row["met"] = off is not None and abs(off) <= target
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="configs/cafeni-small.yaml")
+    parser.add_argument("--prototypes", default="fcc,bcc,hcp")
+    parser.add_argument("--pressures", default="0,10,20,30,40,50")
+    parser.add_argument("--fmax", type=float, default=0.005)
+    parser.add_argument("--target-GPa", type=float, default=3.0)
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args(argv)
+    base = load_campaign(args.config)
+    settings = {
+        "prototypes": args.prototypes.split(","),
+        "pressures_GPa": [float(p) for p in args.pressures.split(",")],
+        "fmax_eV_A": args.fmax,
+        "from_campaign": 0,
+        "files": [],
+        **WIDE,
+    }
+    results: dict[str, dict[str, Any]] = {}
+    walls: dict[str, float] = {}
+    for model in MODELS:
+        started = time.perf_counter()
+        results[model] = phase_campaign(with_phase(base, model=model, **settings))
+        walls[model] = round(time.perf_counter() - started, 1)
+    figures = {
+        "campaign": base.name,
+        "settings": {k: v for k, v in settings.items() if k not in WIDE},
+        "transitions": {m: results[m]["transitions"] for m in MODELS},
+        "unconverged": {m: results[m]["unconverged"] for m in MODELS},
+        "compared": compare(results, args.target_GPa),
+        "delta_h_vs_oracle": {m: delta_h_rms(results[m], results["oracle"]) for m in MODELS[:2]},
+        "model_vs_teacher_enthalpy_meV_atom": {
+            m: results[m]["model_vs_teacher_enthalpy_meV_atom"] for m in MODELS
+        },
+        "oracle_runs": results["oracle"].get("oracle_runs"),
+        "stage_wall_s": walls,
+    }
+    print(json.dumps({k: figures[k] for k in ("compared", "delta_h_vs_oracle")}, indent=1))
+    record(args.name or f"{base.name.replace('-', '_')}_phase_dft", figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
