@@ -442,6 +442,11 @@ class StudentConfig(_Section):
     sample_frame_interval: Annotated[Int, Field(ge=1)] = 20
     sample_trajectories_per_condition: Annotated[Int, Field(ge=1)] = 2
     sample_min_atoms: Annotated[Int, Field(ge=1)] = 32
+    #: The phase stage's candidates (phase.prototypes and phase.files) join the sample: each at
+    #: this many volumes spanning seeds.volume_scale_range, ideal and rattled by
+    #: seeds.rattle_A, labelled by the teacher (0: none). The student relaxes them later; MD of
+    #: the campaign's cells never shows it a perfect Laves or CaCu5 crystal.
+    sample_crystal_volumes: Annotated[Int, Field(ge=0, le=50)] = 6
     #: Frames where the committee's force spread exceeds this are left out (the teacher is
     #: unsure there).
     max_teacher_spread_eV_A: Annotated[Float, Field(gt=0)] = 0.3

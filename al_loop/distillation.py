@@ -3,10 +3,12 @@
 The sample is MD with the teacher at every (ensemble, T, P) of the campaign (``heat`` runs
 melt the cell), from labelled structures repeated to ``student.sample_min_atoms``; every frame
 carries the committee's mean energy, forces and stress (the teacher's label) and its spread.
-Frames where the spread passes ``student.max_teacher_spread_eV_A`` (or that stopped a
-trajectory) are left out. The student is fitted to the rest and to every training DFT label
-(weight ``student.label_weight``); a held-out share of the sample and the held-out DFT labels
-measure it (:func:`report`).
+The phase stage's candidate crystals join it (``student.sample_crystal_volumes``): each at
+several volumes, ideal and rattled, labelled by the teacher, so that the student has seen the
+perfect crystals it will relax. Frames where the spread passes
+``student.max_teacher_spread_eV_A`` (or that stopped a trajectory) are left out. The student
+is fitted to the rest and to every training DFT label (weight ``student.label_weight``); a
+held-out share of the sample and the held-out DFT labels measure it (:func:`report`).
 """
 
 from __future__ import annotations
@@ -57,15 +59,72 @@ def grown(atoms: Atoms, min_atoms: int) -> Atoms:
     return big
 
 
-def sample_key(teacher_sha256: Sequence[str], config: CampaignConfig) -> str:
-    """What identifies a sample: the teacher's files, the sample settings, the seed and the
-    conditions (a sample is reused only when all of them are the same)."""
+def crystal_factors(config: CampaignConfig) -> list[float]:
+    """The volume factors of the crystal frames: ``student.sample_crystal_volumes`` of them
+    spanning ``seeds.volume_scale_range`` (the campaign's compression range)."""
+    lo, hi = config.seeds.volume_scale_range
+    n = config.student.sample_crystal_volumes
+    return [float(f) for f in np.linspace(lo, hi, n)] if n > 1 else [hi] * n
+
+
+def crystal_cells(
+    candidates: Sequence[tuple[str, Atoms]], factors: Sequence[float], rattle_A: float, seed: int
+) -> list[Atoms]:
+    """Each named candidate at each volume factor: the ideal cell, and a distorted copy (grown
+    to at least 8 atoms, strained by up to 2 % and rattled by ``rattle_A`` Å: forces and shear
+    stress, which a one-atom cell cannot have); ``info["trajectory"]`` names it."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name, atoms in candidates:
+        for factor in factors:
+            ideal = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=True)
+            ideal.set_cell(atoms.cell * factor ** (1 / 3), scale_atoms=True)
+            rattled = grown(ideal, 8)
+            strain = rng.uniform(-0.02, 0.02, (3, 3))
+            rattled.set_cell(rattled.cell[:] @ (np.eye(3) + (strain + strain.T) / 2), True)
+            rattled.rattle(rattle_A, seed=int(rng.integers(2**31)))
+            for cell in (ideal, rattled):
+                cell.info["trajectory"] = f"crystal {name} x{factor:.3f}"
+            out += [ideal, rattled]
+    return out
+
+
+def teacher_frames(teacher: Any, cells: Sequence[Atoms]) -> list[Atoms]:
+    """``cells`` with the teacher's energy, forces and stress, and its spreads, as frames of
+    the sample (T_K 0: static cells)."""
+    from ase import units
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for cell, got in zip(cells, predict(teacher, cells), strict=True):
+        frame = Atoms(cell.numbers, cell.positions, cell=cell.cell, pbc=True)
+        frame.calc = SinglePointCalculator(
+            frame, energy=got["energy"], forces=got["forces"], stress=got["stress"]
+        )
+        frame.info.update(
+            trajectory=cell.info.get("trajectory", "crystal"),
+            stop_reason="",
+            T_K=0.0,
+            P_GPa=float(-np.mean(got["stress"][:3]) / units.GPa),
+            volume_A3_per_atom=cell.get_volume() / len(cell),
+            force_spread=got["force_spread"],
+            energy_spread=got["energy_spread"],
+        )
+        frames.append(frame)
+    return frames
+
+
+def sample_key(
+    teacher_sha256: Sequence[str], config: CampaignConfig, crystals: Sequence[str] = ()
+) -> str:
+    """What identifies a sample: the teacher's files, the sample settings, the seed, the
+    conditions and the crystals' identities (a sample is reused only when all are the same)."""
     st = config.student
     settings = {k: v for k, v in st.model_dump().items() if k.startswith("sample")}
-    text = json.dumps(
-        [SAMPLE_FORMAT, list(teacher_sha256), settings, config.seed, sample_conditions(config)],
-        sort_keys=True,
-    )
+    parts = [SAMPLE_FORMAT, list(teacher_sha256), settings, config.seed, sample_conditions(config)]
+    if crystals:
+        parts.append([list(crystals), crystal_factors(config), config.seeds.rattle_A])
+    text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

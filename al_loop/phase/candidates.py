@@ -10,7 +10,9 @@ reference state): relaxation under pressure starts from there. Names are
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +196,16 @@ def file_candidates(paths: Sequence[Path], elements: Sequence[str]) -> list[Cand
         formula = atoms.get_chemical_formula(mode="metal", empirical=True)
         out.append(Candidate(f"{formula}:{Path(path).stem}", Path(path).stem, atoms))
     return out
+
+
+def structure_sha256(atoms: Atoms) -> str:
+    """A candidate's starting cell, hashed (cell, positions to 1e-6 Å, species)."""
+    data = np.concatenate([atoms.cell[:].ravel(), atoms.positions.ravel()]).round(6)
+    text = json.dumps([data.tolist(), atoms.numbers.tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def candidates_sha256(candidates: list[Candidate]) -> str:
+    """What identifies a set of candidates: their names and starting cells."""
+    text = json.dumps([[c.name, structure_sha256(c.atoms)] for c in candidates])
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -21,6 +21,8 @@ from ase import Atoms
 from al_loop import plots
 from al_loop.committee import labelled_structures, load_committee
 from al_loop.distillation import (
+    crystal_cells,
+    crystal_factors,
     frames_bytes,
     frames_read,
     grown,
@@ -29,9 +31,11 @@ from al_loop.distillation import (
     sample_key,
     split,
     student_settings,
+    teacher_frames,
     usable,
 )
 from al_loop.exploration import MDSettings, explore
+from al_loop.phase.candidates import file_candidates, prototype_candidates, structure_sha256
 from al_loop.stages.base import Stage
 from calculators.models import ModelValidationError, Tolerances, validate_model
 from calculators.models.student import routes
@@ -71,13 +75,30 @@ class DistilStage(Stage):
             "trajectories": len(sample_conditions(self.session.config)),
         }
 
+    def crystals(self) -> list[tuple[str, Atoms]]:
+        """The phase stage's prototypes and files, named, for the sample (none when
+        ``student.sample_crystal_volumes`` is 0)."""
+        cfg = self.session.config
+        if not cfg.student.sample_crystal_volumes:
+            return []
+        elements = list(cfg.system.elements)
+        found = prototype_candidates(elements, cfg.phase.prototypes)
+        found += file_candidates(cfg.phase.files, elements)
+        return [(c.name, c.atoms) for c in found]
+
+    def sample_key(self, docs: list[dict[str, Any]], crystals: list[tuple[str, Atoms]]) -> str:
+        """The sample's identity: the teacher's files, the settings, the crystals' cells."""
+        identities = [f"{name}:{structure_sha256(atoms)}" for name, atoms in crystals]
+        return sample_key([d.get("sha256", "") for d in docs], self.session.config, identities)
+
     def sample(
         self, iteration: int, teacher: Any, docs: list[dict[str, Any]]
     ) -> tuple[str, list[Atoms]]:
         """The teacher's labelled MD frames: stored ones if this sample exists, else run now and
         stored before anything else."""
         session, cfg = self.session, self.session.config
-        key = sample_key([d.get("sha256", "") for d in docs], cfg)
+        crystals = self.crystals()
+        key = self.sample_key(docs, crystals)
         stored = session.store.distillations(session.name, "sample", key)
         if stored:
             frames = frames_read(session.store.read_file(stored[0]["file_id"]))
@@ -119,6 +140,12 @@ class DistilStage(Stage):
             report_trajectory,
             teacher.first_member(),
         )
+        if crystals:
+            cells = crystal_cells(
+                crystals, crystal_factors(cfg), cfg.seeds.rattle_A, cfg.seed * 1000 + 600
+            )
+            frames += teacher_frames(teacher, cells)
+            self.emit(iteration, "step", crystals=len(crystals), crystal_frames=len(cells))
         session.store.add_distillation(
             "sample",
             {
@@ -130,6 +157,7 @@ class DistilStage(Stage):
                 "frames": len(frames),
                 "settings": {k: v for k, v in st.model_dump().items() if k.startswith("sample")},
                 "conditions": todo,
+                "crystals": [name for name, _ in crystals],
                 "software": software_versions(),
             },
             frames_bytes(frames),
@@ -250,7 +278,7 @@ class DistilStage(Stage):
         settings = settings_record(student_settings(cfg.student, cfg.seed))
         teacher = teacher_iteration_of(self.session, result["teacher_iteration"])
         docs = self.session.store.models(self.session.name, teacher)
-        key = sample_key([d.get("sha256", "") for d in docs], cfg)
+        key = self.sample_key(docs, self.crystals())
         return result.get("key") == student_key(key, settings)
 
     def summarize(self, result: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,13 @@ from pymatgen.core import Composition
 from al_loop import plots
 from al_loop.committee import labelled_structures, load_committee, sha256_of
 from al_loop.evaluation import predict
-from al_loop.phase.candidates import Candidate, file_candidates, prototype_candidates
+from al_loop.phase.candidates import (
+    Candidate,
+    candidates_sha256,
+    file_candidates,
+    prototype_candidates,
+    structure_sha256,
+)
 from al_loop.phase.ledger import DatasetLedger
 from al_loop.phase.relax import RelaxSettings, enthalpy_curve
 from al_loop.phase.stability import (
@@ -58,13 +64,6 @@ def pressure_grid(config: Any) -> list[float]:
     return [round(float(p), 6) for p in np.linspace(0.0, top, 11)] if top > 0 else [0.0, 1.0]
 
 
-def structure_sha256(atoms: Atoms) -> str:
-    """A candidate's starting cell, hashed (cell, positions to 1e-6 Å, species)."""
-    data = np.concatenate([atoms.cell[:].ravel(), atoms.positions.ravel()]).round(6)
-    text = json.dumps([data.tolist(), atoms.numbers.tolist()])
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def campaign_candidates(session: Any, per_composition: int) -> list[Candidate]:
     """Per composition, the ``per_composition`` labelled structures of lowest E + PV per
     atom, each at the pressure it was labelled at."""
@@ -87,12 +86,6 @@ def campaign_candidates(session: Any, per_composition: int) -> list[Candidate]:
             sid = str(atoms.info.get("structure_id", ""))[:8]
             out.append(Candidate(f"{formula}:campaign-{sid}", "campaign", cell))
     return out
-
-
-def candidates_sha256(candidates: list[Candidate]) -> str:
-    """What identifies a set of candidates: their names and starting cells."""
-    text = json.dumps([[c.name, structure_sha256(c.atoms)] for c in candidates])
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cell_of(stored: dict[str, Any]) -> Atoms:
@@ -263,14 +256,16 @@ class PhaseStage(Stage):
         def structure(name: str, pressure: float) -> Atoms:
             return cell_of(next(c for c in structures[name] if c["pressure_GPa"] == pressure))
 
-        result = self.analyse(iteration, key, model, rows, structure, len(candidates), relaxed_now)
+        extra: dict[str, Any] = {"candidates_sha256": candidates_sha256(candidates)}
         if isinstance(calc, OracleCalculator):
-            result["oracle_runs"] = {
+            extra["oracle_runs"] = {
                 "run": calc.runs,
                 "recalled": calc.recalled,
                 "campaign": self.label_campaign,
             }
-        return {**result, "candidates_sha256": candidates_sha256(candidates)}
+        return self.analyse(
+            iteration, key, model, rows, structure, len(candidates), relaxed_now, extra
+        )
 
     def analyse(
         self,
@@ -281,8 +276,10 @@ class PhaseStage(Stage):
         structure: Callable[[str, float], Atoms],
         n_candidates: int,
         relaxed_now: int,
+        extra: dict[str, Any],
     ) -> dict[str, Any]:
-        """Hulls, ranges and transitions of ``rows``; tables and plots to ``<workdir>/phase``."""
+        """Hulls, ranges and transitions of ``rows``; tables and plots to ``<workdir>/phase``;
+        ``extra`` joins the result."""
         elements = list(self.session.config.system.elements)
         unconverged = [
             {"name": r["name"], "pressure_GPa": r["pressure_GPa"]}
@@ -381,6 +378,7 @@ class PhaseStage(Stage):
             "hull": table,
             "files": {k: str(v) for k, v in files.items()},
             "software": software_versions(),
+            **extra,
         }
         (folder / "phase.json").write_text(
             json.dumps({k: v for k, v in result.items() if k != "hull"}, indent=1) + "\n"

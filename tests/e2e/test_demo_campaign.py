@@ -375,6 +375,7 @@ TINY_STUDENT = {
     "sample_frame_interval": 5,
     "sample_trajectories_per_condition": 1,
     "sample_min_atoms": 16,
+    "sample_crystal_volumes": 2,
     "n_channels": 4,
     "hidden": [16],
     "epochs": 60,
@@ -395,6 +396,7 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     path, tmp = demo
     config = yaml.safe_load(path.read_text())
     config["student"] = TINY_STUDENT
+    config["phase"] = {"prototypes": ["fcc", "B2"]}  # the crystals the sample adds
     distil_file = tmp / "demo-distil.yaml"
     distil_file.write_text(yaml.safe_dump(config))
     refused = al_loop("distil", str(distil_file), cwd=tmp)
@@ -422,6 +424,9 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
         recorded = db.metrics.find_one({"iteration": 2, "stage": "distil"})
         assert recorded["status"] == "done"
         frames = frames_read(session.store.read_file(sample["file_id"]))
+    assert sample["crystals"] == ["Cu:fcc", "Ni:fcc", "Al:fcc", "CuNi:B2", "AlCu:B2", "AlNi:B2"]
+    crystals = [f for f in frames if f.info["trajectory"].startswith("crystal ")]
+    assert len(crystals) == 6 * 2 * 2 and {f.info["T_K"] for f in crystals} == {0.0}
     start = next(f for f in frames if not usable(f, 0.3))  # a cell the student learned
     start = start.repeat([max(1, round(8 / n)) for n in start.cell.lengths()])
     start.write(tmp / "start.data", format="lammps-data", specorder=["Cu", "Ni", "Al"])

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import bulk
+from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from al_loop.config import load_campaign
 from al_loop.distillation import (
     by_teacher_spread,
+    crystal_cells,
+    crystal_factors,
     frames_bytes,
     frames_read,
     grown,
+    sample_key,
     split,
     spread_bin,
+    teacher_frames,
     usable,
 )
 
@@ -71,3 +79,35 @@ def test_errors_by_the_teachers_spread_name_the_worst_frame() -> None:
         ">=0.2",
         ">=0.2",
     ]
+
+
+def test_the_phase_candidates_join_the_sample_as_labelled_crystals(tmp_path: Path) -> None:
+    """Each candidate at every volume of the campaign's compression range, ideal and rattled,
+    with the teacher's (here EMT's) energy, forces and pressure; the sample's key names them."""
+    (tmp_path / "c.yaml").write_text(
+        "name: t\nsystem:\n  elements: [Cu, Ni]\nseeds:\n  volume_scale_range: [0.8, 1.0]\n"
+        "student:\n  sample_crystal_volumes: 3\n"
+    )
+    config = load_campaign(tmp_path / "c.yaml")
+    assert crystal_factors(config) == pytest.approx([0.8, 0.9, 1.0])
+    fcc, hcp = bulk("Cu", "fcc", a=3.6), bulk("Ni", "hcp", a=2.5, c=4.1)
+    cells = crystal_cells([("Cu:fcc", fcc), ("Ni:hcp", hcp)], crystal_factors(config), 0.05, 1)
+    assert len(cells) == 2 * 3 * 2
+    volumes = [c.get_volume() / fcc.get_volume() for c in cells[:6:2]]
+    assert volumes == pytest.approx([0.8, 0.9, 1.0])
+    assert np.allclose(cells[0].get_scaled_positions(), fcc.get_scaled_positions())
+    assert len(cells[1]) == 8 and cells[1].get_volume() / 8 == pytest.approx(
+        cells[0].get_volume(), rel=0.07
+    )  # the distorted copy: grown, strained, rattled
+    assert cells[7].info["trajectory"] == "crystal Ni:hcp x0.800"
+    frames = teacher_frames(EMT(), cells)
+    for cell, got in zip(cells, frames, strict=True):
+        cell.calc = EMT()
+        assert got.get_potential_energy() == pytest.approx(cell.get_potential_energy())
+        assert got.get_forces() == pytest.approx(cell.get_forces())
+        assert got.info["P_GPa"] == pytest.approx(-cell.get_stress()[:3].mean() / 0.006241509)
+        assert usable(got, 0.3) == "no teacher spread"  # EMT is no committee: no spread
+    assert got.info["T_K"] == 0.0 and got.info["stop_reason"] == ""
+    assert np.abs(frames[0].get_forces()).max() < 1e-9 < np.abs(frames[1].get_forces()).max()
+    bare = sample_key(["a"], config)
+    assert sample_key(["a"], config, ["Cu:fcc:x"]) not in (bare, sample_key(["a"], config, ["y"]))

@@ -242,7 +242,7 @@ def test_a_collapsing_cell_stops_as_failed_and_is_recorded_so() -> None:
 
 
 def test_a_changed_candidate_file_changes_the_candidates_identity(tmp_path: Path) -> None:
-    from al_loop.stages.phase import candidates_sha256
+    from al_loop.phase.candidates import candidates_sha256
 
     mine = tmp_path / "mine.cif"
     write(mine, build("B2", ["Cu", "Ni"]).atoms)
