@@ -403,6 +403,80 @@ def phase(
     console.print(f"tables and plots in {folder}; done in {time.perf_counter() - start:.1f} s")
 
 
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"give comma-separated numbers, e.g. 2000,3000; got {text!r}", param_hint=option
+        ) from None
+    if not values:
+        raise typer.BadParameter("give at least one number", param_hint=option)
+    return values
+
+
+@app.command()
+def liquid(
+    campaign: CampaignFile,
+    composition: Annotated[
+        str, typer.Option(help="A formula of the campaign's elements: Fe, FeNi3, CaFe2.")
+    ],
+    temperatures: Annotated[str, typer.Option(help="Comma-separated, in K: 2000,3000.")],
+    pressures: Annotated[str, typer.Option(help="Comma-separated, in GPa.")] = "0",
+    atoms: Annotated[int, typer.Option(min=4, help="Atoms in the cell, at least.")] = 256,
+    steps: Annotated[int, typer.Option(min=100, help="Sampled MD steps (NVT).")] = 10000,
+    melt_steps: Annotated[int, typer.Option(min=0, help="NPT steps at twice T.")] = 2000,
+    equilibration_steps: Annotated[int, typer.Option(min=0, help="NPT steps at T.")] = 2000,
+    timestep: Annotated[float, typer.Option(min=0.01, max=10, help="In fs.")] = 1.0,
+) -> None:
+    """Liquid properties with the campaign's student in LAMMPS: self-diffusion coefficients
+    (from the mean square displacement, with error bars) and the radial distribution function
+    at every (T, P). Each run is stored in the database as it ends and never repeated; plots
+    and a table in <workdir>/dynamics."""
+    from al_loop.dynamics import liquid_campaign
+
+    config = _load(campaign)
+    temps, press = _numbers(temperatures, "--temperatures"), _numbers(pressures, "--pressures")
+    settings = {
+        "steps": steps,
+        "melt_steps": melt_steps,
+        "equilibration_steps": equilibration_steps,
+        "timestep_fs": timestep,
+        "sample_every": max(1, steps // 200),
+    }
+    start = time.perf_counter()
+    with _user_errors():
+        result = liquid_campaign(
+            config, composition, temps, press, atoms, settings, progress=console.print
+        )
+    table = Table(
+        "T (K)",
+        "P (GPa)",
+        "state",
+        "V (Å³/atom)",
+        "D (m²/s)",
+        "g(r) peak (Å)",
+        title=f"liquid {composition}",
+    )
+    for run in result["runs"]:
+        ds = ", ".join(
+            f"{e} {d['D_m2_s']:.3g} ± {d['D_error_m2_s']:.1g}" for e, d in run["diffusion"].items()
+        )
+        table.add_row(
+            f"{run['T_K']:.0f}",
+            f"{run['P_GPa']:.1f}",
+            "liquid" if run["liquid"] else "[yellow]solid[/]",
+            f"{run['volume_A3_atom']:.2f}",
+            ds,
+            f"{run['rdf_first_peak_A']:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"plots and table in {Path(result['files']['json']).parent}; "
+        f"done in {time.perf_counter() - start:.1f} s"
+    )
+
+
 @app.command("standin-foundation")
 def standin_foundation(
     out: Annotated[Path, typer.Argument(help="Where to write the .model file.")],

@@ -538,3 +538,47 @@ def stability_map(table: Sequence[dict], elements: Sequence[str], path: Path) ->
         ax.legend(fontsize=5, loc="upper center", ncols=2)
         ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def liquid_rdfs(results: Sequence[dict], path: Path) -> Path:
+    """The radial distribution functions of liquid runs, one curve per (formula, T, P)."""
+    fig, ax = _new_figure()
+    for r in results:
+        at = r["settings"]
+        label = f"{r['formula']} {at['temperature_K']:g} K {at['pressure_GPa']:g} GPa"
+        ax.plot(r["rdf"]["r_A"], r["rdf"]["g"], label=label + ("" if r["liquid"] else " (solid)"))
+    if not results:
+        _no_data(ax)
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("g(r)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def diffusion_coefficients(results: Sequence[dict], path: Path) -> Path:
+    """Self-diffusion coefficients (with their error bars) against temperature, one line per
+    (formula, element, pressure)."""
+    fig, ax = _new_figure()
+    lines: dict[tuple[str, str, float], list[tuple[float, float, float]]] = {}
+    for r in results:
+        for element, d in r["diffusion"].items():
+            key = (r["formula"], element, r["settings"]["pressure_GPa"])
+            lines.setdefault(key, []).append(
+                (r["settings"]["temperature_K"], d["D_m2_s"], d["D_error_m2_s"])
+            )
+    for (formula, element, pressure), points in sorted(lines.items()):
+        t, d, e = (np.array(v) for v in zip(*sorted(points), strict=True))
+        ax.errorbar(
+            t,
+            d * 1e9,
+            yerr=e * 1e9,
+            marker="o",
+            capsize=3,
+            label=f"{element} in {formula}, {pressure:g} GPa",
+        )
+    if not lines:
+        _no_data(ax)
+    ax.set_xlabel("T (K)")
+    ax.set_ylabel("D (10⁻⁹ m²/s)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -4,6 +4,7 @@ Usage (after ``al-loop run`` and ``al-loop distil`` of the campaign)::
 
     python benchmarks/phase_dft_check.py configs/cafeni-small.yaml [--prototypes fcc,bcc,hcp]
         [--pressures 0,10,20,30,40,50] [--fmax 0.005] [--target-GPa 3] [--name NAME]
+        [--only student|teacher|oracle]
 
 The phase stage runs three times with the same candidates (the campaign's elements on
 ``--prototypes``, no campaign structures), the same pressure grid and the same relaxation
@@ -111,6 +112,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fmax", type=float, default=0.005)
     parser.add_argument("--target-GPa", type=float, default=3.0)
     parser.add_argument("--name", default=None)
+    parser.add_argument(
+        "--only",
+        choices=MODELS,
+        help="run this model's stage and stop, recording nothing (e.g. the oracle's runs first, "
+        "while the student is being distilled: the full check then recalls them)",
+    )
     args = parser.parse_args(argv)
     base = load_campaign(args.config)
     settings = {
@@ -123,10 +130,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     results: dict[str, dict[str, Any]] = {}
     walls: dict[str, float] = {}
-    for model in MODELS:
+    for model in (args.only,) if args.only else MODELS:
         started = time.perf_counter()
         results[model] = phase_campaign(with_phase(base, model=model, **settings))
         walls[model] = round(time.perf_counter() - started, 1)
+    if args.only:
+        print(json.dumps({"transitions": results[args.only]["transitions"], "wall_s": walls}))
+        return results[args.only]
     figures = {
         "campaign": base.name,
         "settings": {k: v for k, v in settings.items() if k not in WIDE},

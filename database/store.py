@@ -429,6 +429,18 @@ class Store:
         """The enthalpy curves stored for a phase calculation ``key`` of ``campaign``."""
         return list(self.db.phases.find({"campaign": campaign, "key": key}).sort("name", 1))
 
+    def add_dynamics(self, document: dict[str, Any]) -> None:
+        """Store one MD result (``campaign``, ``kind``, ``key`` identify it: storing it again
+        replaces it)."""
+        key = {k: document[k] for k in ("campaign", "kind", "key")}
+        self.db.dynamics.find_one_and_replace(
+            key, {**document, "created_at": utcnow()}, upsert=True
+        )
+
+    def dynamics(self, campaign: str, kind: str) -> list[dict[str, Any]]:
+        """The MD results of ``kind`` (``liquid``) stored for ``campaign``."""
+        return list(self.db.dynamics.find({"campaign": campaign, "kind": kind}))
+
     def models(self, campaign: str, iteration: int) -> list[dict[str, Any]]:
         """The committee of ``campaign`` trained at ``iteration``, ordered by member."""
         cursor = self.db.models.find({"campaign": campaign, "iteration": iteration})

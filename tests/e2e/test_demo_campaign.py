@@ -479,6 +479,27 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     drift = (max(energies) - min(energies)) / len(start)
     assert drift < 1e-3, f"total energy moved by {1000 * drift:.3f} meV/atom in 200 fs"
 
+    # liquid runs with the student in LAMMPS: stored with its hash, plotted, never repeated
+    short = ["--atoms", "32", "--steps", "200", "--melt-steps", "100"]
+    args = ["--composition", "CuNi", "--temperatures", "600,900", *short]
+    liquid = al_loop("liquid", str(distil_file), *args, "--equilibration-steps", "100", cwd=tmp)
+    assert liquid.returncode == 0, liquid.stdout + liquid.stderr
+    assert liquid.stdout.count("m²/s") >= 4  # a progress line per run, and the table
+    with open_campaign(load_campaign(distil_file), create=False) as session:
+        runs = session.store.dynamics("demo", "liquid")
+        latest = session.store.distillations("demo", "student")[0]
+    assert len(runs) == 2 and {r["student"]["sha256"] for r in runs} == {latest["sha256"]}
+    assert {r["result"]["settings"]["temperature_K"] for r in runs} == {600.0, 900.0}
+    for r in runs:
+        assert set(r["result"]["diffusion"]) == {"Cu", "Ni"} and r["result"]["n_atoms"] == 32
+    assert (tmp / "run" / "dynamics" / "liquid-CuNi-rdf.png").read_bytes()[:4] == b"\x89PNG"
+    again = al_loop("liquid", str(distil_file), *args, "--equilibration-steps", "100", cwd=tmp)
+    assert again.returncode == 0 and "GPa: D" not in again.stdout  # recalled, not rerun
+    wrong = al_loop(
+        "liquid", str(distil_file), "--composition", "FeNi", "--temperatures", "900", cwd=tmp
+    )
+    assert wrong.returncode == 2 and "Fe not among the campaign's elements" in wrong.stderr
+
     # route 1: the same sample distilled into an ML-IAP nn on SNAP, stored with its descriptor
     config["student"] = {**TINY_STUDENT, "route": "mliap", "epochs": 20}
     distil_file.write_text(yaml.safe_dump(config))
