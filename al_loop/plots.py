@@ -582,3 +582,27 @@ def diffusion_coefficients(results: Sequence[dict], path: Path) -> Path:
     ax.set_ylabel("D (10⁻⁹ m²/s)")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def melting_line(rows: Sequence[dict], path: Path) -> Path:
+    """T_m(P) with error bars; pressures where no coexistence was reached are marked."""
+    fig, ax = _new_figure()
+    found = [r for r in rows if r["T_m_K"] is not None]
+    if found:
+        ax.errorbar(
+            [r["P_GPa"] for r in found],
+            [r["T_m_K"] for r in found],
+            yerr=[r["T_m_error_K"] for r in found],
+            marker="o",
+            capsize=3,
+            label=f"{found[0]['element']}, coexistence",
+        )
+        ax.legend(fontsize=8)
+    for r in rows:
+        if r["T_m_K"] is None:
+            ax.axvline(r["P_target_GPa"], color="0.7", linestyle=":", lw=1)
+    if not rows:
+        _no_data(ax)
+    ax.set_xlabel("P (GPa)")
+    ax.set_ylabel("T_m (K)")
+    return _save(fig, path)

@@ -499,6 +499,16 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
         "liquid", str(distil_file), "--composition", "FeNi", "--temperatures", "900", cwd=tmp
     )
     assert wrong.returncode == 2 and "Fe not among the campaign's elements" in wrong.stderr
+    # the melting line's mechanics (a 4-epoch student's T_m means nothing): stored, resumed
+    melt = ["--element", "Cu", "--pressures", "0", "--guess", "800", "--repeat", "2,2,4"]
+    melted = al_loop("melting", str(distil_file), *melt, "--steps", "200", cwd=tmp)
+    assert melted.returncode == 0, melted.stdout + melted.stderr
+    with open_campaign(load_campaign(distil_file), create=False) as session:
+        (line,) = session.store.dynamics("demo", "melting")
+    assert line["result"]["n_atoms"] == 64 and line["result"]["attempts"][0]["guess_K"] == 800
+    assert (tmp / "run" / "dynamics" / "melting-Cu.png").read_bytes()[:4] == b"\x89PNG"
+    again = al_loop("melting", str(distil_file), *melt, "--steps", "200", cwd=tmp)
+    assert again.returncode == 0 and "0 GPa: 800 K" not in again.stdout  # recalled
 
     # route 1: the same sample distilled into an ML-IAP nn on SNAP, stored with its descriptor
     config["student"] = {**TINY_STUDENT, "route": "mliap", "epochs": 20}

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from al_loop.dynamics import LiquidSettings, diffusion, liquid_md, start_cell
+from al_loop.dynamics import (
+    LiquidSettings,
+    MeltingSettings,
+    coexistence_cell,
+    diffusion,
+    liquid_md,
+    melting_with_retries,
+    start_cell,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +61,17 @@ def test_the_start_cell_holds_the_composition() -> None:
     assert len(cell) == 256 and cell.get_chemical_symbols().count("Fe") == 64
     assert cell.get_volume() / 256 == pytest.approx((11.8 + 3 * 10.9) / 4, rel=0.03)
     assert len(start_cell("Ca", 30)) == 32  # 2x2x2 cubic fcc: the least above 30
+
+
+def test_eam_copper_melts_by_coexistence_after_a_guess_too_hot() -> None:
+    """A guess above T_m melts the whole cell: the guess is lowered 15 % and the next run
+    keeps both phases, the temperature settling at T_m (EAM Cu: 1375 ± 3 K measured with a
+    640-atom cell; copper melts at 1358 K)."""
+    settings = MeltingSettings(0.0, 1400.0, repeat=(3, 3, 8), steps=12000)
+    result = melting_with_retries(eam_copper(), ["Cu"], "Cu", settings, seed=1)
+    assert result["attempts"][0] == {"guess_K": 1400.0, "verdict": "melted"}
+    assert result["verdict"] == "coexisting" and len(result["attempts"]) >= 2
+    assert 1200 < result["T_m_K"] < 1550 and 0 < result["T_m_error_K"] < 60
+    assert abs(result["pressure_GPa"]) < 1.0 and result["n_atoms"] == 3 * 3 * 8 * 4
+    with pytest.raises(ValueError, match="phase 'sc' is not one of"):
+        coexistence_cell("Cu", "sc", (2, 2, 4))
