@@ -445,7 +445,7 @@ def melting(
     error bar at each pressure; a run in which one phase took over is retried with the guess
     moved 15 %. Stored in the database, never repeated; a plot and a table in
     <workdir>/dynamics."""
-    from al_loop.dynamics import melting_campaign
+    from al_loop.dynamics.runs import melting_campaign
 
     config = _load(campaign)
     cells = [int(v) for v in _numbers(repeat, "--repeat")]
@@ -498,7 +498,7 @@ def liquid(
     (from the mean square displacement, with error bars) and the radial distribution function
     at every (T, P). Each run is stored in the database as it ends and never repeated; plots
     and a table in <workdir>/dynamics."""
-    from al_loop.dynamics import liquid_campaign
+    from al_loop.dynamics.runs import liquid_campaign
 
     config = _load(campaign)
     temps, press = _numbers(temperatures, "--temperatures"), _numbers(pressures, "--pressures")

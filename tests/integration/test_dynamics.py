@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from al_loop.dynamics import (
-    LiquidSettings,
-    MeltingSettings,
-    coexistence_cell,
-    diffusion,
-    liquid_md,
-    melting_with_retries,
-    start_cell,
-)
+from al_loop.dynamics.liquid import LiquidSettings, diffusion, liquid_md, start_cell
+from al_loop.dynamics.melting import MeltingSettings, coexistence_cell, melting_with_retries
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,1 @@
+"""Dynamics with the student in LAMMPS: liquids (diffusion, RDF) and melting lines."""
