@@ -438,6 +438,8 @@ def melting(
     phase: Annotated[str, typer.Option(help="The crystal: fcc, bcc or hcp.")] = "fcc",
     repeat: Annotated[str, typer.Option(help="Unit cells along x,y,z (z long).")] = "4,4,10",
     steps: Annotated[int, typer.Option(min=100, help="Coexistence steps (NPH).")] = 20000,
+    solid_steps: Annotated[int, typer.Option(min=0, help="NPT steps of the crystal.")] = 2000,
+    melt_steps: Annotated[int, typer.Option(min=0, help="Steps melting the upper half.")] = 2000,
     timestep: Annotated[float, typer.Option(min=0.01, max=10, help="In fs.")] = 1.0,
 ) -> None:
     """The melting line T_m(P) with the campaign's student in LAMMPS, by solid-liquid
@@ -455,6 +457,8 @@ def melting(
         "phase": phase,
         "repeat": tuple(cells),
         "steps": steps,
+        "solid_steps": solid_steps,
+        "melt_steps": melt_steps,
         "timestep_fs": timestep,
         "sample_every": max(1, steps // 200),
     }

@@ -479,37 +479,6 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     drift = (max(energies) - min(energies)) / len(start)
     assert drift < 1e-3, f"total energy moved by {1000 * drift:.3f} meV/atom in 200 fs"
 
-    # liquid runs with the student in LAMMPS: stored with its hash, plotted, never repeated
-    short = ["--atoms", "32", "--steps", "200", "--melt-steps", "100"]
-    args = ["--composition", "CuNi", "--temperatures", "600,900", *short]
-    liquid = al_loop("liquid", str(distil_file), *args, "--equilibration-steps", "100", cwd=tmp)
-    assert liquid.returncode == 0, liquid.stdout + liquid.stderr
-    assert liquid.stdout.count("m²/s") >= 4  # a progress line per run, and the table
-    with open_campaign(load_campaign(distil_file), create=False) as session:
-        runs = session.store.dynamics("demo", "liquid")
-        latest = session.store.distillations("demo", "student")[0]
-    assert len(runs) == 2 and {r["student"]["sha256"] for r in runs} == {latest["sha256"]}
-    assert {r["result"]["settings"]["temperature_K"] for r in runs} == {600.0, 900.0}
-    for r in runs:
-        assert set(r["result"]["diffusion"]) == {"Cu", "Ni"} and r["result"]["n_atoms"] == 32
-    assert (tmp / "run" / "dynamics" / "liquid-CuNi-rdf.png").read_bytes()[:4] == b"\x89PNG"
-    again = al_loop("liquid", str(distil_file), *args, "--equilibration-steps", "100", cwd=tmp)
-    assert again.returncode == 0 and "GPa: D" not in again.stdout  # recalled, not rerun
-    wrong = al_loop(
-        "liquid", str(distil_file), "--composition", "FeNi", "--temperatures", "900", cwd=tmp
-    )
-    assert wrong.returncode == 2 and "Fe not among the campaign's elements" in wrong.stderr
-    # the melting line's mechanics (a 4-epoch student's T_m means nothing): stored, resumed
-    melt = ["--element", "Cu", "--pressures", "0", "--guess", "800", "--repeat", "2,2,4"]
-    melted = al_loop("melting", str(distil_file), *melt, "--steps", "200", cwd=tmp)
-    assert melted.returncode == 0, melted.stdout + melted.stderr
-    with open_campaign(load_campaign(distil_file), create=False) as session:
-        (line,) = session.store.dynamics("demo", "melting")
-    assert line["result"]["n_atoms"] == 64 and line["result"]["attempts"][0]["guess_K"] == 800
-    assert (tmp / "run" / "dynamics" / "melting-Cu.png").read_bytes()[:4] == b"\x89PNG"
-    again = al_loop("melting", str(distil_file), *melt, "--steps", "200", cwd=tmp)
-    assert again.returncode == 0 and "0 GPa: 800 K" not in again.stdout  # recalled
-
     # route 1: the same sample distilled into an ML-IAP nn on SNAP, stored with its descriptor
     config["student"] = {**TINY_STUDENT, "route": "mliap", "epochs": 20}
     distil_file.write_text(yaml.safe_dump(config))
@@ -616,3 +585,53 @@ def test_phase_relaxes_candidates_stores_each_curve_and_resumes(demo: tuple[Path
     unsure = json.loads((folder / "phase.json").read_text())["teacher_unsure"]
     assert unsure and all(abs(u["enthalpy_gap_meV_atom"]) > 50 for u in unsure)
     assert "left out where the teacher disagrees" in checked_run.stdout
+
+
+def test_liquid_and_melting_runs_with_the_student_are_stored_and_resumed(
+    demo: tuple[Path, Path],
+) -> None:
+    """The mechanics of `al-loop liquid` and `al-loop melting` on the tiny campaign's student
+    (its physics means nothing: tests/integration/test_dynamics.py checks the analysis on EAM
+    copper): results in the database with the student's hash, plots, reruns recalled, a
+    composition outside the campaign refused."""
+    from al_loop.campaign import open_campaign
+    from al_loop.config import load_campaign
+
+    path, tmp = demo
+    config = yaml.safe_load(path.read_text())
+    config["student"] = {**TINY_STUDENT, "epochs": 4}
+    config["phase"] = {"prototypes": ["fcc", "B2"]}
+    distil_file = tmp / "demo-dynamics.yaml"
+    distil_file.write_text(yaml.safe_dump(config))
+    distilled = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
+    assert distilled.returncode == 0, distilled.stdout + distilled.stderr
+    quick = ["--solid-steps", "100", "--melt-steps", "100"]
+    short = ["--atoms", "32", "--steps", "200", "--melt-steps", "100"]
+    args = ["--composition", "CuNi", "--temperatures", "600,900", *short]
+    liquid = al_loop("liquid", str(distil_file), *args, "--equilibration-steps", "100", cwd=tmp)
+    assert liquid.returncode == 0, liquid.stdout + liquid.stderr
+    assert liquid.stdout.count("m²/s") >= 4  # a progress line per run, and the table
+    with open_campaign(load_campaign(distil_file), create=False) as session:
+        runs = session.store.dynamics("demo", "liquid")
+        latest = session.store.distillations("demo", "student")[0]
+    assert len(runs) == 2 and {r["student"]["sha256"] for r in runs} == {latest["sha256"]}
+    assert {r["result"]["settings"]["temperature_K"] for r in runs} == {600.0, 900.0}
+    for r in runs:
+        assert set(r["result"]["diffusion"]) == {"Cu", "Ni"} and r["result"]["n_atoms"] == 32
+    assert (tmp / "run" / "dynamics" / "liquid-CuNi-rdf.png").read_bytes()[:4] == b"\x89PNG"
+    again = al_loop("liquid", str(distil_file), *args, "--equilibration-steps", "100", cwd=tmp)
+    assert again.returncode == 0 and "GPa: D" not in again.stdout  # recalled, not rerun
+    wrong = al_loop(
+        "liquid", str(distil_file), "--composition", "FeNi", "--temperatures", "900", cwd=tmp
+    )
+    assert wrong.returncode == 2 and "Fe not among the campaign's elements" in wrong.stderr
+    # the melting line's mechanics (a 4-epoch student's T_m means nothing): stored, resumed
+    melt = ["--element", "Cu", "--pressures", "0", "--guess", "800", "--repeat", "2,2,4"]
+    melted = al_loop("melting", str(distil_file), *melt, "--steps", "200", *quick, cwd=tmp)
+    assert melted.returncode == 0, melted.stdout + melted.stderr
+    with open_campaign(load_campaign(distil_file), create=False) as session:
+        (line,) = session.store.dynamics("demo", "melting")
+    assert line["result"]["n_atoms"] == 64 and line["result"]["attempts"][0]["guess_K"] == 800
+    assert (tmp / "run" / "dynamics" / "melting-Cu.png").read_bytes()[:4] == b"\x89PNG"
+    again = al_loop("melting", str(distil_file), *melt, "--steps", "200", *quick, cwd=tmp)
+    assert again.returncode == 0 and "0 GPa: 800 K" not in again.stdout  # recalled
