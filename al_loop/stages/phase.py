@@ -123,8 +123,8 @@ class PhaseStage(Stage):
         )
 
     def model(self, iteration: int) -> dict[str, Any]:
-        """What identifies the model that relaxes: the teacher of ``iteration`` or the student
-        distilled from it."""
+        """What identifies the model that relaxes: the student distilled from the teacher of
+        ``iteration``, that teacher, or the campaign's oracle (its physics hash)."""
         session = self.session
         if session.config.phase.model == "oracle":
             return {
