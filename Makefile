@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/al-loop db query configs/demo.yaml --limit 10
 
 # Ca-Fe-Ni with real pw.x on small cells, end to end to the phase map and the DFT check
-# (about an hour on 2 cores; docs/tutorial-cafeni.md, docs/validation.md). Not a CI test.
+# (about 80 min on 2 shared cores; docs/tutorial-cafeni.md, docs/validation.md). Not a CI test.
 cafeni-small: setup
 	$(BIN)/al-loop setup pseudos configs/al-loop-runs/pseudos-fast --family fast
 	$(BIN)/al-loop standin-foundation configs/al-loop-runs/standin-ca-fe-ni.model \

@@ -17,7 +17,7 @@ opened wide, so that every model's own cells are compared (its gaps are recorded
 oracle's runs are labels in the dataset (campaign ``<name>/phase``), never repeated: a rerun
 of the same grid and tolerance costs seconds.
 
-Printed and recorded (docs/results/<NAME>.json; default ``<campaign>_phase_dft``): per model,
+Printed and recorded (docs/results/<NAME>.json; default ``phase_dft_check``): per model,
 its transitions; per transition the oracle finds, the student's and the teacher's pressure and
 their difference (target: within ``--target-GPa``); the RMS difference of every ΔH(P) (each phase
 against the one the oracle finds lowest at the lowest pressure) from the oracle's; wall times.
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "stage_wall_s": walls,
     }
     print(json.dumps({k: figures[k] for k in ("compared", "delta_h_vs_oracle")}, indent=1))
-    record(args.name or f"{base.name.replace('-', '_')}_phase_dft", figures)
+    record(args.name or "phase_dft_check", figures)
     return figures
 
 

@@ -142,6 +142,11 @@ def melting_campaign(
     from al_loop import plots
 
     _check_formula(config, element)
+    if len(Composition(element).elements) != 1:
+        raise ValueError(
+            f"melting: {element!r} is not one element; only elements' melting lines are built "
+            "(give --element Fe, Ni, ...)"
+        )
     results = []
     guess = float(guess_K)
     for pressure in sorted(float(p) for p in pressures_GPa):

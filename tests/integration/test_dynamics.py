@@ -68,3 +68,18 @@ def test_eam_copper_melts_by_coexistence_after_a_guess_too_hot() -> None:
     assert abs(result["pressure_GPa"]) < 1.0 and result["n_atoms"] == 3 * 3 * 8 * 4
     with pytest.raises(ValueError, match="phase 'sc' is not one of"):
         coexistence_cell("Cu", "sc", (2, 2, 4))
+
+
+def test_a_melting_line_is_asked_of_one_campaign_element(tmp_path: Path) -> None:
+    """Refused before anything is opened or written: a compound, an element not in the
+    campaign."""
+    from al_loop.config import load_campaign
+    from al_loop.dynamics.runs import melting_campaign
+
+    (tmp_path / "c.yaml").write_text("name: t\nsystem:\n  elements: [Cu, Ni]\n")
+    config = load_campaign(tmp_path / "c.yaml")
+    with pytest.raises(ValueError, match="'CuNi' is not one element"):
+        melting_campaign(config, "CuNi", [0.0], 1800.0)
+    with pytest.raises(ValueError, match="Ca not among the campaign's elements"):
+        melting_campaign(config, "Ca", [0.0], 1800.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
