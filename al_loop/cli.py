@@ -86,6 +86,18 @@ def _load(path: Path) -> CampaignConfig:
         raise typer.Exit(2) from None
 
 
+def _preflight(config: CampaignConfig) -> str:
+    """What the campaign needs of this machine (al_loop/preflight.py); exit 2 if it is missing.
+    Returns the label physics' identity."""
+    from al_loop.preflight import preflight
+
+    try:
+        return preflight(config)
+    except ConfigError as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
@@ -95,17 +107,10 @@ def _main(
 
 @app.command()
 def validate(campaign: CampaignFile) -> None:
-    """Check a campaign file, and that the files its label physics names (pseudopotentials,
-    POTCARs) can be read; exit 2 with the key and the fix if not."""
-    from calculators.oracles import oracle_class
-
+    """Check a campaign file, and what it needs of this machine (the label physics' files, a
+    GPU for device: cuda, a named foundation model); exit 2 with the key and the fix if not."""
     config = _load(campaign)
-    oracle = oracle_class(config.oracle.code)(config.oracle.settings)
-    with _user_errors():
-        try:
-            identity = oracle.physics_hash_for(config.system.elements)
-        except (OSError, ValueError) as err:
-            raise FileNotFoundError(f"{campaign}: oracle: {err}") from None
+    identity = _preflight(config)
     console.print(
         f"{campaign}: valid campaign [bold]{config.name}[/] "
         f"({'-'.join(config.system.elements)}, oracle {config.oracle.code}, "
@@ -205,6 +210,7 @@ def run(
     from al_loop.loop import run_campaign
 
     config = _load(campaign)
+    _preflight(config)
     start = time.perf_counter()
     console.print(
         f"campaign [bold]{config.name}[/]: {'-'.join(config.system.elements)}, "

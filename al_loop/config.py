@@ -44,12 +44,13 @@ from al_loop.config_errors import (
 )
 from al_loop.evaluation import PRESSURE_BINS_GPA
 from al_loop.phase.candidates import PROTOTYPES
-from al_loop.seeds import file_seeds
+from al_loop.seeds import CELL_ATOMS, file_seeds
 from al_loop.selection import DEFAULT_STRATEGY, STRATEGIES
 from calculators.models.mace_train import TrainSettings
 from calculators.oracles import OracleSettings, available_oracles, available_presets, oracle_class
 from calculators.oracles.registry import preset_path, preset_settings
 from calculators.oracles.setting_types import Bool, Float, Int  # strict: no "50" -> 50
+from calculators.yaml_files import YamlTooLarge
 
 __all__ = [
     "CampaignConfig",
@@ -223,6 +224,13 @@ class SeedsConfig(_Section):
             raise Problem(
                 ("n_structures",), "no initial structures: set n_structures > 0 or list files"
             )
+        largest = max(self.prototypes, key=CELL_ATOMS.__getitem__)
+        if self.n_structures > 0 and self.max_atoms < CELL_ATOMS[largest]:
+            raise Problem(
+                ("max_atoms",),
+                f"must be at least {CELL_ATOMS[largest]}, the atoms of the smallest {largest} "
+                f"cell (seeds.prototypes); got {self.max_atoms}",
+            )
         return self
 
 
@@ -276,11 +284,19 @@ class OracleConfig(_Section):
         for key in Settings.path_fields & set(overrides):  # relative to the campaign file
             if isinstance(overrides[key], str):
                 overrides[key] = str(_resolve(overrides[key], info))
+                if not Path(overrides[key]).is_dir():
+                    raise Problem(
+                        ("overrides", key),
+                        f"folder {overrides[key]} does not exist; give the folder that holds "
+                        f"the files, relative to the campaign file or absolute",
+                    )
         try:
             merged = preset_settings(self.code, self.preset, overrides)
             self._settings = Settings.model_validate(merged)
         except yaml.YAMLError as exc:
             raise Problem(("preset",), f"{path} is not valid YAML: {exc}") from None
+        except YamlTooLarge as exc:
+            raise Problem(("preset",), f"{path}: {exc}") from None
         except ValidationError as exc:
             items = []
             for loc, message in explain_all(exc, Settings, f"in the {self.code} settings"):
@@ -352,6 +368,15 @@ class CommitteeConfig(_Section):
                     f"{err}; give a MACE .model file or a named model (medium-mpa-0), or build a "
                     "tiny stand-in with `al-loop standin-foundation PATH --elements A,B`"
                 ) from None
+        if value is not None:
+            from calculators.models.mace_train import foundation_names
+
+            known = foundation_names()
+            if value not in known:
+                raise ValueError(
+                    f"{value!r} is neither a file nor a MACE-MP model{did_you_mean(value, known)};"
+                    f" give the path of a .model file, or one of: {', '.join(known)}"
+                )
         return value
 
     @field_validator("error_pressure_bins_GPa")
@@ -506,6 +531,12 @@ class SelectionConfig(_Section):
 
     @model_validator(mode="after")
     def _window(self) -> SelectionConfig:
+        if self.converged_iterations > self.max_iterations:
+            raise Problem(
+                ("converged_iterations",),
+                f"must be <= max_iterations ({self.max_iterations}), or the campaign can never "
+                f"converge; got {self.converged_iterations}",
+            )
         if self.trust_lo_eV_A >= self.trust_hi_eV_A:
             raise Problem(
                 ("trust_lo_eV_A",),
@@ -640,7 +671,8 @@ class CampaignConfig(_Section):
     description: str = ""
     #: Where the campaign's files go; null: ``<cwd>/al-loop-runs/<name>`` (see resolved_workdir).
     workdir: Path | None = None
-    seed: Int = 0
+    #: Seeds every random choice (numpy's generators take 0 .. 2^32 - 1).
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0
     system: Annotated[SystemConfig, BeforeValidator(_none_is_empty)]
     seeds: Annotated[SeedsConfig, BeforeValidator(_none_is_empty)] = _section()
     oracle: Annotated[OracleConfig, BeforeValidator(_none_is_empty)] = _section()

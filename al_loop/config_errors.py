@@ -18,6 +18,8 @@ import yaml
 from ase.data import chemical_symbols
 from pydantic import BaseModel, ValidationError
 
+from calculators.yaml_files import YamlTooLarge, check_expansion, check_size
+
 #: Key-name unit suffixes and how to say them, longest first.
 UNITS = (
     ("_eV_A", "eV/Å"), ("_GPa", "GPa"), ("_fs", "fs"), ("_Ry", "Ry"), ("_K", "K"), ("_A", "Å"),
@@ -93,7 +95,10 @@ def read_yaml(file: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
     if not file.exists():
         raise ConfigError(f"campaign file not found (looked at {os.path.abspath(file)})", file=file)
     try:
+        check_size(file)
         text = file.read_text(encoding="utf-8")
+    except YamlTooLarge as exc:
+        raise ConfigError(str(exc), file=file) from None
     except UnicodeDecodeError:
         raise ConfigError("not a text (UTF-8) file; a campaign is a YAML file", file=file) from None
     except OSError as exc:
@@ -109,6 +114,7 @@ def read_yaml(file: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
         node = loader.get_single_node()
         if node is None:
             raise empty
+        check_expansion(node)  # before anything walks the aliases
         lines: dict[Loc, int] = {}
         _index_nodes(node, (), lines, file, set())
         data = loader.construct_document(node)
@@ -116,6 +122,8 @@ def read_yaml(file: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
         raise _yaml_error(exc, file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", file=file) from None
+    except YamlTooLarge as exc:
+        raise ConfigError(str(exc), file=file) from None
     finally:
         loader.dispose()
     if data is None:

@@ -17,7 +17,7 @@ from ase.io import read
 log = logging.getLogger(__name__)
 
 #: Atoms in the conventional cell ASE builds for each prototype (cubic where it exists).
-_CELL_ATOMS = {"fcc": 4, "bcc": 2, "hcp": 2, "sc": 1}
+CELL_ATOMS = {"fcc": 4, "bcc": 2, "hcp": 2, "sc": 1}
 _REPEATS = [(1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2), (3, 2, 2), (3, 3, 2), (3, 3, 3)]
 _HCP_C_OVER_A = 1.633
 
@@ -54,13 +54,13 @@ def prototype(kind: str, volume_per_atom_A3: float) -> Atoms:
     if kind == "hcp":
         a = (2 * volume_per_atom_A3 / (np.sqrt(3) / 2 * _HCP_C_OVER_A)) ** (1 / 3)
         return bulk("Cu", "hcp", a=a, c=_HCP_C_OVER_A * a)
-    raise ValueError(f"unknown prototype {kind!r}; known: {', '.join(_CELL_ATOMS)}")
+    raise ValueError(f"unknown prototype {kind!r}; known: {', '.join(CELL_ATOMS)}")
 
 
 def _repeat_for(kind: str, max_atoms: int, rng: np.random.Generator) -> tuple[int, int, int]:
-    fitting = [r for r in _REPEATS if _CELL_ATOMS[kind] * int(np.prod(r)) <= max_atoms]
+    fitting = [r for r in _REPEATS if CELL_ATOMS[kind] * int(np.prod(r)) <= max_atoms]
     if not fitting:
-        n = _CELL_ATOMS[kind]
+        n = CELL_ATOMS[kind]
         raise ValueError(f"a {kind} cell has {n} atoms, above max_atoms={max_atoms}")
     return fitting[rng.integers(len(fitting))]
 

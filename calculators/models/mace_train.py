@@ -329,3 +329,30 @@ def model_heads(path: Path) -> list[str]:
 
     model = torch.load(path, map_location="cpu", weights_only=False)
     return list(getattr(model, "heads", None) or [FINETUNED_HEAD])
+
+
+def foundation_names() -> list[str]:
+    """The MACE-MP foundation models that ``committee.foundation_model`` may name."""
+    from mace.calculators.foundations_models import mace_mp_names
+
+    return [name for name in mace_mp_names if name is not None]
+
+
+def fetch_foundation(name: str) -> Path:
+    """The local file of the named MACE-MP model: mace's cache, downloaded into it now if it
+    is not there yet. Raises :class:`OSError` when it cannot be had (no network)."""
+    from mace.calculators.foundations_models import download_mace_mp_checkpoint
+
+    if name not in foundation_names():
+        raise ValueError(f"{name!r} is not a MACE-MP model; known: {', '.join(foundation_names())}")
+    said = io.StringIO()  # mace prints where it cached the file
+    try:
+        with contextlib.redirect_stdout(said):
+            path = Path(download_mace_mp_checkpoint(name))
+    except Exception as exc:  # urllib raises URLError, timeouts, HTTP errors
+        raise OSError(f"cannot download MACE model {name!r}: {exc}") from exc
+    for line in said.getvalue().splitlines():
+        log.info("mace: %s", line)
+    if not path.is_file():
+        raise OSError(f"MACE model {name!r} not found at {path} after its download")
+    return path

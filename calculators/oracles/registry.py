@@ -6,13 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from calculators.oracles.base import Oracle
 from calculators.oracles.emt import EMTOracle
 from calculators.oracles.espresso import EspressoOracle
 from calculators.oracles.settings import OracleSettings, merge_settings
 from calculators.oracles.vasp import VaspOracle
+from calculators.yaml_files import load_settings_file
 
 #: Oracle classes by code name. A new code is one class and one line here.
 ORACLES: dict[str, type[Oracle]] = {
@@ -61,7 +60,7 @@ def preset_settings(code: str, preset: str, overrides: dict[str, Any] | None = N
             f"preset {preset!r} for {code!r} not found at {path}; "
             f"shipped presets: {', '.join(available_presets(code)) or 'none'}"
         )
-    base = yaml.safe_load(path.read_text()) or {}
+    base = load_settings_file(path) or {}
     return merge_settings(base, overrides or {})
 
 

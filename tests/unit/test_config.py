@@ -271,6 +271,31 @@ BAD = [
         "committee.held_out_fraction",
         "must be < 0.5, got 0.5",
     ),
+    ("seed-negative", MINIMAL + "seed: -1\n", "seed", ">= 0"),
+    (
+        "converged-iterations-above-max",
+        MINIMAL + "selection:\n  converged_iterations: 5\n  max_iterations: 3\n",
+        "selection.converged_iterations",
+        "must be <= max_iterations (3), or the campaign can never converge",
+    ),
+    (
+        "max-atoms-below-fcc",
+        MINIMAL + "seeds:\n  max_atoms: 3\n",
+        "seeds.max_atoms",
+        "must be at least 4, the atoms of the smallest fcc cell",
+    ),
+    (
+        "pseudo-dir-missing",
+        ESPRESSO + "    pseudo_dir: nowhere\n",
+        "oracle.overrides.pseudo_dir",
+        "nowhere does not exist",
+    ),
+    (
+        "foundation-name-unknown",
+        MINIMAL + "committee:\n  foundation_model: medium-mpa-9\n",
+        "committee.foundation_model",
+        "neither a file nor a MACE-MP model; did you mean 'medium-mpa-0'?",
+    ),
     ("missing-name", "system:\n  elements: [Cu]\n", "name", "required key is missing"),
     ("bad-name", "name: my run\nsystem:\n  elements: [Cu]\n", "name", "invalid name 'my run'"),
     ("name-not-text", "name: [a]\nsystem:\n  elements: [Cu]\n", "name", "expected text"),
@@ -602,6 +627,7 @@ def test_every_settings_problem_is_listed(tmp_path: Path) -> None:
 
 
 def test_settings_are_resolved_once_when_the_file_is_loaded(tmp_path: Path) -> None:
+    (tmp_path / "pseudos").mkdir()
     path = _write(tmp_path, ESPRESSO + "    pseudo_dir: pseudos\n    ecutwfc_Ry: 35\n")
     settings = load_campaign(path).oracle.settings
     assert settings.ecutwfc_Ry == 35 and settings.ecutrho_Ry == 240  # the preset's
@@ -634,6 +660,13 @@ FILE_PROBLEMS = [
     ("top-list", "- name: t\n", "top level must be a mapping"),
     ("top-text", "hello\n", "top level must be a mapping"),
     ("two-documents", "name: t\n---\nname: u\n", "invalid YAML"),
+    (
+        "alias-bomb",  # ten levels of ten aliases: 10^10 values from 300 bytes
+        "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10))
+        + "name: t\nsystem:\n  elements: [Cu]\n",
+        "expands to more than 100,000 values",
+    ),
 ]
 
 
@@ -648,6 +681,28 @@ def test_bad_file(tmp_path: Path, content: str | None, expected: str) -> None:
     assert err.key_path == "" and err.file == path
     assert expected in err.message, str(err)
     assert str(err).startswith(f"{path}: ")
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL + "description: '" + "x" * 1_100_000 + "'\n")
+    err = _load_error(path)
+    assert err.key_path == "" and "1.1 MB is too large for a settings file" in err.message
+
+
+def test_a_recursive_alias_is_counted_once(tmp_path: Path) -> None:
+    """A self-referencing alias is not a bomb: it fails validation like any wrong value."""
+    err = _load_error(_write(tmp_path, MINIMAL + "description: &d [*d]\n"))
+    assert err.key_path == "description"
+
+
+def test_an_alias_bomb_in_a_preset_file_is_refused(tmp_path: Path) -> None:
+    bomb = "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 8)
+    )
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(bomb)
+    err = _load_error(_write(tmp_path, MINIMAL + f"oracle:\n  preset: {preset}\n"))
+    assert err.key_path == "oracle.preset" and "expands to more than" in err.message
 
 
 def test_folder_instead_of_file(tmp_path: Path) -> None:
