@@ -19,7 +19,7 @@ from pathlib import Path
 from al_loop.config import CampaignConfig
 from calculators.oracles import Oracle, oracle_class
 from calculators.oracles.settings import differences
-from database import CampaignLog, Store, open_store, resolve_uri
+from database import CampaignLock, CampaignLog, Store, open_store, resolve_uri
 from launchers import CampaignFireworks, fworker_env, process_env
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ class CampaignSession:
     store: Store
     workdir: Path
     fireworks: CampaignFireworks
+    #: The lock this session holds (``open_campaign(..., lock=kind)``), if any.
+    lock: CampaignLock | None = None
 
     @property
     def name(self) -> str:
@@ -73,13 +75,18 @@ class CampaignSession:
 
 @contextlib.contextmanager
 def open_campaign(
-    config: CampaignConfig, create: bool = True, accept_physics_change: bool = False
+    config: CampaignConfig,
+    create: bool = True,
+    accept_physics_change: bool = False,
+    lock: str | None = None,
 ) -> Iterator[CampaignSession]:
     """Connect to the campaign's dataset (the embedded server if no URI) and register it.
 
     With ``create=False`` (commands that only read) nothing new is made: a campaign without a
     dataset raises :class:`CampaignNotFound` naming where it looked. A changed label physics
-    raises :class:`PhysicsChanged` unless ``accept_physics_change``.
+    raises :class:`PhysicsChanged` unless ``accept_physics_change``. With ``lock`` (``run``,
+    ``distil``, ...) the session holds that lock of the campaign (database/campaign_lock.py)
+    or raises :class:`database.CampaignLocked` before anything is registered.
     """
     workdir = config.resolved_workdir()
     store_cfg = config.store
@@ -118,9 +125,12 @@ def open_campaign(
             process_env=process_env(store_cfg.uri_env),
         )
         session = CampaignSession(config, store, workdir, fireworks)
-        if create:
-            register(session, accept_physics_change)
-        yield session
+        with contextlib.ExitStack() as held:
+            if lock is not None:
+                session.lock = held.enter_context(CampaignLock(store, config.name, lock))
+            if create:
+                register(session, accept_physics_change)
+            yield session
 
 
 def register(session: CampaignSession, accept_physics_change: bool = False) -> None:

@@ -59,14 +59,18 @@ def _expected_notices(record: logging.LogRecord) -> bool:
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into a message and an exit code (2: input, 1: server)."""
+    """Turn the errors a user can fix into a message and an exit code (2: input, 1: server,
+    3: the campaign is in use by another process)."""
     from pymongo.errors import PyMongoError
 
     from al_loop.campaign import CampaignNotFound
-    from database import redact
+    from database import CampaignLocked, redact
 
     try:
         yield
+    except CampaignLocked as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=False)
+        raise typer.Exit(3) from None
     except (CampaignNotFound, ValueError, FileNotFoundError) as err:
         errors.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False)
         raise typer.Exit(2) from None
@@ -255,7 +259,9 @@ def run(
         console.print(curve)
     finished = summary["finished"]
     if finished is None:
-        console.print("[yellow]not finished[/]: labelling is incomplete; run again to resume")
+        console.print(
+            "[yellow]not finished[/]: labelling is incomplete; run again to resume (exit code 4)"
+        )
     elif finished["reason"] == "converged":
         console.print(f"[green]converged[/] at iteration {finished['iteration']}")
     else:
@@ -267,6 +273,8 @@ def run(
         f"done in {time.perf_counter() - start:.1f} s; data in {summary['workdir']}, "
         f"plots in {summary['plots']}"
     )
+    if finished is None:  # a batch script or a scheduler sees that the campaign must go on
+        raise typer.Exit(4)
 
 
 @app.command()

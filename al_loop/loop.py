@@ -66,13 +66,15 @@ def run_campaign(
     """Run (or resume) the whole loop; returns the dataset summary and how it ended
     (``finished`` is None when a stage could not finish: labelling still under way)."""
     os.environ.pop("QUACC_WORKFLOW_ENGINE", None)
-    with open_campaign(config, accept_physics_change=accept_physics_change) as session:
+    with open_campaign(config, accept_physics_change=accept_physics_change, lock="run") as session:
         first, later = campaign_stages(session, progress, workers)
         finished = None
         for iteration in range(config.selection.max_iterations + 1):
             for stage in first if iteration == 0 else later:
                 if not stage.wanted(iteration):
                     continue
+                assert session.lock is not None
+                session.lock.check()
                 if not stage.run(iteration).done:
                     return summary(session, None)
                 if stage.name == "explore" and converged(session, iteration):
@@ -95,7 +97,7 @@ def distil_campaign(
     campaign must have converged unless ``allow_unconverged``. Returns the stage's result."""
     from al_loop.stages.distil import DistilStage, teacher_iteration
 
-    with open_campaign(config) as session:
+    with open_campaign(config, lock="distil") as session:
         finished = session.log.document() or {}
         reason = (finished.get("finished") or {}).get("reason")
         if reason != "converged" and not allow_unconverged:
@@ -115,7 +117,7 @@ def phase_campaign(
     from al_loop.stages.distil import teacher_iteration
     from al_loop.stages.phase import PhaseStage
 
-    with open_campaign(config) as session:
+    with open_campaign(config, lock="phase") as session:
         if config.phase.model == "student":
             distilled = session.log.records("distil")
             if not distilled:

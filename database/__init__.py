@@ -1,5 +1,6 @@
 """The MongoDB dataset: structures, labels with provenance, models, campaigns, metrics."""
 
+from database.campaign_lock import CampaignLock, CampaignLocked
 from database.campaign_log import CampaignLog
 from database.connection import open_store, redact, resolve_uri
 from database.embedded import EmbeddedServer
@@ -8,6 +9,8 @@ from database.queries import LabelQuery
 from database.store import Store
 
 __all__ = [
+    "CampaignLock",
+    "CampaignLocked",
     "CampaignLog",
     "EmbeddedServer",
     "LabelQuery",

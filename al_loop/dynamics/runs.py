@@ -33,7 +33,7 @@ def _student_runs(
     from database.documents import software_versions
 
     elements = list(config.system.elements)
-    with open_campaign(config, create=False) as session:
+    with open_campaign(config, create=False, lock="dynamics") as session:
         distilled = session.log.records("distil")
         if not distilled:
             raise ValueError(f"campaign {session.name!r} has no student: run `al-loop distil`")
