@@ -620,6 +620,9 @@ class LauncherConfig(_Section):
     batch_size: Annotated[Int, Field(ge=1)] = 10  # FireWorks costs ~0.1-0.7 s per Firework
     fworker_name: NonEmptyStr = "al-loop-local"
     category: NonEmptyStr | None = None
+    #: A label whose worker has not beaten its heartbeat for this long (it beats every tenth
+    #: of it) is taken over by the next Firework that asks for it: its worker is gone.
+    claim_expiry_s: Annotated[Float, Field(ge=1)] = 600.0
 
 
 class PhaseConfig(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import gridfs
@@ -38,6 +39,22 @@ log = logging.getLogger(__name__)
 
 #: Statuses after which a label may be computed again (by a rerun of its Firework).
 RETRYABLE = ("unconverged", "killed", "input_error", "crashed")
+#: A ``running`` label whose worker has not beaten its heartbeat for this long is taken over
+#: (seconds; workers beat every tenth of it: launchers.tasks).
+CLAIM_EXPIRY_S = 600.0
+
+
+def _expired(now: datetime, expiry_s: float) -> dict[str, Any]:
+    """Match a claim whose last heartbeat (or, from before heartbeats, its claim) is older
+    than ``expiry_s``."""
+    cutoff = now - timedelta(seconds=expiry_s)
+    return {
+        "$or": [
+            {"heartbeat_at": {"$lt": cutoff}},
+            {"heartbeat_at": {"$exists": False}, "claimed_at": {"$lt": cutoff}},
+        ]
+    }
+
 
 #: Fields of an earlier outcome kept in a label's ``history`` when it is computed again.
 HISTORY_KEYS = ("status", "error", "updated_at", "claimed_by", "wall_time_s")
@@ -204,14 +221,21 @@ class Store:
 
     # -- labels ----------------------------------------------------------------------------------
     def claim_label(
-        self, sid: str, physics_hash: str, campaign: str, iteration: int, worker: dict[str, Any]
+        self,
+        sid: str,
+        physics_hash: str,
+        campaign: str,
+        iteration: int,
+        worker: dict[str, Any],
+        expiry_s: float = CLAIM_EXPIRY_S,
     ) -> dict[str, Any] | None:
         """Reserve the label of ``sid`` under ``physics_hash`` for ``worker``.
 
         Returns the claimed document, or ``None`` when the label is done (``ok``) or being
-        computed by another worker. A failed label, or one left ``running`` by an earlier
-        launch of the same job (``worker["job_id"]``: a Firework's batch key, stable across
-        reruns), is taken over.
+        computed by another worker. A failed label, one left ``running`` by an earlier launch
+        of the same job (``worker["job_id"]``: a Firework's batch key, stable across reruns),
+        or one whose claim expired (no heartbeat, :meth:`beat_label`, for ``expiry_s``: its
+        worker is gone) is taken over.
         """
         request = {"campaign": campaign, "iteration": iteration}
         worker = {**worker, "token": uuid.uuid4().hex}  # this claim, and no other, completes it
@@ -238,6 +262,7 @@ class Store:
             },
             "claimed_by": worker,
             "claimed_at": now,
+            "heartbeat_at": now,
             "created_at": now,
             "attempts": 1,
             "history": [],
@@ -249,17 +274,21 @@ class Store:
             pass
         key = {"structure_id": sid, "physics_hash": physics_hash}
         self.db.labels.update_one(key, {"$addToSet": {"requests": request}})
-        takeover: dict[str, Any] = {"status": {"$in": list(RETRYABLE)}}
-        if worker.get("job_id") is not None:  # no job id: never take over a running label
-            takeover = {
-                "$or": [takeover, {"status": "running", "claimed_by.job_id": worker["job_id"]}]
-            }
+        takeover: dict[str, Any] = {"$or": [{"status": {"$in": list(RETRYABLE)}}]}
+        takeover["$or"].append({"status": "running", **_expired(now, expiry_s)})
+        if worker.get("job_id") is not None:  # its own earlier launch's claim
+            takeover["$or"].append({"status": "running", "claimed_by.job_id": worker["job_id"]})
         while True:
             current = self.db.labels.find_one({**key, **takeover}, {"arrays": 0})
             if current is None:
                 return None
             operation: dict[str, Any] = {
-                "$set": {"status": "running", "claimed_by": worker, "claimed_at": now},
+                "$set": {
+                    "status": "running",
+                    "claimed_by": worker,
+                    "claimed_at": now,
+                    "heartbeat_at": now,
+                },
                 "$inc": {"attempts": 1},
             }
             if current["status"] != "running":  # keep the failed outcome being replaced
@@ -273,6 +302,28 @@ class Store:
             )
             if claimed is not None:
                 return claimed
+
+    def beat_label(self, claim: dict[str, Any]) -> bool:
+        """Refresh the heartbeat of a claim still held (from :meth:`claim_label`); returns
+        whether it is still held."""
+        mine = {
+            "_id": claim["_id"],
+            "status": "running",
+            "claimed_by.token": claim["claimed_by"]["token"],
+        }
+        return (
+            self.db.labels.update_one(mine, {"$set": {"heartbeat_at": utcnow()}}).matched_count > 0
+        )
+
+    def label_claims(
+        self, structure_ids: list[str], physics_hashes: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The label of each of ``structure_ids`` with one of ``physics_hashes`` (status,
+        claim and heartbeat; no results), by structure id; unlabelled ones are absent."""
+        match = {"structure_id": {"$in": structure_ids}, "physics_hash": {"$in": physics_hashes}}
+        fields = {"structure_id": 1, "status": 1, "claimed_by": 1, "claimed_at": 1}
+        fields["heartbeat_at"] = 1
+        return {d["structure_id"]: d for d in self.db.labels.find(match, fields)}
 
     def complete_label(
         self,

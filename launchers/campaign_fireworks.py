@@ -9,6 +9,7 @@ campaign (:mod:`al_loop`) never imports FireWorks.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from launchers.launchpad import (
     write_fworker_file,
     write_launchpad_file,
 )
-from launchers.rockets import rerun_lost_local_runs, run_workers
-from launchers.workflows import label_workflows, submit_label_workflows, workflow_states
+from launchers.rockets import local_runs, rerun_lost_local_runs, run_workers
+from launchers.workflows import label_coverage, label_workflows, workflow_states
+
+log = logging.getLogger(__name__)
 
 #: FireWorks states after which a Firework needs nothing more from a worker.
 TERMINAL_STATES = ("COMPLETED", "FIZZLED", "DEFUSED", "PAUSED")
@@ -69,9 +72,18 @@ class CampaignFireworks:
         oracle: Oracle,
         elements: list[str],
         batch_size: int,
-    ) -> bool:
-        """Add the labelling workflows of ``iteration`` unless they exist; returns whether
-        anything was added."""
+        claim_expiry_s: float | None = None,
+        again: bool = False,
+    ) -> int:
+        """Add labelling Fireworks of ``iteration`` for those of ``structure_ids`` that none
+        holds yet (all of them ``again``: their Fireworks ended without a label); returns how
+        many structures were submitted."""
+        if not again:
+            physics_hash = oracle.physics_hash_for(elements)
+            covered = label_coverage(self.launchpad, self.campaign, iteration, physics_hash)
+            structure_ids = [sid for sid in structure_ids if sid not in covered]
+        if not structure_ids:
+            return 0
         workflows = label_workflows(
             structure_ids,
             self.campaign,
@@ -81,8 +93,17 @@ class CampaignFireworks:
             batch_size,
             self.category,
             elements,
+            claim_expiry_s,
         )
-        return submit_label_workflows(self.launchpad, workflows)[1]
+        self.launchpad.bulk_add_wfs(workflows)
+        log.info(
+            "added %d labelling Fireworks (%d structures) for %s iteration %d",
+            len(workflows),
+            len(structure_ids),
+            self.campaign,
+            iteration,
+        )
+        return len(structure_ids)
 
     def states(self, iteration: int | None = None) -> dict[str, int]:
         """The campaign's Fireworks (of one iteration) counted by FireWorks state."""
@@ -92,6 +113,32 @@ class CampaignFireworks:
     def pending(states: dict[str, int]) -> int:
         """How many of ``states`` still need a worker."""
         return sum(n for state, n in states.items() if state not in TERMINAL_STATES)
+
+    def pending_structures(self, iteration: int) -> set[str]:
+        """The structures held by Fireworks of ``iteration`` that still need a worker."""
+        held: set[str] = set()
+        for fw in self.launchpad.fireworks.find(
+            {
+                "spec.al_loop.campaign": self.campaign,
+                "spec.al_loop.iteration": iteration,
+                "state": {"$nin": list(TERMINAL_STATES)},
+            },
+            {"spec._tasks": 1},
+        ):
+            for task in fw["spec"].get("_tasks", []):
+                held.update(task.get("structure_ids", []))
+        return held
+
+    def ready(self, iteration: int | None = None) -> int:
+        """How many of the campaign's Fireworks (of one iteration) a launcher can take now."""
+        return self.states(iteration).get("READY", 0)
+
+    def live_local_runs(self) -> list[int]:
+        """The Fireworks that live local launchers of this host are running (a run killed
+        with ``kill -9`` leaves its launchers working): wait for them, do not run them again."""
+        return [
+            r.fw_id for r in local_runs(self.launchpad, self.campaign, self.launch_dir) if r.alive
+        ]
 
     def rerun_lost(self) -> list[int]:
         """Repair the Fireworks a stopped local launcher left RUNNING; returns their ids."""

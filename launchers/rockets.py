@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from fireworks import LaunchPad
 
@@ -17,6 +18,15 @@ log = logging.getLogger(__name__)
 
 #: Each local launcher's pid, in its folder: how a later run tells its Fireworks were lost.
 PID_FILE = "rlaunch.pid"
+
+
+class LocalRun(NamedTuple):
+    """A Firework RUNNING (or RESERVED) in a local launcher, and whether the launcher lives."""
+
+    fw_id: int
+    launch_id: int | None
+    launch_state: str
+    alive: bool
 
 
 def start_workers(
@@ -89,16 +99,15 @@ def run_workers(
                 process.wait()
 
 
-def lost_local_runs(
-    lp: LaunchPad, campaign: str, launch_dir: Path
-) -> list[tuple[int, int | None, str]]:
-    """``campaign``'s Fireworks left RUNNING by a local launcher (under ``launch_dir``) that no
-    longer exists, killed with al-loop or by hand, as (fw_id, launch_id, launch state).
+def local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[LocalRun]:
+    """``campaign``'s Fireworks RUNNING (or RESERVED) in local launchers of this host (under
+    ``launch_dir``), each with whether its launcher still lives.
 
-    The launch state says where the launcher died: ``RUNNING`` inside the task; ``COMPLETED``
-    or ``FIZZLED`` after FireWorks saved the launch but before it updated the Firework (FireWorks
-    writes the two separately). Runs of other machines are never counted."""
-    lost = []
+    A launcher that no longer exists (killed with al-loop or by hand) lost its Firework. The
+    launch state says where it died: ``RUNNING`` inside the task; ``COMPLETED`` or ``FIZZLED``
+    after FireWorks saved the launch but before it updated the Firework (FireWorks writes the
+    two separately). Runs of other machines are never counted."""
+    runs = []
     root = launch_dir.resolve()
     for fw in lp.fireworks.find(
         {"spec.al_loop.campaign": campaign, "state": {"$in": ["RUNNING", "RESERVED"]}},
@@ -108,8 +117,8 @@ def lost_local_runs(
         if launch is None and fw["state"] == "RESERVED":
             # rapidfire reserves a Firework, then creates its launch: a launcher killed in
             # between leaves no launch to tell whose it was; lost if no local launcher lives
-            if not _any_local_launcher_alive(root):
-                lost.append((fw["fw_id"], None, "RESERVED"))
+            alive = _any_local_launcher_alive(root)
+            runs.append(LocalRun(fw["fw_id"], None, "RESERVED", alive))
             continue
         if launch is None or socket.gethostname() != launch.get("host"):
             continue
@@ -122,9 +131,19 @@ def lost_local_runs(
         pid = _read_pid(pid_file) if pid_file else None
         if pid is None:
             continue
-        if not pid_alive(pid):
-            lost.append((fw["fw_id"], launch["launch_id"], launch["state"]))
-    return lost
+        runs.append(LocalRun(fw["fw_id"], launch["launch_id"], launch["state"], pid_alive(pid)))
+    return runs
+
+
+def lost_local_runs(
+    lp: LaunchPad, campaign: str, launch_dir: Path
+) -> list[tuple[int, int | None, str]]:
+    """The :func:`local_runs` whose launcher is gone, as (fw_id, launch_id, launch state)."""
+    return [
+        (r.fw_id, r.launch_id, r.launch_state)
+        for r in local_runs(lp, campaign, launch_dir)
+        if not r.alive
+    ]
 
 
 def _read_pid(pid_file: Path) -> int | None:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fireworks import FiretaskBase, FWAction, explicit_serialize
+from pymongo.errors import PyMongoError
 
 from calculators.oracles import LabelResult, Oracle, merge_settings, oracle_class
 from calculators.oracles.settings import differences
+from database import Store
 from database.documents import stress_fields
+from database.store import CLAIM_EXPIRY_S
 from launchers.worker_env import execution_settings, task_store
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,30 @@ def error_summary(error: str | None) -> str:
     return " -> ".join(lines) if lines else "(no error text)"
 
 
+@contextlib.contextmanager
+def heartbeat(store: Store, claim: dict[str, Any], every_s: float) -> Iterator[None]:
+    """Beat ``claim``'s heartbeat every ``every_s`` seconds while the block runs: a label
+    whose worker stops beating (killed, its node lost) is taken over after the expiry."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                if not store.beat_label(claim):
+                    log.warning("label %s was taken over by another claim", claim["_id"])
+                    return
+            except PyMongoError as exc:  # the server is away: the next beat tries again
+                log.warning("label heartbeat failed: %s", exc)
+
+    thread = threading.Thread(target=beat, name="label heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every_s + 5)
+
+
 @explicit_serialize
 class LabelStructuresTask(FiretaskBase):
     """Label ``structure_ids`` with ``oracle`` (``{"code", "settings"}``) and store the labels.
@@ -90,7 +120,7 @@ class LabelStructuresTask(FiretaskBase):
     """
 
     required_params = ["structure_ids", "campaign", "iteration", "oracle", "store", "job_id"]
-    optional_params = ["fail_on_error"]
+    optional_params = ["fail_on_error", "claim_expiry_s"]
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         store_spec = self["store"]
@@ -110,13 +140,15 @@ class LabelStructuresTask(FiretaskBase):
         for sid in self["structure_ids"]:
             atoms = store.get_structure(sid)
             identity = oracle.physics_hash_for(atoms.get_chemical_symbols())
+            expiry_s = float(self.get("claim_expiry_s", CLAIM_EXPIRY_S))
             claim = store.claim_label(
-                sid, identity, self["campaign"], int(self["iteration"]), worker
+                sid, identity, self["campaign"], int(self["iteration"]), worker, expiry_s
             )
             if claim is None:
                 skipped.append(sid)
                 continue
-            result = oracle.label(atoms, Path.cwd() / sid[:16])
+            with heartbeat(store, claim, expiry_s / 10):
+                result = oracle.label(atoms, Path.cwd() / sid[:16])
             store.complete_label(
                 claim, atoms, label_fields(result, len(atoms), worker), forces=result.forces_eV_A
             )

@@ -24,6 +24,7 @@ def label_workflows(
     batch_size: int = 1,
     category: str | None = None,
     elements: Sequence[str] = (),
+    claim_expiry_s: float | None = None,
 ) -> list[Workflow]:
     """One single-Firework workflow per batch of ``batch_size`` structures.
 
@@ -60,6 +61,7 @@ def label_workflows(
             oracle=oracle_spec,
             store=store_spec,
             job_id=uuid.uuid4().hex,
+            **({} if claim_expiry_s is None else {"claim_expiry_s": claim_expiry_s}),
         )
         spec: dict[str, Any] = {
             "al_loop": {"campaign": campaign, "iteration": iteration, "stage": "label"}
@@ -87,6 +89,39 @@ def find_label_workflow(
         sort=[("nodes", 1)],
     )
     return doc["nodes"][0] if doc and doc.get("nodes") else None
+
+
+def label_coverage(lp: LaunchPad, campaign: str, iteration: int, physics_hash: str) -> set[str]:
+    """The structures that labelling Fireworks of this iteration and physics hold.
+
+    A workflow without its Fireworks (the process that added them killed between FireWorks'
+    insert of the workflows and that of the Fireworks) holds nothing: it is removed, so that
+    its structures are submitted again."""
+    match = {
+        "metadata.al_loop_campaign": campaign,
+        "metadata.al_loop_iteration": iteration,
+        "metadata.al_loop_stage": "label",
+        "metadata.physics_hash": physics_hash,
+    }
+    workflows = list(lp.workflows.find(match, {"nodes": 1}))
+    nodes = [n for wf in workflows for n in wf.get("nodes", [])]
+    covered: set[str] = set()
+    present = set()
+    for fw in lp.fireworks.find({"fw_id": {"$in": nodes}}, {"fw_id": 1, "spec._tasks": 1}):
+        present.add(fw["fw_id"])
+        for task in fw["spec"].get("_tasks", []):
+            covered.update(task.get("structure_ids", []))
+    orphans = [wf["_id"] for wf in workflows if not set(wf.get("nodes", [])) & present]
+    if orphans:
+        lp.workflows.delete_many({"_id": {"$in": orphans}})
+        log.warning(
+            "removed %d labelling workflows of %s iteration %d that had no Fireworks (an "
+            "interrupted submission); their structures are submitted again",
+            len(orphans),
+            campaign,
+            iteration,
+        )
+    return covered
 
 
 def submit_label_workflows(lp: LaunchPad, workflows: list[Workflow]) -> tuple[int | None, bool]:

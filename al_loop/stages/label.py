@@ -1,20 +1,36 @@
-"""Label: the structures an iteration asked for, through FireWorks (submitted once, then local
-rockets until no Firework is ready), labelled with the campaign's oracle.
+"""Label: the structures an iteration asked for, through FireWorks, labelled with the
+campaign's oracle.
 
-The stage is done when every Firework of the iteration has ended (COMPLETED, FIZZLED, ...): the
-labels, failed ones included, are then all in the database. It also labels every structure of
-the campaign that has no label with the current physics: after an accepted physics change, the
-first label stage run again (its record holds the old physics) labels the whole campaign anew.
+The stage submits a Firework for every structure that none holds yet (a submission cut short
+between FireWorks' two inserts is completed), repairs what dead local launchers left RUNNING,
+runs local rockets while Fireworks are READY, and waits while live launchers (of a run killed
+with ``kill -9``, or another campaign's) still compute its structures. It is done only when no
+Firework of the iteration needs a worker and every structure has a label with the current
+physics that is not ``running``: ``ok``, or a failure with its reason. A structure whose
+Fireworks ended without a label, or whose claim expired (its worker stopped beating: killed,
+defused, lost on a cluster), is submitted again (twice at most per run).
+
+It also labels every structure of the campaign that has no label with the current physics:
+after an accepted physics change, the first label stage run again (its record holds the old
+physics) labels the whole campaign anew.
 """
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import logging
+import time
 from typing import Any
 
 from al_loop.stages.base import Stage
 
 log = logging.getLogger(__name__)
+
+#: Times a structure is submitted again in one run after its Fireworks ended without a label.
+RESUBMISSIONS = 2
+#: Seconds between two looks at Fireworks and claims while waiting for other workers.
+POLL_S = 5.0
 
 
 class LabelStage(Stage):
@@ -40,38 +56,109 @@ class LabelStage(Stage):
         return list(dict.fromkeys([*asked, *missing]))
 
     def compute(self, iteration: int) -> dict[str, Any]:
-        session, cfg = self.session, self.session.config
-        oracle, fireworks = session.oracle, session.fireworks
+        session, launcher = self.session, self.session.config.launcher
+        store, fireworks, hashes = session.store, session.fireworks, session.label_hashes
         ids = self.structure_ids(iteration)
-        added = fireworks.submit_labels(
-            ids, iteration, oracle, session.elements, cfg.launcher.batch_size
-        )
+
+        def submit(structure_ids: list[str], again: bool = False) -> int:
+            return fireworks.submit_labels(
+                structure_ids,
+                iteration,
+                session.oracle,
+                session.elements,
+                launcher.batch_size,
+                launcher.claim_expiry_s,
+                again=again,
+            )
+
+        added = submit(ids)
         repaired = fireworks.rerun_lost()
-        states = fireworks.states(iteration)
         self.emit(
             iteration,
             "step",
             structures=len(ids),
-            fireworks=states,
+            fireworks=fireworks.states(iteration),
             submitted="now" if added else "before",
             repaired_lost_runs=len(repaired),
         )
-        pending = fireworks.pending(states)
-        if pending:
-            workers = self.workers or cfg.launcher.workers
-            self.emit(iteration, "step", local_launchers=workers, pending_fireworks=pending)
-            codes = fireworks.run_local(workers)
-            if any(codes):
-                log.warning(
-                    "rocket launchers exited with codes %s; see %s", codes, fireworks.launch_dir
+        resubmitted: collections.Counter[str] = collections.Counter()
+        stuck_ready = -1  # READY Fireworks that the last local launchers left (none took them)
+        said_waiting = 0.0
+        while True:
+            ready = fireworks.ready(iteration)
+            if ready and ready != stuck_ready:
+                workers = self.workers or launcher.workers
+                self.emit(iteration, "step", local_launchers=workers, ready_fireworks=ready)
+                codes = fireworks.run_local(workers)
+                if any(codes):
+                    log.warning(
+                        "rocket launchers exited with codes %s; see %s", codes, fireworks.launch_dir
+                    )
+                left = fireworks.ready(iteration)
+                stuck_ready = left if left == ready else -1
+                continue
+            fireworks.rerun_lost()
+            unfinished = self._unfinished(ids)
+            if not unfinished:
+                break
+            in_flight = fireworks.pending_structures(iteration)
+            again = [
+                sid
+                for sid, claim in unfinished.items()
+                if sid not in in_flight
+                and self._expired(claim)
+                and resubmitted[sid] < RESUBMISSIONS
+            ]
+            if again:
+                resubmitted.update(again)
+                submit(again, again=True)
+                self.emit(iteration, "step", submitted_again=len(again))
+                stuck_ready = -1
+                continue
+            live = fireworks.live_local_runs()
+            computing = [c for c in unfinished.values() if c is not None and not self._expired(c)]
+            if not live and not computing:
+                break  # nothing here will change without a launcher: not done
+            if time.monotonic() - said_waiting > 60:
+                said_waiting = time.monotonic()
+                self.emit(
+                    iteration,
+                    "step",
+                    waiting_for_structures=len(computing),
+                    live_local_fireworks=len(live),
                 )
-            states = fireworks.states(iteration)
+            time.sleep(min(POLL_S, launcher.claim_expiry_s / 10))
+        unfinished = self._unfinished(ids)
         return {
             "structures": len(ids),
-            "fireworks": states,
+            "fireworks": fireworks.states(iteration),
             "physics_hash": session.physics_hash,
-            "labels_by_status": session.store.label_counts(ids, session.label_hashes),
+            "labels_by_status": store.label_counts(ids, hashes),
+            "unfinished": sorted(unfinished),
+            "submitted_again": sum(resubmitted.values()),
         }
+
+    def _unfinished(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """The structures without a label that is ``ok`` or a recorded failure, each with its
+        running claim (None: no label at all)."""
+        claims = self.session.store.label_claims(ids, self.session.label_hashes)
+        return {
+            sid: claims.get(sid)
+            for sid in ids
+            if sid not in claims or claims[sid]["status"] == "running"
+        }
+
+    def _expired(self, claim: dict[str, Any] | None) -> bool:
+        """Whether a running claim's worker stopped beating (no label at all counts too)."""
+        if claim is None:
+            return True
+        last = claim.get("heartbeat_at") or claim.get("claimed_at")
+        if last is None:
+            return True
+        if last.tzinfo is None:  # MongoDB hands datetimes back naive, in UTC
+            last = last.replace(tzinfo=dt.UTC)
+        age = (dt.datetime.now(dt.UTC) - last).total_seconds()
+        return age > self.session.config.launcher.claim_expiry_s
 
     def current(self, result: dict[str, Any]) -> bool:
         return result.get("physics_hash") in self.session.label_hashes
@@ -82,6 +169,14 @@ class LabelStage(Stage):
                 "some labelling Fireworks are not finished (%s): run `al-loop launch` or "
                 "`lpad detect_lostruns --rerun` and then `al-loop run` again",
                 result["fireworks"],
+            )
+            return False
+        if result.get("unfinished"):
+            log.warning(
+                "%d structures have no label yet (their Fireworks ended without one, or their "
+                "claims are held elsewhere): run `al-loop run` again; first ids: %s",
+                len(result["unfinished"]),
+                [sid[:12] for sid in result["unfinished"][:5]],
             )
             return False
         return True

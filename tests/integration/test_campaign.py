@@ -192,7 +192,8 @@ def test_a_physics_change_is_refused_unless_accepted(tmp_path: Path, mongo_uri: 
 
 def test_a_worker_with_other_physics_labels_nothing(tmp_path: Path, mongo_uri: str) -> None:
     """A worker's own settings (FWorker env ``al_loop_execution``) may not change physics: its
-    Firework FIZZLES, naming the key, and no label is made."""
+    Firework FIZZLES, naming the key, and no label is made. The structures, without a label
+    or a recorded failure, are submitted twice more, then the stage stays not done."""
     database = f"camp_{uuid.uuid4().hex[:8]}"
     config = load_campaign(
         write_campaign(
@@ -209,8 +210,10 @@ def test_a_worker_with_other_physics_labels_nothing(tmp_path: Path, mongo_uri: s
         fworker["env"]["al_loop_execution"] = {"emt": {"asap_cutoff": True}}
         fworker_file.write_text(yaml.safe_dump(fworker))
         outcome = LabelStage(session).run(0)
-        assert outcome.done and outcome.result["fireworks"] == {"FIZZLED": 1}
+        assert not outcome.done and outcome.result["fireworks"] == {"FIZZLED": 3}
         assert outcome.result["labels_by_status"] == {"unlabelled": 3}
+        assert outcome.result["submitted_again"] == 6 and len(outcome.result["unfinished"]) == 3
+        assert session.log.stage(0, "label") is None  # not recorded: the next run tries again
         launch = session.fireworks.launchpad.launches.find_one({})
         error = str(launch["action"]["stored_data"]["_exception"]["_stacktrace"])
         assert "other physics" in error and "asap_cutoff" in error

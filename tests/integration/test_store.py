@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +155,35 @@ def test_same_job_takes_over_its_running_label(store: Store) -> None:
     assert without_token(again["claimed_by"]) == rerun
     assert again["attempts"] == 2
     assert store.claim_label(sid, SETTINGS, "cafeni", 0, worker(8)) is None
+
+
+def test_an_expired_claim_is_taken_over_and_a_beating_one_is_not(store: Store) -> None:
+    """A label left running by a worker that will never come back (a defused Firework, a node
+    lost) is taken over once its heartbeat is older than the expiry; the old claim's outcome
+    is then kept in history only."""
+    atoms = crystal(seed=12)
+    sid = store.add_structure(atoms, "cafeni", 0)
+    lost = store.claim_label(sid, SETTINGS, "cafeni", 0, worker(1))
+    time.sleep(0.3)
+    assert store.beat_label(lost)  # still beating: held
+    assert store.claim_label(sid, SETTINGS, "cafeni", 0, worker(2), expiry_s=0.2) is None
+    time.sleep(0.3)
+    taken = store.claim_label(sid, SETTINGS, "cafeni", 0, worker(2), expiry_s=0.2)
+    assert taken is not None and taken["attempts"] == 2
+    assert not store.beat_label(lost)  # the old worker learns it lost the claim
+    assert store.complete_label(lost, atoms, {"status": "ok", "energy_eV": -1.0}) is False
+    assert complete_ok(store, taken, atoms, energy=-2.0)
+    doc = store.db.labels.find_one({"structure_id": sid})
+    assert doc["status"] == "ok" and doc["history"][-1]["stale"] is True
+    # a claim from before heartbeats expires by its claim time
+    other = store.add_structure(crystal(seed=13), "cafeni", 0)
+    old = store.claim_label(other, SETTINGS, "cafeni", 0, worker(3))
+    store.db.labels.update_one({"_id": old["_id"]}, {"$unset": {"heartbeat_at": ""}})
+    time.sleep(0.3)
+    assert store.claim_label(other, SETTINGS, "cafeni", 0, worker(4), expiry_s=0.2) is not None
+    claims = store.label_claims([sid, other, "unlabelled"], [SETTINGS])
+    assert sorted(claims) == sorted([sid, other])
+    assert claims[sid]["status"] == "ok" and claims[other]["status"] == "running"
 
 
 def test_workers_without_job_ids_do_not_share_a_running_label(store: Store) -> None:

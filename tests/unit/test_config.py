@@ -176,6 +176,7 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "batch_size": 10,
         "fworker_name": "al-loop-local",
         "category": None,
+        "claim_expiry_s": 600.0,
     }
 
 
