@@ -51,14 +51,16 @@ def open_store(
     uri_env: str | None = None,
     launchpad_database: str = "al_loop_fireworks",
 ) -> Iterator[Store]:
-    """Connect to the dataset; start the embedded server under ``data_dir`` when no URI is set.
+    """Connect to the dataset; start (or join) the embedded server under ``data_dir`` when no
+    URI is set.
 
-    The embedded server, if this call started it, is stopped on exit.
+    On exit the embedded server is left, and stopped if no other live process uses it; while
+    the block runs, a server that dies is restarted on its port (database/embedded.py).
     """
     resolved = resolve_uri(uri, uri_file, uri_env)
     server = None
     if resolved is None:
-        server = EmbeddedServer(Path(data_dir))
+        server = EmbeddedServer(Path(data_dir), watch=True)
         resolved = server.start()
     else:
         log.info("using MongoDB at %s", redact(resolved))

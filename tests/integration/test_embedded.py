@@ -134,3 +134,56 @@ def test_open_store_stops_its_server_when_connecting_fails(
     assert len(started) == 1
     assert not ping(started[0], timeout_s=0.5)
     assert not (tmp_path / STATE_FILE).exists()
+
+
+def test_the_last_live_user_stops_the_server_whoever_started_it(tmp_path: Path) -> None:
+    """A process killed with kill -9 leaves the server it started; the next user that ends
+    stops it, as its last live user."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from database import EmbeddedServer\n"
+        f"s = EmbeddedServer({str(tmp_path)!r}); print(s.start(), flush=True); time.sleep(600)\n"
+    )
+    starter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        uri = starter.stdout.readline().strip()
+        assert ping(uri)
+        starter.kill()  # kill -9: no stop, its user file is left
+        starter.wait()
+        assert ping(uri)  # its own session: the server outlives it
+        with EmbeddedServer(tmp_path) as later:
+            assert later.uri == uri and later.process is None
+        deadline = time.monotonic() + 30
+        while ping(uri, timeout_s=0.3) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not ping(uri, timeout_s=0.5)
+        assert not (tmp_path / STATE_FILE).exists()
+        assert list((tmp_path / "users").iterdir()) == []
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+
+
+def test_a_server_that_dies_comes_back_on_its_port(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    with EmbeddedServer(tmp_path, watch=True) as server:
+        client = _client(server.uri)
+        client.al.things.insert_one({"_id": 1})
+        pid = json.loads((tmp_path / STATE_FILE).read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while server.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.restarts == 1
+        state = json.loads((tmp_path / STATE_FILE).read_text())
+        assert state["pid"] != pid and server.uri == f"mongodb://127.0.0.1:{state['port']}"
+        # the client made before the crash reconnects to the same address, data kept
+        assert client.al.things.find_one({"_id": 1}) == {"_id": 1}
+        client.close()
