@@ -123,6 +123,8 @@ def open_campaign(
                 data_dir=workdir / "db" if embedded else None,
             ),
             process_env=process_env(store_cfg.uri_env),
+            uri_file=store_cfg.uri_file,
+            uri_env=store_cfg.uri_env,
         )
         session = CampaignSession(config, store, workdir, fireworks)
         with contextlib.ExitStack() as held:

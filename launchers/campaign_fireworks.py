@@ -47,10 +47,17 @@ class CampaignFireworks:
     fworker_env: dict[str, Any] = field(default_factory=dict)
     #: Variables of local launcher processes (the URI when it comes from a variable).
     process_env: dict[str, str] = field(default_factory=dict)
+    #: Where the URI comes from, written in ``my_launchpad.yaml`` instead of its password.
+    uri_file: Path | None = None
+    uri_env: str | None = None
 
     def __post_init__(self) -> None:
         self.launchpad_file = write_launchpad_file(
-            self.workdir / "my_launchpad.yaml", self.uri, self.launchpad_database
+            self.workdir / "my_launchpad.yaml",
+            self.uri,
+            self.launchpad_database,
+            uri_file=self.uri_file,
+            uri_env=self.uri_env,
         )
         fworker = make_fworker(
             self.fworker_name, self.category, self.fworker_env, campaign=self.campaign

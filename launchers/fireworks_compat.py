@@ -61,8 +61,21 @@ def bulk_add_wfs(self: LaunchPad, wfs: list[Workflow | Firework]) -> None:
     self.fireworks.insert_many(fw.to_db_dict() for wf in wfs for fw in wf)
 
 
+_FROM_DICT = LaunchPad.from_dict.__func__  # FireWorks' own
+
+
+def from_dict(cls: type[LaunchPad], d: dict) -> LaunchPad:
+    """FireWorks' ``LaunchPad.from_dict``, with the URI read from the file or variable that
+    al-loop's ``my_launchpad.yaml`` names instead of a password (launchers.launchpad)."""
+    from launchers.launchpad import launchpad_host
+
+    return _FROM_DICT(cls, {**d, "host": launchpad_host(d)})
+
+
 def patch() -> None:
-    """Use the post-image counters in every LaunchPad of this process (idempotent)."""
+    """Use the post-image counters in every LaunchPad of this process, and read the URI of
+    al-loop's launchpad files where they say (idempotent)."""
     LaunchPad.get_new_fw_id = get_new_fw_id
     LaunchPad.get_new_launch_id = get_new_launch_id
     LaunchPad.bulk_add_wfs = bulk_add_wfs
+    LaunchPad.from_dict = classmethod(from_dict)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from fireworks import FWorker, LaunchPad
 
+from database import resolve_uri
 from launchers import fireworks_compat
 
 
@@ -47,14 +49,46 @@ def _write_private(path: Path, text: str) -> Path:
     return path
 
 
-def write_launchpad_file(path: Path, uri: str, launchpad_database: str) -> Path:
-    """``my_launchpad.yaml`` for ``lpad``/``rlaunch``/``qlaunch`` (mode 0600: it holds the URI)."""
-    return _write_private(
-        path,
-        yaml.safe_dump(
-            {"host": uri, "name": launchpad_database, "uri_mode": True, "strm_lvl": "WARNING"}
-        ),
-    )
+#: Keys of ``my_launchpad.yaml`` that say where the full URI (with its password) is.
+URI_FILE_KEY, URI_ENV_KEY = "al_loop_uri_file", "al_loop_uri_env"
+
+
+def write_launchpad_file(
+    path: Path,
+    uri: str,
+    launchpad_database: str,
+    uri_file: Path | None = None,
+    uri_env: str | None = None,
+) -> Path:
+    """``my_launchpad.yaml`` for ``lpad``/``rlaunch``/``qlaunch`` (mode 0600).
+
+    A password is never written: when the URI comes from a file (``uri_file``) or a variable
+    (``uri_env``), the file holds the URI without it and says where the full one is; the
+    LaunchPad is then built by al-loop's commands and ``python -m launchers.rlaunch``, which
+    read it there (launchers.fireworks_compat)."""
+    content: dict[str, Any] = {"host": uri, "name": launchpad_database}
+    if uri_file is not None or uri_env is not None:
+        content["host"] = without_password(uri)
+        content |= {URI_FILE_KEY: str(uri_file)} if uri_file else {URI_ENV_KEY: uri_env}
+    content |= {"uri_mode": True, "strm_lvl": "WARNING"}
+    return _write_private(path, yaml.safe_dump(content))
+
+
+def without_password(uri: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user@host``."""
+    return re.sub(r"(://[^:/?#@\s]*):[^@\s]*@", r"\1@", uri)
+
+
+def launchpad_host(content: dict[str, Any]) -> str:
+    """The URI a ``my_launchpad.yaml`` stands for: read from the file or variable it names."""
+    if content.get(URI_FILE_KEY):
+        uri = resolve_uri(uri_file=content[URI_FILE_KEY])
+    elif content.get(URI_ENV_KEY):
+        uri = resolve_uri(uri_env=content[URI_ENV_KEY])
+    else:
+        return content["host"]
+    assert uri is not None
+    return uri
 
 
 def write_fworker_file(path: Path, fworker: FWorker) -> Path:

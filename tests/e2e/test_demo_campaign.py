@@ -35,7 +35,11 @@ def tiny_loop(config: dict, foundation: Path, iterations: int) -> dict:
     config["committee"].update(n_models=2, foundation_model=str(foundation), max_epochs=2)
     config["exploration"].update(steps=20, frame_interval=5)
     config["selection"].update(
-        trust_lo_eV_A=1e-4, trust_hi_eV_A=10.0, max_per_iteration=3, max_iterations=iterations
+        trust_lo_eV_A=1e-4,
+        trust_hi_eV_A=10.0,
+        max_per_iteration=3,
+        max_iterations=iterations,
+        converged_iterations=min(2, iterations),
     )
     return config
 
