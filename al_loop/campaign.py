@@ -121,6 +121,7 @@ def open_campaign(
                 uri=store_cfg.uri,
                 uri_file=store_cfg.uri_file,
                 data_dir=workdir / "db" if embedded else None,
+                execution=local_commands(config),
             ),
             process_env=process_env(store_cfg.uri_env),
             uri_file=store_cfg.uri_file,
@@ -133,6 +134,14 @@ def open_campaign(
             if create:
                 register(session, accept_physics_change)
             yield session
+
+
+def local_commands(config: CampaignConfig) -> dict[str, dict[str, object]]:
+    """The commands the campaign's own (local) workers run, from the campaign file: they go to
+    the local FWorker's ``al_loop_execution``, never into a Firework."""
+    settings = config.oracle.settings
+    commands = {k: v for k, v in settings.to_dict().items() if k in settings.command_fields}
+    return {config.oracle.code: commands} if commands else {}
 
 
 def register(session: CampaignSession, accept_physics_change: bool = False) -> None:

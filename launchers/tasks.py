@@ -51,10 +51,15 @@ def worker_oracle(spec: dict[str, Any], fw_env: dict[str, Any] | None) -> Oracle
     """The Firework's oracle (``{"code", "settings", "elements", "physics_hash"}``) with this
     worker's execution settings (FWorker ``env``) merged in, checked to compute the same
     physics: the worker's files (pseudopotentials, POTCARs) must have the content the campaign
-    hashed, and a worker may change no physics setting."""
+    hashed, and a worker may change no physics setting. The commands it runs (the settings'
+    ``command_fields``) come from the worker alone: a Firework's are ignored."""
     code = spec["code"]
     local = execution_settings(fw_env, code)
-    oracle = oracle_class(code)(merge_settings(spec["settings"], local))
+    Oracle = oracle_class(code)
+    # what this worker executes is its own: anyone who can write to the LaunchPad could put
+    # any command in a Firework
+    given = {k: v for k, v in spec["settings"].items() if k not in Oracle.Settings.command_fields}
+    oracle = Oracle(merge_settings(given, local))
     expected, elements = spec.get("physics_hash"), spec.get("elements") or []
     if expected is not None and oracle.physics_hash_for(elements) != expected:
         changed = differences(spec.get("physics") or {}, oracle.physics_for(elements))

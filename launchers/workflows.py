@@ -34,11 +34,14 @@ def label_workflows(
     killed while holding the lock stalls every other Firework for FireWorks' 5-minute lock
     expiry. The oracle's resolved settings travel in the spec, so a label can be reproduced
     from its Firework alone, with the physics of the campaign's ``elements`` that each worker
-    checks it computes; the dataset's URI does not (workers find it: launchers.worker_env).
+    checks it computes; the dataset's URI and the commands a worker runs do not (workers find
+    them in their own configuration: launchers.worker_env).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    oracle_spec: dict[str, Any] = {"code": oracle.code, "settings": oracle.settings.to_dict()}
+    commands = oracle.settings.command_fields  # a worker's own: never in a Firework
+    settings = {k: v for k, v in oracle.settings.to_dict().items() if k not in commands}
+    oracle_spec: dict[str, Any] = {"code": oracle.code, "settings": settings}
     if elements:  # workers check that they compute this physics (their own files included)
         oracle_spec |= {
             "elements": sorted(elements),

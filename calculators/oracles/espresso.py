@@ -42,6 +42,7 @@ class EspressoSettings(OracleSettings):
 
     per_element_fields = frozenset({"pseudopotentials", "magmoms"})
     path_fields = frozenset({"pseudo_dir"})
+    command_fields = frozenset({"parallel_cmd", "pw_args"})
 
     pseudo_dir: str | None = execution(None, "folder of the UPF files (null: $AL_LOOP_PSEUDO_DIR)")
     pseudopotentials: dict[Element, Annotated[str, Field(min_length=1)]] = physics(

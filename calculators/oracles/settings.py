@@ -109,6 +109,9 @@ class OracleSettings(BaseModel):
 
     #: Settings that hold a folder: a campaign file's relative path is resolved against it.
     path_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Settings that a worker executes (program, launcher, their arguments): a worker takes
+    #: them from its own configuration only, never from a Firework (launchers.tasks).
+    command_fields: ClassVar[frozenset[str]] = frozenset()
     #: Physics settings that are tables by element: a label's identity holds only the entries
     #: of its structure's elements.
     per_element_fields: ClassVar[frozenset[str]] = frozenset()
@@ -162,6 +165,13 @@ class OracleSettings(BaseModel):
                 bad = unknown[0] if unknown else "retries"
                 raise SettingProblem(
                     ("retries", index, bad), f"a retry rung cannot set {bad!r}: not a setting"
+                )
+            commands = sorted(set(rung) & self.command_fields)
+            if commands:
+                raise SettingProblem(
+                    ("retries", index, commands[0]),
+                    f"a retry rung cannot change {commands[0]!r}: the command a worker runs is "
+                    "its own (set it in oracle.overrides, or in the worker's al_loop_execution)",
                 )
             try:
                 after = type(self).model_validate(merge_settings(base, rung))

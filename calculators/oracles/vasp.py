@@ -101,6 +101,7 @@ class VaspSettings(OracleSettings):
 
     per_element_fields = frozenset({"potcars", "magmoms"})
     path_fields = frozenset({"pp_path"})
+    command_fields = frozenset({"vasp_cmd", "vasp_gamma_cmd", "parallel_cmd"})
 
     pp_path: str | None = execution(
         None, "folder holding potpaw_PBE.64/ and the like (null: $VASP_PP_PATH)"

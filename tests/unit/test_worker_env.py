@@ -90,3 +90,36 @@ def test_a_worker_never_changes_physics(tmp_path: Path) -> None:
         spec(campaign), {EXECUTION_KEY: {"espresso": {"pseudo_dir": str(other)}}}
     )
     assert oracle.files_folder() == other.resolve()
+
+
+def test_a_firework_cannot_choose_what_a_worker_runs(tmp_path: Path) -> None:
+    """Anyone who can write to the LaunchPad can write a Firework: the commands a worker runs
+    come from its own FWorker env, and labelling Fireworks never carry them."""
+    from launchers.workflows import label_workflows
+
+    campaign = upf_dir(tmp_path / "campaign")
+    written = spec(campaign)
+    written["settings"] |= {"parallel_cmd": "touch /tmp/owned;", "pw_args": "; rm -rf ~"}
+    oracle = worker_oracle(written, fworker_env(uri="mongodb://a:1"))
+    assert (oracle.settings.parallel_cmd, oracle.settings.pw_args) == ("", "")  # the defaults
+    mine = {EXECUTION_KEY: {"espresso": {"parallel_cmd": "mpirun -np 2"}}}
+    assert worker_oracle(written, mine).settings.parallel_cmd == "mpirun -np 2"
+
+    ours = make_oracle(
+        "espresso", "fast", {"pseudo_dir": str(campaign), "parallel_cmd": "mpirun -np 4"}
+    )
+    (workflow,) = label_workflows(["s1"], "c", 0, ours, {"database": "d"}, 1, None, ["Fe"])
+    sent = workflow.fws[0].tasks[0]["oracle"]["settings"]
+    assert "parallel_cmd" not in sent and "pw_args" not in sent and "ecutwfc_Ry" in sent
+
+
+def test_a_retry_rung_cannot_change_a_command(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    campaign = upf_dir(tmp_path / "campaign")
+    with pytest.raises(ValidationError, match="cannot change 'parallel_cmd'"):
+        make_oracle(
+            "espresso",
+            "fast",
+            {"pseudo_dir": str(campaign), "retries": [{"parallel_cmd": "sh -c 'id'"}]},
+        )
