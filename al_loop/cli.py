@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-
 import typer
 from rich import box
 from rich.console import Console
@@ -64,13 +62,16 @@ def _user_errors() -> Iterator[None]:
     from pymongo.errors import PyMongoError
 
     from al_loop.campaign import CampaignNotFound
-    from database import CampaignLocked, redact
+    from database import CampaignLocked, UntrustedModel, redact
 
     try:
         yield
     except CampaignLocked as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=False)
         raise typer.Exit(3) from None
+    except UntrustedModel as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
     except (CampaignNotFound, ValueError, FileNotFoundError) as err:
         errors.print(f"[bold red]error:[/] {redact(str(err))}", highlight=False)
         raise typer.Exit(2) from None
@@ -938,12 +939,35 @@ def db_serve(campaign: CampaignFile) -> None:
             pass
 
 
+@db_app.command("trust-models")
+def db_trust_models(
+    campaign: CampaignFile,
+    yes: Annotated[bool, typer.Option("--yes", help="Sign them (else only list them).")] = False,
+) -> None:
+    """Sign the campaign's model files that this machine's key does not sign (trained on
+    another machine, or stored before signatures). Loading a model can run code: do it only
+    if you trust everyone who can write to this database."""
+    from al_loop.campaign import open_campaign
+    from database.model_signing import key_file
+
+    config = _load(campaign)
+    with _user_errors(), open_campaign(config, create=False) as session:
+        found = session.store.trust_models(config.name, sign_now=yes)
+    if not found:
+        console.print(f"every model of {config.name} is signed with {key_file()}")
+    elif yes:
+        console.print(f"signed {len(found)} model files with {key_file()}: {', '.join(found)}")
+    else:
+        console.print(
+            f"{len(found)} model files are not signed with {key_file()}: {', '.join(found)}; "
+            "add --yes to sign them"
+        )
+
+
 def main() -> None:
     """Console-script entry point (SIGTERM exits cleanly: servers stopped, data kept)."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("TQDM_DISABLE", "1")  # FireWorks' bulk insert draws a progress bar
-    # al-loop loads its own and mace's model files, trusted, without torch's weights_only mode
-    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module="e3nn")
     app()
 

@@ -90,7 +90,7 @@ def committee_files(session: CampaignSession, iteration: int) -> list[Path]:
         path = model_cache(session, iteration, doc["member"])
         if not path.is_file() or sha256_of(path) != doc.get("sha256"):
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(session.store.read_file(doc["file_id"]))
+            path.write_bytes(session.store.read_model_file(doc))
         paths.append(path)
     return paths
 

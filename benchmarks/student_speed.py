@@ -54,7 +54,6 @@ import argparse
 import concurrent.futures
 import logging
 import multiprocessing
-import os
 import re
 import resource
 import shutil
@@ -67,7 +66,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 import numpy as np
 import psutil
@@ -383,15 +381,17 @@ def ase_route(kind: str, n_cells: int, steps: int, threads: int, student_file: s
         logging.getLogger().setLevel(logging.ERROR)  # mace's notice of the float32 conversion
         with quiet_mace_import():
             from mace.calculators import MACECalculator
+        from calculators.models.committee import load_mace_models
+
         path, note = teacher_source()
         if kind == "teacher-committee":
             if path is None or not path.name.startswith("member"):
                 raise FileNotFoundError("no demo committee here (make demo)")
             paths = sorted(path.parent.glob("member*.model"))
             note = f"demo committee: {len(paths)} members of {path.parent.relative_to(ROOT)}"
-            model = [torch.load(p, map_location="cpu") for p in paths]
+            model = load_mace_models(paths)
         elif kind == "teacher":
-            model = torch.load(path, map_location="cpu") if path else random_teacher()
+            model = load_mace_models([path])[0] if path else random_teacher()
         else:
             model = mace_medium()
         calc = MACECalculator(models=model, device="cpu", default_dtype="float32")

@@ -5,6 +5,7 @@ from database.campaign_log import CampaignLog
 from database.connection import open_store, redact, resolve_uri
 from database.embedded import EmbeddedServer
 from database.export import export_ase_db, export_extxyz
+from database.model_signing import UntrustedModel
 from database.queries import LabelQuery
 from database.store import Store
 
@@ -15,6 +16,7 @@ __all__ = [
     "EmbeddedServer",
     "LabelQuery",
     "Store",
+    "UntrustedModel",
     "export_ase_db",
     "export_extxyz",
     "open_store",

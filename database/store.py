@@ -33,6 +33,7 @@ from database.documents import (
     structure_id,
     utcnow,
 )
+from database.model_signing import sign, verify
 from database.queries import LabelQuery
 
 log = logging.getLogger(__name__)
@@ -438,6 +439,7 @@ class Store:
         ``iteration``, ``member`` are its key: storing the same member again replaces it)."""
         key = {k: document[k] for k in ("campaign", "iteration", "member")}
         name = "{campaign}-{iteration:03d}-{member}.model".format(**key)
+        document = {**document, "signature": sign(model_file)}  # database/model_signing.py
         return self._replace_with_file("models", key, document, model_file, name)
 
     def add_distillation(self, kind: str, document: dict[str, Any], data: bytes) -> Any:
@@ -446,7 +448,39 @@ class Store:
         (``campaign``, ``key`` identify it: storing the same key again replaces it)."""
         key = {"kind": kind, "campaign": document["campaign"], "key": document["key"]}
         name = f"{document['campaign']}-{kind}-{document['key']}"
-        return self._replace_with_file("distillations", key, {**document, **key}, data, name)
+        signed = {**document, **key, "signature": sign(data)}
+        return self._replace_with_file("distillations", key, signed, data, name)
+
+    def trust_models(self, campaign: str, sign_now: bool = False) -> list[str]:
+        """The model and student files of ``campaign`` that this machine's key does not sign
+        (stored elsewhere, or before signatures); with ``sign_now``, sign them: the caller
+        trusts everyone who could write to this database."""
+        found = []
+        for collection, match in (("models", {}), ("distillations", {"kind": "student"})):
+            for doc in self.db[collection].find({"campaign": campaign, **match}):
+                data = self.read_file(doc["file_id"])
+                if doc.get("signature") == sign(data):
+                    continue
+                found.append(
+                    f"{collection} {doc.get('iteration', doc.get('key'))}"
+                    f"/{doc.get('member', doc.get('kind'))}"
+                )
+                if sign_now:
+                    self.db[collection].update_one(
+                        {"_id": doc["_id"]}, {"$set": {"signature": sign(data)}}
+                    )
+        return found
+
+    def read_model_file(self, document: dict[str, Any]) -> bytes:
+        """The file of a model or student ``document``, checked against its signature:
+        :class:`database.model_signing.UntrustedModel` if it does not match this machine's key
+        (loading a model file can run code)."""
+        if "member" in document:
+            what = f"model {document['member']} of {document['campaign']} iteration "
+            what += str(document["iteration"])
+        else:
+            what = f"{document.get('kind', 'file')} {document.get('key')} of {document['campaign']}"
+        return verify(self.read_file(document["file_id"]), document.get("signature"), what)
 
     def _replace_with_file(
         self, collection: str, key: dict[str, Any], document: dict[str, Any], data: bytes, name: str

@@ -18,6 +18,8 @@ from fireworks import Firework, Workflow
 from fireworks.core.launchpad import LaunchPad
 from pymongo import ReturnDocument
 
+from database import resolve_uri
+
 
 def _next(lp: LaunchPad, field: str, quantity: int) -> int:
     doc = lp.fw_id_assigner.find_one_and_update(
@@ -64,11 +66,26 @@ def bulk_add_wfs(self: LaunchPad, wfs: list[Workflow | Firework]) -> None:
 _FROM_DICT = LaunchPad.from_dict.__func__  # FireWorks' own
 
 
+#: Keys of al-loop's ``my_launchpad.yaml`` that say where the full URI (with its password)
+#: is, written instead of it (launchers.launchpad).
+URI_FILE_KEY, URI_ENV_KEY = "al_loop_uri_file", "al_loop_uri_env"
+
+
+def launchpad_host(content: dict) -> str:
+    """The URI a ``my_launchpad.yaml`` stands for: read from the file or variable it names."""
+    if content.get(URI_FILE_KEY):
+        uri = resolve_uri(uri_file=content[URI_FILE_KEY])
+    elif content.get(URI_ENV_KEY):
+        uri = resolve_uri(uri_env=content[URI_ENV_KEY])
+    else:
+        return content["host"]
+    assert uri is not None
+    return uri
+
+
 def from_dict(cls: type[LaunchPad], d: dict) -> LaunchPad:
     """FireWorks' ``LaunchPad.from_dict``, with the URI read from the file or variable that
-    al-loop's ``my_launchpad.yaml`` names instead of a password (launchers.launchpad)."""
-    from launchers.launchpad import launchpad_host
-
+    al-loop's ``my_launchpad.yaml`` names instead of a password."""
     return _FROM_DICT(cls, {**d, "host": launchpad_host(d)})
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from fireworks import FWorker, LaunchPad
 
-from database import resolve_uri
 from launchers import fireworks_compat
+from launchers.fireworks_compat import URI_ENV_KEY, URI_FILE_KEY
 
 
 def make_launchpad(uri: str, launchpad_database: str) -> LaunchPad:
@@ -49,10 +49,6 @@ def _write_private(path: Path, text: str) -> Path:
     return path
 
 
-#: Keys of ``my_launchpad.yaml`` that say where the full URI (with its password) is.
-URI_FILE_KEY, URI_ENV_KEY = "al_loop_uri_file", "al_loop_uri_env"
-
-
 def write_launchpad_file(
     path: Path,
     uri: str,
@@ -77,18 +73,6 @@ def write_launchpad_file(
 def without_password(uri: str) -> str:
     """``scheme://user:secret@host`` → ``scheme://user@host``."""
     return re.sub(r"(://[^:/?#@\s]*):[^@\s]*@", r"\1@", uri)
-
-
-def launchpad_host(content: dict[str, Any]) -> str:
-    """The URI a ``my_launchpad.yaml`` stands for: read from the file or variable it names."""
-    if content.get(URI_FILE_KEY):
-        uri = resolve_uri(uri_file=content[URI_FILE_KEY])
-    elif content.get(URI_ENV_KEY):
-        uri = resolve_uri(uri_env=content[URI_ENV_KEY])
-    else:
-        return content["host"]
-    assert uri is not None
-    return uri
 
 
 def write_fworker_file(path: Path, fworker: FWorker) -> Path:

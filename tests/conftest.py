@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,8 +11,11 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 os.environ.pop("QUACC_WORKFLOW_ENGINE", None)
+# the suite's own model-signing key (database/model_signing.py), never the user's
+os.environ.setdefault(
+    "AL_LOOP_MODEL_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="al-loop-key-"), "model.key")
+)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from database import EmbeddedServer, Store

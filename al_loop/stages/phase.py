@@ -450,7 +450,7 @@ def stored_student_files(session: Any, key: str) -> list[Path]:
     model = folder / f"student{suffix}"
     if not model.is_file() or sha256_of(model) != document["sha256"]:
         folder.mkdir(parents=True, exist_ok=True)
-        model.write_bytes(session.store.read_file(document["file_id"]))
+        model.write_bytes(session.store.read_model_file(document))
     companions = []
     for name, text in (document.get("companion_files") or {}).items():
         path = folder / name

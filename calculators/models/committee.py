@@ -7,7 +7,7 @@ measure of uncertainty, is in ``results`` too:
 - ``energy_spread``: standard deviation of the total energy over models, per atom, eV/atom;
 - ``stress_spread``: max over Voigt components of the stress standard deviation, GPa.
 
-The models run inside one ``mace.calculators.MACECalculator(model_paths=[...])``, which builds the
+The models run inside one ``mace.calculators.MACECalculator(models=[...])``, which builds the
 neighbour graph once and evaluates each model on it (``benchmarks/committee_bench.py`` compares
 it with one calculator per model).
 """
@@ -15,7 +15,6 @@ it with one calculator per model).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,19 @@ def force_spread(forces: np.ndarray) -> float:
     return float(np.sqrt((deviation**2).sum(axis=2).mean(axis=0)).max())
 
 
+def load_mace_models(model_paths: Sequence[Path | str], device: str = "cpu") -> list[Any]:
+    """MACE model files as modules. They are pickled modules, read with torch's full loader:
+    only files al-loop trained, fetched from the database after their signature was checked
+    (database/model_signing.py), or that the user named (a foundation model)."""
+    import torch
+
+    from calculators.models.mace_train import quiet_mace_import
+
+    with quiet_mace_import():
+        import mace  # noqa: F401  (its classes, before the files that hold them)
+    return [torch.load(str(p), map_location=device, weights_only=False) for p in model_paths]
+
+
 def mace_calculator(
     model_paths: Sequence[Path | str],
     device: str = "auto",
@@ -57,16 +69,16 @@ def mace_calculator(
 ) -> Any:
     """mace's own calculator over ``model_paths``, on ``head`` (default: the fine-tuned head of
     multi-head models)."""
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     from calculators.models.mace_train import FINETUNED_HEAD, quiet_mace_import
 
     with quiet_mace_import():
         from mace.calculators import MACECalculator
 
-    paths = [str(p) for p in model_paths]
+    resolved = resolve_device(device)
+    models = load_mace_models(model_paths, resolved)
     return MACECalculator(
-        model_paths=paths if len(paths) > 1 else paths[0],
-        device=resolve_device(device),
+        models=models if len(models) > 1 else models[0],
+        device=resolved,
         default_dtype=dtype,
         head=head or FINETUNED_HEAD,
     )

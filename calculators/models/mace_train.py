@@ -298,6 +298,7 @@ def train_mace(
     args = train_args(
         train_file, valid_file, workdir, name, seed, settings, foundation, replay_file, numbers
     )
+    # mace's trainer reads the foundation model (the user's file) with torch.load's defaults
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -322,11 +323,10 @@ def train_mace(
 
 def model_heads(path: Path) -> list[str]:
     """The heads of a MACE model file (one ``Default`` head for a single-head model)."""
+    import mace  # noqa: F401  (mace before e3nn: ENVIRONMENT.md)
     import torch
 
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    import mace  # noqa: F401  (mace before e3nn: ENVIRONMENT.md)
-
+    # a pickled module: only files al-loop trained or the user named (models/committee.py)
     model = torch.load(path, map_location="cpu", weights_only=False)
     return list(getattr(model, "heads", None) or [FINETUNED_HEAD])
 
