@@ -20,7 +20,7 @@ from al_loop.config import CampaignConfig
 from calculators.oracles import Oracle, oracle_class
 from calculators.oracles.settings import differences
 from database import CampaignLock, CampaignLog, Store, open_store, resolve_uri
-from launchers import CampaignFireworks, fworker_env, process_env
+from launchers import CampaignFireworks, QueueSpec, fworker_env, process_env
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def open_campaign(
                 "launchpad_database": store_cfg.launchpad_database,
             },
             fworker_name=config.launcher.fworker_name,
-            category=config.launcher.category,
+            category=config.labelling_category(),
             fworker_env=fworker_env(
                 uri=store_cfg.uri,
                 uri_file=store_cfg.uri_file,
@@ -126,6 +126,7 @@ def open_campaign(
             process_env=process_env(store_cfg.uri_env),
             uri_file=store_cfg.uri_file,
             uri_env=store_cfg.uri_env,
+            queues=queue_specs(config),
         )
         session = CampaignSession(config, store, workdir, fireworks)
         with contextlib.ExitStack() as held:
@@ -134,6 +135,20 @@ def open_campaign(
             if create:
                 register(session, accept_physics_change)
             yield session
+
+
+def queue_specs(config: CampaignConfig) -> dict[str, QueueSpec]:
+    """The campaign file's queues, as launchers.queues takes them."""
+    return {
+        name: QueueSpec(
+            name=name,
+            category=config.queue_category(name),
+            **queue.model_dump(exclude={"category", "modules", "pre_rocket"}),
+            modules=tuple(queue.modules),
+            pre_rocket=tuple(queue.pre_rocket),
+        )
+        for name, queue in config.queues.items()
+    }
 
 
 def local_commands(config: CampaignConfig) -> dict[str, dict[str, object]]:

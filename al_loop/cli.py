@@ -683,20 +683,43 @@ def launch(
             "their structures that are not labelled ok).",
         ),
     ] = False,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            help="Submit jobs to this queue of the campaign file (up to its max_jobs in the "
+            "queue; qlaunch rapidfire) instead of running local rockets, and return.",
+        ),
+    ] = None,
 ) -> None:
-    """Run local rockets (rlaunch rapidfire) until no Firework of the campaign is ready."""
+    """Run local rockets (rlaunch rapidfire) until no Firework of the campaign is ready, or
+    with --queue submit queue jobs that run them."""
     from al_loop.campaign import open_campaign
 
     config = _load(campaign)
+    if queue is not None and queue not in config.queues:
+        errors.print(
+            f"[bold red]error:[/] --queue {queue!r}: not a queue of {campaign} "
+            f"(queues: {', '.join(config.queues) or 'none: add a queues: section'})",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     with _user_errors(), open_campaign(config, create=False) as session:
         fireworks = session.fireworks
         recovered = fireworks.rerun_lost()
         if recovered:
             console.print(
-                f"rerunning {len(recovered)} Fireworks left RUNNING by a stopped local launcher"
+                f"rerunning {len(recovered)} Fireworks left RUNNING by a launcher that is gone"
             )
         if rerun_fizzled:
             console.print(f"rerunning {len(fireworks.rerun_fizzled())} FIZZLED Fireworks")
+        if queue is not None:
+            jobs = fireworks.submit_to_queue(queue, fireworks.ready())
+            console.print(
+                f"submitted {len(jobs)} jobs to {queue} ({', '.join(jobs) or 'none'}); in the "
+                f"queue: {fireworks.queue_jobs(queue)}; Fireworks: {fireworks.states()}"
+            )
+            return
         n = workers or config.launcher.workers
         codes = fireworks.run_local(n)
         console.print(f"{n} launchers exited with {codes}; Fireworks: {fireworks.states()}")
@@ -704,7 +727,8 @@ def launch(
 
 @app.command()
 def status(campaign: CampaignFile) -> None:
-    """Where a campaign stands: every stage it recorded, with its figures, and its Fireworks."""
+    """Where a campaign stands: every stage it recorded, with its figures, its Fireworks by
+    state, and its jobs in each queue."""
     from al_loop.campaign import open_campaign
 
     config = _load(campaign)
@@ -732,6 +756,12 @@ def status(campaign: CampaignFile) -> None:
         if finished:
             console.print(f"finished: {finished['reason']} at iteration {finished['iteration']}")
         console.print(f"Fireworks: {session.fireworks.states()}")
+        for name in config.queues:
+            try:
+                jobs = session.fireworks.queue_jobs(name)
+            except RuntimeError as err:  # not a login node of that queue
+                jobs = {"unknown": str(err)}
+            console.print(f"queue {name}: {len(jobs)} jobs {jobs}", highlight=False)
 
 
 def _query(

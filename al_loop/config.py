@@ -59,6 +59,7 @@ __all__ = [
     "ExplorationConfig",
     "LauncherConfig",
     "OracleConfig",
+    "QueueConfig",
     "SeedsConfig",
     "SelectionConfig",
     "StoreConfig",
@@ -613,8 +614,44 @@ class StoreConfig(_Section):
         return self
 
 
+_WALLTIME_RE = re.compile(r"(\d+-)?\d{1,3}:\d{2}:\d{2}")
+
+
+def _walltime(value: str) -> str:
+    if not _WALLTIME_RE.fullmatch(value):
+        raise ValueError(f"must be HH:MM:SS (or D-HH:MM:SS), e.g. '02:00:00'; got {value!r}")
+    return value
+
+
+class QueueConfig(_Section):
+    """An HPC queue that runs rocket launchers in jobs (launchers/queues.py, the templates in
+    configs/queues/). Each job runs Fireworks of its ``category`` until none is ready."""
+
+    system: Literal["slurm", "pbs"]
+    #: The FWorker category its jobs take (null: the queue's name).
+    category: NonEmptyStr | None = None
+    account: NonEmptyStr | None = None
+    #: SLURM partition / PBS queue (null: the system's default).
+    partition: NonEmptyStr | None = None
+    qos: NonEmptyStr | None = None
+    walltime: Annotated[str, AfterValidator(_walltime)] = "01:00:00"
+    nodes: Annotated[Int, Field(ge=1)] = 1
+    #: Tasks per node: the cores a DFT run's parallel_cmd may use.
+    cores: Annotated[Int, Field(ge=1)] = 1
+    gpus_per_node: Annotated[Int, Field(ge=0)] | None = None
+    #: Memory per node, SLURM/PBS syntax (``16G``); null: the system's default.
+    memory: NonEmptyStr | None = None
+    constraint: NonEmptyStr | None = None
+    #: ``module load`` these first, then run these shell lines, before the rocket.
+    modules: list[NonEmptyStr] = Field(default_factory=list)
+    pre_rocket: list[NonEmptyStr] = Field(default_factory=list)
+    #: Jobs of this campaign in the queue at most (pending and running).
+    max_jobs: Annotated[Int, Field(ge=1)] = 4
+
+
 class LauncherConfig(_Section):
-    """FireWorks: how many local workers, how many structures per Firework."""
+    """FireWorks: how many local workers, how many structures per Firework, and the queue
+    that labels them (null: local rocket launchers)."""
 
     workers: Annotated[Int, Field(ge=1)] = 2
     batch_size: Annotated[Int, Field(ge=1)] = 10  # FireWorks costs ~0.1-0.7 s per Firework
@@ -623,6 +660,9 @@ class LauncherConfig(_Section):
     #: A label whose worker has not beaten its heartbeat for this long (it beats every tenth
     #: of it) is taken over by the next Firework that asks for it: its worker is gone.
     claim_expiry_s: Annotated[Float, Field(ge=1)] = 600.0
+    #: A name in ``queues``: `al-loop run` submits jobs there (up to its max_jobs) instead of
+    #: running local launchers, and labelling Fireworks take its category.
+    queue: NonEmptyStr | None = None
 
 
 class PhaseConfig(_Section):
@@ -686,6 +726,10 @@ class CampaignConfig(_Section):
     launcher: Annotated[LauncherConfig, BeforeValidator(_none_is_empty)] = _section()
     student: Annotated[StudentConfig, BeforeValidator(_none_is_empty)] = _section()
     phase: Annotated[PhaseConfig, BeforeValidator(_none_is_empty)] = _section()
+    #: HPC queues by name (``al-loop launch --queue NAME``; ``launcher.queue``).
+    queues: dict[Annotated[str, AfterValidator(_check_name)], QueueConfig] = Field(
+        default_factory=dict
+    )
 
     _source_file: Path | None = PrivateAttr(default=None)
 
@@ -725,6 +769,13 @@ class CampaignConfig(_Section):
                     f"no {table} entry for {', '.join(missing)} (system.elements): add one "
                     f"under oracle.overrides.{table}",
                 )
+        queue = self.launcher.queue
+        if queue is not None and queue not in self.queues:
+            raise Problem(
+                ("launcher", "queue"),
+                f"no queue {queue!r} in queues{did_you_mean(queue, list(self.queues))}; "
+                f"defined: {', '.join(self.queues) or 'none (add a queues: section)'}",
+            )
         spread, trust_lo = self.exploration.max_spread_eV_A, self.selection.trust_lo_eV_A
         if spread <= trust_lo:
             raise Problem(
@@ -743,6 +794,16 @@ class CampaignConfig(_Section):
     def source_file(self) -> Path | None:
         """The campaign file this was loaded from (absolute), if any."""
         return self._source_file
+
+    def queue_category(self, name: str) -> str:
+        """The FWorker category of the jobs of queue ``name``."""
+        return self.queues[name].category or name
+
+    def labelling_category(self) -> str | None:
+        """The category of labelling Fireworks: launcher.category, else launcher.queue's."""
+        if self.launcher.category is not None or self.launcher.queue is None:
+            return self.launcher.category
+        return self.queue_category(self.launcher.queue)
 
     def resolved_workdir(self) -> Path:
         """The campaign's folder: ``workdir``, or ``al-loop-runs/<name>`` beside the campaign

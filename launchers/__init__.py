@@ -10,6 +10,7 @@ from launchers.launchpad import (
     write_fworker_file,
     write_launchpad_file,
 )
+from launchers.queues import QueueSpec
 from launchers.rockets import rerun_lost_local_runs, run_workers, start_workers
 from launchers.tasks import LabellingFailed, LabelStructuresTask
 from launchers.worker_env import fworker_env, process_env
@@ -20,6 +21,7 @@ __all__ = [
     "CampaignFireworks",
     "LabelStructuresTask",
     "LabellingFailed",
+    "QueueSpec",
     "fworker_env",
     "label_workflows",
     "make_fworker",

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fireworks import LaunchPad
+from fireworks import FWorker, LaunchPad
+from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
 
 from calculators.oracles import Oracle
 from launchers.launchpad import (
@@ -22,8 +23,10 @@ from launchers.launchpad import (
     make_launchpad,
     write_fworker_file,
     write_launchpad_file,
+    write_qadapter_file,
 )
-from launchers.rockets import local_runs, rerun_lost_local_runs, run_workers
+from launchers.queues import QueueSpec, make_qadapter, queue_jobs, queue_runs, submit_jobs
+from launchers.rockets import LocalRun, local_runs, repair_lost_runs, run_workers
 from launchers.workflows import label_coverage, label_workflows, workflow_states
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ class CampaignFireworks:
     #: Where the URI comes from, written in ``my_launchpad.yaml`` instead of its password.
     uri_file: Path | None = None
     uri_env: str | None = None
+    #: The campaign's HPC queues by name.
+    queues: dict[str, QueueSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.launchpad_file = write_launchpad_file(
@@ -140,16 +145,19 @@ class CampaignFireworks:
         """How many of the campaign's Fireworks (of one iteration) a launcher can take now."""
         return self.states(iteration).get("READY", 0)
 
-    def live_local_runs(self) -> list[int]:
-        """The Fireworks that live local launchers of this host are running (a run killed
-        with ``kill -9`` leaves its launchers working): wait for them, do not run them again."""
-        return [
-            r.fw_id for r in local_runs(self.launchpad, self.campaign, self.launch_dir) if r.alive
-        ]
+    def live_runs(self) -> list[int]:
+        """The Fireworks that live launchers are running: local ones of this host (a run
+        killed with ``kill -9`` leaves its launchers working) and the campaign's queue jobs.
+        Wait for them; do not run them again."""
+        runs = local_runs(self.launchpad, self.campaign, self.launch_dir) + self._queue_runs()
+        return [r.fw_id for r in runs if r.alive]
 
     def rerun_lost(self) -> list[int]:
-        """Repair the Fireworks a stopped local launcher left RUNNING; returns their ids."""
-        return rerun_lost_local_runs(self.launchpad, self.campaign, self.launch_dir)
+        """Repair the Fireworks that a launcher which is gone left RUNNING (a stopped local
+        launcher, a cancelled or timed-out queue job); returns their ids."""
+        runs = local_runs(self.launchpad, self.campaign, self.launch_dir) + self._queue_runs()
+        lost = [(r.fw_id, r.launch_id, r.launch_state) for r in runs if not r.alive]
+        return repair_lost_runs(self.launchpad, self.campaign, lost)
 
     def rerun_fizzled(self) -> list[int]:
         """Rerun the campaign's FIZZLED Fireworks (a rerun labels only what is not ``ok``)."""
@@ -162,6 +170,51 @@ class CampaignFireworks:
         for fw_id in fizzled:
             self.launchpad.rerun_fw(fw_id)
         return fizzled
+
+    # -- queues ------------------------------------------------------------------------------
+    def queue_dir(self, name: str) -> Path:
+        return self.workdir / "queues" / name
+
+    def queue_files(self, name: str) -> tuple[FWorker, CommonAdapter]:
+        """The FWorker and queue adapter of queue ``name``; their files are written to its
+        folder too (``my_fworker.yaml``, ``my_qadapter.yaml``: FireWorks' ``qlaunch`` reads
+        them)."""
+        spec = self.queues[name]
+        fworker = make_fworker(
+            f"{self.fworker_name}-{name}", spec.category, self.fworker_env, campaign=self.campaign
+        )
+        folder = self.queue_dir(name)
+        fworker_file = write_fworker_file(folder / "my_fworker.yaml", fworker)
+        qadapter = make_qadapter(spec, self.campaign, self.launchpad_file, fworker_file)
+        write_qadapter_file(folder / "my_qadapter.yaml", qadapter)
+        return fworker, qadapter
+
+    def queue_jobs(self, name: str) -> dict[str, str]:
+        """The campaign's jobs in queue ``name`` that may still run: job id → state."""
+        return queue_jobs(self.queues[name], self.campaign)
+
+    def submit_to_queue(self, name: str, wanted: int) -> list[str]:
+        """Submit up to ``wanted`` jobs to queue ``name`` (its max_jobs at most in the queue);
+        returns the new job ids."""
+        fworker, qadapter = self.queue_files(name)
+        return submit_jobs(
+            self.launchpad,
+            fworker,
+            qadapter,
+            self.queue_dir(name) / "jobs",
+            wanted,
+            len(self.queue_jobs(name)),
+            self.queues[name].max_jobs,
+        )
+
+    def _queue_runs(self) -> list[LocalRun]:
+        runs = []
+        for name in self.queues:
+            if not self.queue_dir(name).is_dir():
+                continue  # never used: nothing of it can be running
+            jobs = set(self.queue_jobs(name))
+            runs += queue_runs(self.launchpad, self.campaign, self.queue_dir(name), jobs)
+        return runs
 
     def run_local(self, workers: int) -> list[int]:
         """Run ``workers`` local rocket launchers until no Firework is ready; their exit codes."""

@@ -75,6 +75,11 @@ def without_password(uri: str) -> str:
     return re.sub(r"(://[^:/?#@\s]*):[^@\s]*@", r"\1@", uri)
 
 
+def write_qadapter_file(path: Path, qadapter: Any) -> Path:
+    """``my_qadapter.yaml``: the queue adapter, for FireWorks' ``qlaunch -q``."""
+    return _write_private(path, yaml.safe_dump(qadapter.to_dict()))
+
+
 def write_fworker_file(path: Path, fworker: FWorker) -> Path:
     """``my_fworker.yaml`` with the FWorker's name, category, query and env."""
     return _write_private(path, yaml.safe_dump(fworker.to_dict()))

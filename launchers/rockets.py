@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -107,31 +108,45 @@ def local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[LocalRun]
     launch state says where it died: ``RUNNING`` inside the task; ``COMPLETED`` or ``FIZZLED``
     after FireWorks saved the launch but before it updated the Firework (FireWorks writes the
     two separately). Runs of other machines are never counted."""
+    return runs_under(lp, campaign, launch_dir, PID_FILE, _pid_alive, this_host=True)
+
+
+def runs_under(
+    lp: LaunchPad,
+    campaign: str,
+    root: Path,
+    marker: str,
+    alive: Callable[[str], bool],
+    this_host: bool = False,
+) -> list[LocalRun]:
+    """``campaign``'s Fireworks RUNNING (or RESERVED) whose launch is in a folder under
+    ``root``; each launcher's folder holds a ``marker`` file (a pid, a queue job id) that
+    ``alive`` judges. A RESERVED Firework without a launch (a launcher killed between
+    FireWorks' reservation and its launch) is lost when no launcher under ``root`` lives."""
     runs = []
-    root = launch_dir.resolve()
+    root = root.resolve()
     for fw in lp.fireworks.find(
         {"spec.al_loop.campaign": campaign, "state": {"$in": ["RUNNING", "RESERVED"]}},
         {"fw_id": 1, "state": 1},
     ):
         launch = lp.launches.find_one({"fw_id": fw["fw_id"]}, sort=[("launch_id", -1)])
         if launch is None and fw["state"] == "RESERVED":
-            # rapidfire reserves a Firework, then creates its launch: a launcher killed in
-            # between leaves no launch to tell whose it was; lost if no local launcher lives
-            alive = _any_local_launcher_alive(root)
-            runs.append(LocalRun(fw["fw_id"], None, "RESERVED", alive))
+            markers = [_read_marker(f) for f in root.rglob(marker)]
+            living = any(m is not None and alive(m) for m in markers)
+            runs.append(LocalRun(fw["fw_id"], None, "RESERVED", living))
             continue
-        if launch is None or socket.gethostname() != launch.get("host"):
+        if launch is None or (this_host and socket.gethostname() != launch.get("host")):
             continue
         path = Path(launch.get("launch_dir", "")).resolve()
         if root not in path.parents:
             continue
-        # the launcher's folder: the nearest folder above the launch with a pid file
-        pid_files = [d / PID_FILE for d in path.parents if root in (d, *d.parents)]
-        pid_file = next((f for f in pid_files if f.exists()), None)
-        pid = _read_pid(pid_file) if pid_file else None
-        if pid is None:
+        # the launcher's folder: the nearest folder above the launch with a marker file
+        files = [d / marker for d in path.parents if root in (d, *d.parents)]
+        found = next((f for f in files if f.exists()), None)
+        value = _read_marker(found) if found else None
+        if value is None:
             continue
-        runs.append(LocalRun(fw["fw_id"], launch["launch_id"], launch["state"], pid_alive(pid)))
+        runs.append(LocalRun(fw["fw_id"], launch["launch_id"], launch["state"], alive(value)))
     return runs
 
 
@@ -146,25 +161,31 @@ def lost_local_runs(
     ]
 
 
-def _read_pid(pid_file: Path) -> int | None:
+def _read_marker(path: Path) -> str | None:
     try:
-        return int(pid_file.read_text())
-    except ValueError:
+        return path.read_text().strip() or None
+    except OSError:
         return None
 
 
-def _any_local_launcher_alive(root: Path) -> bool:
-    pids = [_read_pid(f) for f in root.glob(f"*/{PID_FILE}")]
-    return any(pid is not None and pid_alive(pid) for pid in pids)
+def _pid_alive(value: str) -> bool:
+    return value.isdigit() and pid_alive(int(value))
 
 
 def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> list[int]:
-    """Repair the lost local runs of :func:`lost_local_runs`; returns their Fireworks.
+    """Repair the lost local runs of :func:`lost_local_runs`; returns their Fireworks."""
+    lost = lost_local_runs(lp, campaign, launch_dir)
+    return repair_lost_runs(lp, campaign, lost)
+
+
+def repair_lost_runs(
+    lp: LaunchPad, campaign: str, lost: list[tuple[int, int | None, str]]
+) -> list[int]:
+    """Repair Fireworks whose launcher is gone, given as (fw_id, launch_id, launch state).
 
     A launch lost while RUNNING is marked FIZZLED and rerun (as ``lpad detect_lostruns --rerun``
     does; its labels are taken over by the same job). A launch that had finished only needs its
     Firework refreshed from it (as ``lpad detect_lostruns --refresh`` does): nothing is rerun."""
-    lost = lost_local_runs(lp, campaign, launch_dir)
     for fw_id, launch_id, launch_state in lost:
         # a launcher killed inside FireWorks' workflow lock leaves it set; the workflow holds
         # this Firework alone (launchers.workflows), so no one else can be holding it
@@ -178,7 +199,8 @@ def rerun_lost_local_runs(lp: LaunchPad, campaign: str, launch_dir: Path) -> lis
             lp._refresh_wf(fw_id)  # what detect_lostruns(refresh=True) calls; no public form
     if lost:
         log.warning(
-            "%d Fireworks of %s were left RUNNING by a stopped local launcher; "
+            "%d Fireworks of %s were left RUNNING by a launcher that is gone (a local one, "
+            "or a queue job); "
             "repaired (rerun, or refreshed from a finished launch): %s",
             len(lost),
             campaign,

@@ -23,6 +23,22 @@ build_plugin() {
     echo "setup: student LAMMPS plugin built"
 }
 
+# The test suite's single-node SLURM cluster (tests/helpers/slurm_cluster.py): Debian's
+# slurm-wlm and munge, installed when we are root and they are missing.
+install_slurm() {
+    if command -v sbatch >/dev/null && command -v munged >/dev/null; then
+        return
+    fi
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "slurm-wlm=22.05.*" "munge=0.5.*" >/dev/null
+        echo "setup: slurm-wlm and munge installed"
+    else
+        echo "setup: SLURM (slurm-wlm, munge) is missing; tests/integration/test_slurm.py needs it" >&2
+    fi
+}
+install_slurm
+
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$FINGERPRINT" ]]; then
     echo "setup: $VENV is up to date"
     build_plugin

@@ -2,9 +2,11 @@
 campaign's oracle.
 
 The stage submits a Firework for every structure that none holds yet (a submission cut short
-between FireWorks' two inserts is completed), repairs what dead local launchers left RUNNING,
-runs local rockets while Fireworks are READY, and waits while live launchers (of a run killed
-with ``kill -9``, or another campaign's) still compute its structures. It is done only when no
+between FireWorks' two inserts is completed), repairs what launchers that are gone left RUNNING
+(a killed local launcher, a cancelled or timed-out queue job), runs local rockets while
+Fireworks are READY, or with ``launcher.queue`` submits jobs to that queue (up to its
+``max_jobs``), and waits while live launchers and jobs (of a run killed with ``kill -9``, or
+another campaign's) still compute its structures. It is done only when no
 Firework of the iteration needs a worker and every structure has a label with the current
 physics that is not ``running``: ``ok``, or a failure with its reason. A structure whose
 Fireworks ended without a label, or whose claim expired (its worker stopped beating: killed,
@@ -84,9 +86,25 @@ class LabelStage(Stage):
         resubmitted: collections.Counter[str] = collections.Counter()
         stuck_ready = -1  # READY Fireworks that the last local launchers left (none took them)
         said_waiting = 0.0
+        queue, queued = launcher.queue, {}
         while True:
             ready = fireworks.ready(iteration)
-            if ready and ready != stuck_ready:
+            if queue is not None:
+                queued = fireworks.queue_jobs(queue)
+                if ready and not queued and ready == stuck_ready:
+                    log.warning(
+                        "jobs of queue %s ended without taking a Firework; see their output in %s",
+                        queue,
+                        fireworks.queue_dir(queue) / "jobs",
+                    )
+                    break
+                if ready:
+                    jobs = fireworks.submit_to_queue(queue, ready)
+                    if jobs:
+                        stuck_ready = ready if not queued else -1
+                        queued = fireworks.queue_jobs(queue)
+                        self.emit(iteration, "step", queue=queue, jobs_submitted=len(jobs))
+            elif ready and ready != stuck_ready:
                 workers = self.workers or launcher.workers
                 self.emit(iteration, "step", local_launchers=workers, ready_fireworks=ready)
                 codes = fireworks.run_local(workers)
@@ -115,9 +133,9 @@ class LabelStage(Stage):
                 self.emit(iteration, "step", submitted_again=len(again))
                 stuck_ready = -1
                 continue
-            live = fireworks.live_local_runs()
+            live = fireworks.live_runs()
             computing = [c for c in unfinished.values() if c is not None and not self._expired(c)]
-            if not live and not computing:
+            if not live and not computing and not queued:
                 break  # nothing here will change without a launcher: not done
             if time.monotonic() - said_waiting > 60:
                 said_waiting = time.monotonic()
@@ -125,7 +143,8 @@ class LabelStage(Stage):
                     iteration,
                     "step",
                     waiting_for_structures=len(computing),
-                    live_local_fireworks=len(live),
+                    running_fireworks=len(live),
+                    queue_jobs=len(queued),
                 )
             time.sleep(min(POLL_S, launcher.claim_expiry_s / 10))
         unfinished = self._unfinished(ids)

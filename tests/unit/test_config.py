@@ -177,6 +177,7 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "fworker_name": "al-loop-local",
         "category": None,
         "claim_expiry_s": 600.0,
+        "queue": None,
     }
 
 
