@@ -135,7 +135,7 @@ class CampaignFireworks:
                 "spec.al_loop.iteration": iteration,
                 "state": {"$nin": list(TERMINAL_STATES)},
             },
-            {"spec._tasks": 1},
+            {"spec._tasks.structure_ids": 1},
         ):
             for task in fw["spec"].get("_tasks", []):
                 held.update(task.get("structure_ids", []))

@@ -110,7 +110,13 @@ def label_coverage(lp: LaunchPad, campaign: str, iteration: int, physics_hash: s
     nodes = [n for wf in workflows for n in wf.get("nodes", [])]
     covered: set[str] = set()
     present = set()
-    for fw in lp.fireworks.find({"fw_id": {"$in": nodes}}, {"fw_id": 1, "spec._tasks": 1}):
+    fields = {"fw_id": 1, "spec._tasks.structure_ids": 1}
+    wanted = set(nodes)
+    # the iteration's Fireworks, matched to the workflows' nodes here: a long $in is slow
+    mine = {"spec.al_loop.campaign": campaign, "spec.al_loop.iteration": iteration}
+    for fw in lp.fireworks.find(mine, fields):
+        if fw["fw_id"] not in wanted:
+            continue
         present.add(fw["fw_id"])
         for task in fw["spec"].get("_tasks", []):
             covered.update(task.get("structure_ids", []))

@@ -182,6 +182,15 @@ def quiet_mace_import() -> Iterator[None]:
     the CLI's progress lines vanished), hence the lock."""
     with _QUIET, contextlib.redirect_stdout(io.StringIO()):
         yield
+    restore_weights_only_default()
+
+
+def restore_weights_only_default() -> None:
+    """Undo what mace does on import: it sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` for the
+    whole process, and every ``torch.load`` would then unpickle anything. al-loop loads MACE
+    files with ``weights_only=False`` explicitly, and only its own signed files or the user's
+    (calculators/models/committee.py); every other load keeps torch's safe default."""
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
 
 
 @functools.cache
@@ -323,8 +332,10 @@ def train_mace(
 
 def model_heads(path: Path) -> list[str]:
     """The heads of a MACE model file (one ``Default`` head for a single-head model)."""
-    import mace  # noqa: F401  (mace before e3nn: ENVIRONMENT.md)
     import torch
+
+    with quiet_mace_import():
+        import mace  # noqa: F401  (mace before e3nn: ENVIRONMENT.md)
 
     # a pickled module: only files al-loop trained or the user named (models/committee.py)
     model = torch.load(path, map_location="cpu", weights_only=False)
@@ -333,7 +344,8 @@ def model_heads(path: Path) -> list[str]:
 
 def foundation_names() -> list[str]:
     """The MACE-MP foundation models that ``committee.foundation_model`` may name."""
-    from mace.calculators.foundations_models import mace_mp_names
+    with quiet_mace_import():
+        from mace.calculators.foundations_models import mace_mp_names
 
     return [name for name in mace_mp_names if name is not None]
 
@@ -341,7 +353,8 @@ def foundation_names() -> list[str]:
 def fetch_foundation(name: str) -> Path:
     """The local file of the named MACE-MP model: mace's cache, downloaded into it now if it
     is not there yet. Raises :class:`OSError` when it cannot be had (no network)."""
-    from mace.calculators.foundations_models import download_mace_mp_checkpoint
+    with quiet_mace_import():
+        from mace.calculators.foundations_models import download_mace_mp_checkpoint
 
     if name not in foundation_names():
         raise ValueError(f"{name!r} is not a MACE-MP model; known: {', '.join(foundation_names())}")

@@ -50,3 +50,35 @@ def test_students_are_signed_too(store: Store) -> None:
     store.db.distillations.update_one({"_id": doc["_id"]}, {"$set": {"signature": "0" * 64}})
     with pytest.raises(UntrustedModel, match="student k of c"):
         store.read_model_file(store.distillations("c", "student", "k")[0])
+
+
+def test_importing_mace_leaves_torch_load_safe(tmp_path: Path) -> None:
+    """mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD for the whole process on import; al-loop
+    takes it back, so a torch.load that al-loop does not mean to unpickle cannot run code."""
+    import os
+    import pickle
+
+    import torch
+
+    from calculators.models.mace_train import quiet_mace_import
+
+    with quiet_mace_import():
+        import mace.calculators  # noqa: F401
+
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
+    payload = tmp_path / "evil.pt"
+    marker = tmp_path / "ran"
+    torch.save({"x": _Boom(str(marker))}, payload)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(payload)
+    assert not marker.exists()
+
+
+class _Boom:
+    """Unpickling it would create a file: what a malicious model file could do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (Path(self.path),))

@@ -1,0 +1,118 @@
+"""Faults of a worker and of the files a stage writes: kill -9 of a rocket launcher in the
+middle of a real pw.x run, and a model file that cannot be written. Nothing is lost, no DFT run
+is done twice (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from al_loop.campaign import open_campaign
+from al_loop.config import load_campaign
+from al_loop.stages import LabelStage, SeedStage, TrainStage
+
+pytestmark = pytest.mark.faults
+
+DELAYED = Path(__file__).resolve().parents[1] / "helpers" / "delayed_start.sh"
+
+
+def _campaign(tmp_path: Path, mongo_uri: str, **sections: Any) -> Path:
+    database = f"faults_{uuid.uuid4().hex[:8]}"
+    config = {
+        "name": "worker-faults",
+        "workdir": str(tmp_path / "run"),
+        "system": {"elements": ["Cu", "Ni"]},
+        "seeds": {"prototypes": ["fcc"], "n_structures": 6, "max_atoms": 4},
+        "store": {"uri": mongo_uri, "database": database, "launchpad_database": f"{database}_fw"},
+        "launcher": {"workers": 1, "batch_size": 1},
+        **sections,
+    }
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_worker_killed_in_the_middle_of_a_dft_run(
+    tmp_path: Path, mongo_uri: str, fast_pseudos: Path
+) -> None:
+    """The launcher dies while its pw.x command runs; the label stage, still running, finds
+    the lost Firework (its launcher's pid is gone), reruns it, and the rerun takes the label
+    over: two labels, the killed one attempted twice, no outcome set aside."""
+    flag = tmp_path / "slow"
+    flag.touch()
+    path = _campaign(
+        tmp_path,
+        mongo_uri,
+        system={"elements": ["Fe", "Ni"]},
+        seeds={"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
+        oracle={
+            "code": "espresso",
+            "preset": "fast",
+            "overrides": {"pseudo_dir": str(fast_pseudos), "parallel_cmd": f"{DELAYED} {flag} 600"},
+        },
+    )
+    with open_campaign(load_campaign(path)) as session:
+        SeedStage(session).run(0)
+        outcome: dict[str, Any] = {}
+        stage = threading.Thread(target=lambda: outcome.update(run=LabelStage(session).run(0)))
+        stage.start()
+        pid_file = tmp_path / "run" / "launches" / "worker0" / "rlaunch.pid"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if session.store.db.labels.count_documents({"status": "running"}) and pid_file.exists():
+                break
+            time.sleep(0.2)
+        time.sleep(1)  # inside the DFT command (the delayed start of pw.x)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        flag.unlink()  # the rerun runs pw.x at once
+        stage.join(timeout=600)
+        assert not stage.is_alive()
+        result = outcome["run"]
+        assert result.done, result.result
+        labels = list(session.store.db.labels.find({}))
+        assert len(labels) == 2 and {d["status"] for d in labels} == {"ok"}
+        assert sorted(d["attempts"] for d in labels) == [1, 2]
+        assert not any(h.get("stale") for d in labels for h in d["history"])
+        states = [d["state"] for d in session.fireworks.launchpad.launches.find({})]
+        assert sorted(states) == ["COMPLETED", "COMPLETED", "FIZZLED"]
+
+
+def test_a_model_file_that_cannot_be_written_loses_nothing(
+    tmp_path: Path, mongo_uri: str, standin_model: Path
+) -> None:
+    """The local copy of a trained member cannot be written (a folder in its way): each member
+    is in the database before its copy is written; the stage fails with the path, and runs
+    again without training anything once the way is clear."""
+    committee = {
+        "n_models": 2,
+        "foundation_model": str(standin_model),
+        "max_epochs": 1,
+        "held_out_fraction": 0.0,
+    }
+    config = load_campaign(_campaign(tmp_path, mongo_uri, committee=committee))
+    blocked = tmp_path / "run" / "models" / "iter000" / "member1.model"
+    blocked.mkdir(parents=True)
+    with open_campaign(config) as session:
+        SeedStage(session).run(0)
+        assert LabelStage(session).run(0).done
+        with pytest.raises(IsADirectoryError, match=r"member1\.model"):
+            TrainStage(session).run(0)
+        assert session.log.stage(0, "train") is None
+        stored = {d["member"]: d["sha256"] for d in session.store.models(config.name, 0)}
+        assert sorted(stored) == [0, 1]  # both in the database, the failed copy's too
+        blocked.rmdir()
+        events: list[Any] = []
+        result = TrainStage(session, events.append).run(0).result
+        assert result["models"] == 2
+        assert not [e for e in events if "trained_in_s" in e.figures]  # nothing trained again
+        again = {d["member"]: d["sha256"] for d in session.store.models(config.name, 0)}
+        assert again == stored
+        assert blocked.is_file()  # fetched from the database
