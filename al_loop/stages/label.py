@@ -104,6 +104,14 @@ class LabelStage(Stage):
                         stuck_ready = ready if not queued else -1
                         queued = fireworks.queue_jobs(queue)
                         self.emit(iteration, "step", queue=queue, jobs_submitted=len(jobs))
+                    elif not queued:  # refused by the queue (account, partition, limits)
+                        log.warning(
+                            "no job could be submitted to queue %s (FireWorks' log above says "
+                            "why; the scripts are in %s)",
+                            queue,
+                            fireworks.queue_dir(queue) / "jobs",
+                        )
+                        break
             elif ready and ready != stuck_ready:
                 workers = self.workers or launcher.workers
                 self.emit(iteration, "step", local_launchers=workers, ready_fireworks=ready)

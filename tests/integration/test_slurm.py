@@ -31,10 +31,12 @@ def slurm() -> None:
     start_cluster()
 
 
-def _campaign(tmp_path: Path, mongo_uri: str, **changes: Any) -> Path:
+def _campaign(tmp_path: Path, mongo_uri: str, name: str, **changes: Any) -> Path:
+    """A campaign of its own name per test: jobs are counted by name (a finished test's job
+    may still be leaving the queue)."""
     database = f"slurm_{uuid.uuid4().hex[:8]}"
     config = {
-        "name": "slurm-test",
+        "name": name,
         "workdir": str(tmp_path / "run"),
         "system": {"elements": ["Cu", "Ni"]},
         "seeds": {"prototypes": ["fcc"], "n_structures": 4, "max_atoms": 4},
@@ -58,7 +60,7 @@ def test_rockets_in_slurm_jobs_label_the_structures(
 ) -> None:
     """Two Fireworks, one job at a time (max_jobs 1): the first job takes both."""
     events: list[Any] = []
-    with open_campaign(load_campaign(_campaign(tmp_path, mongo_uri))) as session:
+    with open_campaign(load_campaign(_campaign(tmp_path, mongo_uri, "slurm-label"))) as session:
         SeedStage(session).run(0)
         outcome = LabelStage(session, events.append).run(0)
         assert outcome.done, outcome.result
@@ -82,6 +84,7 @@ def test_a_cancelled_job_and_a_job_past_its_wall_time_lose_nothing(
     path = _campaign(
         tmp_path,
         mongo_uri,
+        "slurm-faults",
         system={"elements": ["Fe", "Ni"]},
         seeds={"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
         oracle={
@@ -92,12 +95,12 @@ def test_a_cancelled_job_and_a_job_past_its_wall_time_lose_nothing(
         launcher={"batch_size": 1, "queue": "dft"},
         queues={"dft": {"system": "slurm", "walltime": "00:01:00", "max_jobs": 2}},
     )
-    name = job_name("slurm-test", "dft")
+    name = job_name("slurm-faults", "dft")
     with open_campaign(load_campaign(path)) as session:
         SeedStage(session).run(0)
         fireworks = session.fireworks
         fireworks.submit_labels(
-            session.store.structure_ids("slurm-test", 0), 0, session.oracle, session.elements, 1
+            session.store.structure_ids("slurm-faults", 0), 0, session.oracle, session.elements, 1
         )
         assert len(fireworks.submit_to_queue("dft", 2)) == 2
         deadline = time.monotonic() + 120
@@ -168,14 +171,14 @@ def test_launch_queue_and_status_from_the_cli(slurm: None, tmp_path: Path, mongo
     import sys
 
     al_loop = str(Path(sys.executable).parent / "al-loop")
-    path = _campaign(tmp_path, mongo_uri)
+    path = _campaign(tmp_path, mongo_uri, "slurm-cli")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([al_loop, *args], capture_output=True, text=True, timeout=300)
 
     with open_campaign(load_campaign(path)) as session:
         SeedStage(session).run(0)
-        ids = session.store.structure_ids("slurm-test", 0)
+        ids = session.store.structure_ids("slurm-cli", 0)
         session.fireworks.submit_labels(ids, 0, session.oracle, session.elements, 2)
     wrong = cli("launch", str(path), "--queue", "gpu")
     assert wrong.returncode == 2 and "not a queue" in wrong.stderr
@@ -185,8 +188,28 @@ def test_launch_queue_and_status_from_the_cli(slurm: None, tmp_path: Path, mongo
     status = cli("status", str(path))
     assert status.returncode == 0 and "queue dft:" in status.stdout, status.stderr
     deadline = time.monotonic() + 120
-    while _jobs(job_name("slurm-test", "dft")) and time.monotonic() < deadline:
+    while _jobs(job_name("slurm-cli", "dft")) and time.monotonic() < deadline:
         time.sleep(1)
     with open_campaign(load_campaign(path), create=False) as session:
         assert session.fireworks.states(0) == {"COMPLETED": 2}
         assert session.store.label_counts(ids, session.label_hashes) == {"ok": 4}
+
+
+def test_a_queue_that_refuses_the_jobs_stops_the_stage(
+    slurm: None, tmp_path: Path, mongo_uri: str
+) -> None:
+    """sbatch refuses the job (no such partition): the stage stops not done at once, its
+    Fireworks still READY for a corrected queue, instead of submitting forever."""
+    path = _campaign(
+        tmp_path,
+        mongo_uri,
+        "slurm-refused",
+        queues={"dft": {"system": "slurm", "partition": "no-such-partition"}},
+    )
+    with open_campaign(load_campaign(path)) as session:
+        SeedStage(session).run(0)
+        started = time.monotonic()
+        outcome = LabelStage(session).run(0)
+        assert not outcome.done and time.monotonic() - started < 60
+        assert session.fireworks.states(0) == {"READY": 2}
+        assert session.store.db.labels.count_documents({}) == 0
