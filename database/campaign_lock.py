@@ -6,7 +6,8 @@ pid, command, a random token) and a heartbeat the owner refreshes every
 holds it, unless the holder is dead: a process of this host that no longer exists, or a
 heartbeat older than ``stale_after_s`` (a crashed process on another host, a node lost). Then
 it takes the lock over with a compare-and-swap on the old token, so of two processes that find
-the same stale lock, one wins.
+the same stale lock, one wins. Times are the database server's (``$currentDate``, ``hello``):
+hosts whose clocks differ still agree on a heartbeat's age.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from database.documents import utcnow
 from database.embedded import pid_alive
 from database.store import Store
 
@@ -68,7 +68,7 @@ class CampaignLock:
     def acquire(self) -> None:
         """Take the lock, or take over a dead owner's; raise :class:`CampaignLocked` if a live
         process holds it."""
-        now = utcnow()
+        now = self.store.server_now()  # every holder's times on the server's clock
         document = {"_id": self.key, "owner": self.owner, "since": now, "heartbeat_at": now}
         try:
             self.collection.insert_one(document)
@@ -118,7 +118,7 @@ class CampaignLock:
             try:
                 beat = self.collection.update_one(
                     {"_id": self.key, "owner.token": self.token},
-                    {"$set": {"heartbeat_at": utcnow()}},
+                    {"$currentDate": {"heartbeat_at": True}},
                 )
             except PyMongoError as exc:  # the server is away: try again at the next beat
                 log.warning("lock %s: heartbeat failed (%s)", self.key, exc)
@@ -132,12 +132,12 @@ class CampaignLock:
         owner = held["owner"]
         if owner["host"] == self.owner["host"] and not pid_alive(int(owner["pid"])):
             return True
-        age = (utcnow() - _aware(held["heartbeat_at"])).total_seconds()
+        age = (self.store.server_now() - _aware(held["heartbeat_at"])).total_seconds()
         return age > self.stale_after_s
 
     def _refusal(self, held: dict[str, Any]) -> str:
         owner = held["owner"]
-        age = (utcnow() - _aware(held["heartbeat_at"])).total_seconds()
+        age = (self.store.server_now() - _aware(held["heartbeat_at"])).total_seconds()
         return (
             f"campaign {self.key.rsplit('/', 1)[0]!r} is already in use: pid {owner['pid']} on "
             f"{owner['host']} has been running `{owner['command']}` since "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import gridfs
@@ -243,7 +243,7 @@ class Store:
         structure = self.db.structures.find_one({"_id": sid}, {"arrays": 0})
         if structure is None:
             raise KeyError(f"no structure {sid} to label in database {self.database_name}")
-        now = utcnow()
+        now = self.server_now()  # claims of several hosts compare on one clock
         doc = {
             "structure_id": sid,
             "physics_hash": physics_hash,
@@ -305,16 +305,21 @@ class Store:
                 return claimed
 
     def beat_label(self, claim: dict[str, Any]) -> bool:
-        """Refresh the heartbeat of a claim still held (from :meth:`claim_label`); returns
-        whether it is still held."""
+        """Refresh the heartbeat of a claim still held (from :meth:`claim_label`), on the
+        server's clock; returns whether it is still held."""
         mine = {
             "_id": claim["_id"],
             "status": "running",
             "claimed_by.token": claim["claimed_by"]["token"],
         }
-        return (
-            self.db.labels.update_one(mine, {"$set": {"heartbeat_at": utcnow()}}).matched_count > 0
-        )
+        beat = {"$currentDate": {"heartbeat_at": True}}
+        return self.db.labels.update_one(mine, beat).matched_count > 0
+
+    def server_now(self) -> datetime:
+        """The database server's clock (UTC): heartbeats written by several hosts are aged on
+        it, whatever their own clocks say."""
+        now = self.client.admin.command("hello")["localTime"]
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
 
     def label_claims(
         self, structure_ids: list[str], physics_hashes: list[str]

@@ -184,7 +184,7 @@ class LabelStage(Stage):
             return True
         if last.tzinfo is None:  # MongoDB hands datetimes back naive, in UTC
             last = last.replace(tzinfo=dt.UTC)
-        age = (dt.datetime.now(dt.UTC) - last).total_seconds()
+        age = (self.session.store.server_now() - last).total_seconds()  # heartbeats' clock
         return age > self.session.config.launcher.claim_expiry_s
 
     def current(self, result: dict[str, Any]) -> bool:
