@@ -120,6 +120,7 @@ def open_campaign(
             fworker_env=fworker_env(
                 uri=store_cfg.uri,
                 uri_file=store_cfg.uri_file,
+                uri_env=store_cfg.uri_env,
                 data_dir=workdir / "db" if embedded else None,
                 execution=local_commands(config),
             ),

@@ -285,12 +285,6 @@ class OracleConfig(_Section):
         for key in Settings.path_fields & set(overrides):  # relative to the campaign file
             if isinstance(overrides[key], str):
                 overrides[key] = str(_resolve(overrides[key], info))
-                if not Path(overrides[key]).is_dir():
-                    raise Problem(
-                        ("overrides", key),
-                        f"folder {overrides[key]} does not exist; give the folder that holds "
-                        f"the files, relative to the campaign file or absolute",
-                    )
         try:
             merged = preset_settings(self.code, self.preset, overrides)
             self._settings = Settings.model_validate(merged)

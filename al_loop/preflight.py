@@ -10,6 +10,7 @@ has been paid for, it would cost hours.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from al_loop.config import CampaignConfig
 from al_loop.config_errors import ConfigError
@@ -32,11 +33,19 @@ def _error(config: CampaignConfig, key_path: str, message: str) -> ConfigError:
 
 def _oracle_files(config: CampaignConfig) -> str:
     oracle = oracle_class(config.oracle.code)(config.oracle.settings)
+    folder = oracle.folder_setting[0] if oracle.folder_setting else None
+    where = "oracle.overrides" if folder is None else f"oracle.overrides.{folder}"
+    given = getattr(oracle.settings, folder) if folder else None
+    if given and not Path(given).expanduser().is_dir():
+        raise _error(
+            config,
+            where,
+            f"folder {given} does not exist on this machine; give the folder that holds the "
+            "files, relative to the campaign file or absolute",
+        )
     try:
         return oracle.physics_hash_for(config.system.elements)
     except (OSError, ValueError) as err:
-        folder = oracle.folder_setting[0] if oracle.folder_setting else None
-        where = "oracle.overrides" if folder is None else f"oracle.overrides.{folder}"
         raise _error(config, where, str(err)) from None
 
 

@@ -7,6 +7,7 @@ last live process that uses it stops it; a server that dies comes back on the sa
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -240,6 +241,21 @@ class EmbeddedServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def join(self) -> str | None:
+        """Use a running server as one of its users, without starting one (a rocket launcher
+        does: the server then outlives a run killed under it); the user file is removed when
+        this process exits. Returns the server's URI, or None if none runs."""
+        with self._locked():
+            uri = self.running_uri()
+            if uri is not None and self._user is None:
+                users = self.data_dir / USERS_DIR
+                users.mkdir(exist_ok=True)
+                self._user = users / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                self._user.touch()
+                atexit.register(self._user.unlink, missing_ok=True)
+        self.uri = uri
+        return uri
 
     def _live_users(self) -> list[Path]:
         users = self.data_dir / USERS_DIR

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 KEY_FILE_VARIABLE = "AL_LOOP_MODEL_KEY_FILE"
 
@@ -31,32 +33,45 @@ def key_file() -> Path:
 
 
 def signing_key() -> bytes:
-    """This machine's key, made (32 random bytes, mode 0600) if there is none yet."""
+    """This machine's key, made (32 random bytes, mode 0600) if there is none yet; a key that
+    others can read is refused."""
     path = key_file()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        scratch = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
+            os.link(scratch, path)  # whole or not at all; of two makers, the first one's
+        except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
+        finally:
+            scratch.unlink()
+    if path.stat().st_mode & 0o077:
+        raise UntrustedModel(
+            f"the model signing key {path} can be read by others: chmod 600 {path}"
+        )
     key = path.read_bytes()
     if len(key) < 16:
         raise UntrustedModel(f"the model signing key {path} is shorter than 16 bytes")
     return key
 
 
-def sign(data: bytes) -> str:
-    """The signature of a model file's bytes (hex)."""
-    return hmac.new(signing_key(), data, hashlib.sha256).hexdigest()
+def sign(data: bytes, context: dict[str, Any] | None = None) -> str:
+    """The signature of a model file's bytes and of what it is (``context``: campaign,
+    iteration, member, companion files...), hex: a signed file cannot be passed off as another
+    one."""
+    message = json.dumps(context or {}, sort_keys=True, default=str).encode() + b"\0" + data
+    return hmac.new(signing_key(), message, hashlib.sha256).hexdigest()
 
 
-def verify(data: bytes, signature: str | None, what: str) -> bytes:
-    """``data`` if ``signature`` is its signature under this machine's key; else raise
+def verify(
+    data: bytes, signature: str | None, what: str, context: dict[str, Any] | None = None
+) -> bytes:
+    """``data`` if ``signature`` signs it and ``context`` under this machine's key; else raise
     :class:`UntrustedModel` naming ``what``."""
-    if signature is None or not hmac.compare_digest(sign(data), signature):
+    if signature is None or not hmac.compare_digest(sign(data, context), signature):
         state = "has no signature" if signature is None else "has a signature that does not match"
         raise UntrustedModel(
             f"{what} in the database {state} this machine's key ({key_file()}): it was "

@@ -45,6 +45,30 @@ RETRYABLE = ("unconverged", "killed", "input_error", "crashed")
 CLAIM_EXPIRY_S = 600.0
 
 
+def signed_context(document: dict[str, Any]) -> dict[str, Any]:
+    """What a model or student file's signature binds it to besides its bytes: its campaign,
+    iteration and member (a model), kind and key (a distillation), and its companion files."""
+    keys = ("campaign", "iteration", "member", "kind", "key", "companion_files")
+    return {k: document[k] for k in keys if k in document}
+
+
+def _held_longer(
+    label: dict[str, Any], worker: dict[str, Any], now: datetime, expiry_s: float
+) -> bool:
+    """Whether a running ``label`` of another job is still within its holder's expiry
+    (``claimed_by.expiry_s``), when that is longer than the claimer's ``expiry_s``."""
+    holder = label.get("claimed_by") or {}
+    if label.get("status") != "running" or holder.get("job_id") == worker.get("job_id"):
+        return False
+    theirs = float(holder.get("expiry_s") or 0)
+    last = label.get("heartbeat_at") or label.get("claimed_at")
+    if theirs <= expiry_s or last is None:
+        return False
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    return (now - last).total_seconds() <= theirs
+
+
 def _expired(now: datetime, expiry_s: float) -> dict[str, Any]:
     """Match a claim whose last heartbeat (or, from before heartbeats, its claim) is older
     than ``expiry_s``."""
@@ -283,6 +307,8 @@ class Store:
             current = self.db.labels.find_one({**key, **takeover}, {"arrays": 0})
             if current is None:
                 return None
+            if _held_longer(current, worker, now, expiry_s):
+                return None  # its holder's own expiry, longer than ours, has not passed
             operation: dict[str, Any] = {
                 "$set": {
                     "status": "running",
@@ -444,7 +470,8 @@ class Store:
         ``iteration``, ``member`` are its key: storing the same member again replaces it)."""
         key = {k: document[k] for k in ("campaign", "iteration", "member")}
         name = "{campaign}-{iteration:03d}-{member}.model".format(**key)
-        document = {**document, "signature": sign(model_file)}  # database/model_signing.py
+        # database/model_signing.py: the file and what it is
+        document = {**document, "signature": sign(model_file, signed_context(document))}
         return self._replace_with_file("models", key, document, model_file, name)
 
     def add_distillation(self, kind: str, document: dict[str, Any], data: bytes) -> Any:
@@ -453,7 +480,8 @@ class Store:
         (``campaign``, ``key`` identify it: storing the same key again replaces it)."""
         key = {"kind": kind, "campaign": document["campaign"], "key": document["key"]}
         name = f"{document['campaign']}-{kind}-{document['key']}"
-        signed = {**document, **key, "signature": sign(data)}
+        signed = {**document, **key}
+        signed["signature"] = sign(data, signed_context(signed))
         return self._replace_with_file("distillations", key, signed, data, name)
 
     def trust_models(self, campaign: str, sign_now: bool = False) -> list[str]:
@@ -464,15 +492,16 @@ class Store:
         for collection, match in (("models", {}), ("distillations", {"kind": "student"})):
             for doc in self.db[collection].find({"campaign": campaign, **match}):
                 data = self.read_file(doc["file_id"])
-                if doc.get("signature") == sign(data):
+                if doc.get("signature") == sign(data, signed_context(doc)):
                     continue
                 found.append(
                     f"{collection} {doc.get('iteration', doc.get('key'))}"
                     f"/{doc.get('member', doc.get('kind'))}"
                 )
                 if sign_now:
+                    signature = sign(data, signed_context(doc))
                     self.db[collection].update_one(
-                        {"_id": doc["_id"]}, {"$set": {"signature": sign(data)}}
+                        {"_id": doc["_id"]}, {"$set": {"signature": signature}}
                     )
         return found
 
@@ -485,7 +514,8 @@ class Store:
             what += str(document["iteration"])
         else:
             what = f"{document.get('kind', 'file')} {document.get('key')} of {document['campaign']}"
-        return verify(self.read_file(document["file_id"]), document.get("signature"), what)
+        data = self.read_file(document["file_id"])
+        return verify(data, document.get("signature"), what, signed_context(document))
 
     def _replace_with_file(
         self, collection: str, key: dict[str, Any], document: dict[str, Any], data: bytes, name: str

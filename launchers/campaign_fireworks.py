@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,10 +155,13 @@ class CampaignFireworks:
 
     def rerun_lost(self) -> list[int]:
         """Repair the Fireworks that a launcher which is gone left RUNNING (a stopped local
-        launcher, a cancelled or timed-out queue job); returns their ids."""
+        launcher, a cancelled or timed-out queue job); returns their ids. A Firework is lost
+        only if no root (local launchers, each queue) sees it alive."""
         runs = local_runs(self.launchpad, self.campaign, self.launch_dir) + self._queue_runs()
-        lost = [(r.fw_id, r.launch_id, r.launch_state) for r in runs if not r.alive]
-        return repair_lost_runs(self.launchpad, self.campaign, lost)
+        alive = {r.fw_id for r in runs if r.alive}
+        lost = {r.fw_id: (r.fw_id, r.launch_id, r.launch_state) for r in runs if not r.alive}
+        chosen = [run for fw_id, run in lost.items() if fw_id not in alive]
+        return repair_lost_runs(self.launchpad, self.campaign, chosen)
 
     def rerun_fizzled(self) -> list[int]:
         """Rerun the campaign's FIZZLED Fireworks (a rerun labels only what is not ``ok``)."""
@@ -212,7 +216,15 @@ class CampaignFireworks:
         for name in self.queues:
             if not self.queue_dir(name).is_dir():
                 continue  # never used: nothing of it can be running
-            jobs = set(self.queue_jobs(name))
+            try:
+                jobs: set[str] | None = set(self.queue_jobs(name))
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                # the queue cannot be asked (a slurmctld timeout, not a login node): its runs
+                # count as alive, nothing of it is repaired
+                log.warning(
+                    "queue %s: cannot list its jobs (%s); its runs count as alive", name, exc
+                )
+                jobs = None
             runs += queue_runs(self.launchpad, self.campaign, self.queue_dir(name), jobs)
         return runs
 

@@ -151,8 +151,16 @@ def submit_jobs(
 
 
 def queue_runs(
-    lp: LaunchPad, campaign: str, queue_dir: Path, live_jobs: set[str]
+    lp: LaunchPad, campaign: str, queue_dir: Path, live_jobs: set[str] | None
 ) -> list[LocalRun]:
     """``campaign``'s Fireworks RUNNING in jobs submitted under ``queue_dir``, each with whether
-    its job is still in the queue."""
-    return runs_under(lp, campaign, queue_dir, JOB_ID_FILE, lambda job: job in live_jobs)
+    its job is still in the queue (``live_jobs`` None: unknown, every one counts as alive)."""
+    if live_jobs is None:
+        return runs_under(lp, campaign, queue_dir, JOB_ID_FILE, lambda job: True)
+    live = {short_id(job) for job in live_jobs}
+    return runs_under(lp, campaign, queue_dir, JOB_ID_FILE, lambda job: short_id(job) in live)
+
+
+def short_id(job: str) -> str:
+    """A job id without its server part (PBS: ``1234.server`` → ``1234``)."""
+    return job.strip().split(".")[0]

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 #: Each local launcher's pid, in its folder: how a later run tells its Fireworks were lost.
 PID_FILE = "rlaunch.pid"
+#: A Firework RESERVED without a launch for longer than this lost its launcher (seconds).
+RESERVATION_GRACE_S = 60.0
 
 
 class LocalRun(NamedTuple):
@@ -42,8 +45,8 @@ def start_workers(
     worker_env = {k: v for k, v in os.environ.items() if k != "QUACC_WORKFLOW_ENGINE"}
     worker_env.update(env or {})
     processes = []
-    for index in range(workers):
-        worker_dir = launch_dir / f"worker{index}"
+    folders = _free_worker_folders(launch_dir, workers)
+    for worker_dir in folders:
         worker_dir.mkdir(exist_ok=True)
         cmd = [
             sys.executable,
@@ -69,6 +72,21 @@ def start_workers(
         (worker_dir / PID_FILE).write_text(str(processes[-1].pid))
     log.info("started %d rocket launchers in %s", workers, launch_dir)
     return processes
+
+
+def _free_worker_folders(launch_dir: Path, workers: int) -> list[Path]:
+    """``workers`` launcher folders whose pid file names no live process: a launcher left
+    working by a killed run keeps its folder and pid file (how its Fireworks are told apart
+    from lost ones)."""
+    folders: list[Path] = []
+    index = 0
+    while len(folders) < workers:
+        folder = launch_dir / f"worker{index}"
+        value = _read_marker(folder / PID_FILE)
+        if value is None or not _pid_alive(value):
+            folders.append(folder)
+        index += 1
+    return folders
 
 
 def wait_workers(processes: list[subprocess.Popen], timeout_s: float | None = None) -> list[int]:
@@ -127,12 +145,24 @@ def runs_under(
     root = root.resolve()
     for fw in lp.fireworks.find(
         {"spec.al_loop.campaign": campaign, "state": {"$in": ["RUNNING", "RESERVED"]}},
-        {"fw_id": 1, "state": 1},
+        {"fw_id": 1, "state": 1, "updated_on": 1},
     ):
         launch = lp.launches.find_one({"fw_id": fw["fw_id"]}, sort=[("launch_id", -1)])
         if launch is None and fw["state"] == "RESERVED":
+            # FireWorks reserves first and writes the launch a few round trips later: a
+            # reservation younger than RESERVATION_GRACE_S is a launcher at work
+            updated = fw.get("updated_on")
+            if isinstance(updated, str):
+                updated = datetime.fromisoformat(updated)
+            young = (
+                updated is None
+                or (
+                    datetime.now(UTC).replace(tzinfo=None) - updated.replace(tzinfo=None)
+                ).total_seconds()
+                < RESERVATION_GRACE_S
+            )
             markers = [_read_marker(f) for f in root.rglob(marker)]
-            living = any(m is not None and alive(m) for m in markers)
+            living = young or any(m is not None and alive(m) for m in markers)
             runs.append(LocalRun(fw["fw_id"], None, "RESERVED", living))
             continue
         if launch is None or (this_host and socket.gethostname() != launch.get("host")):

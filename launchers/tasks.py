@@ -147,7 +147,12 @@ class LabelStructuresTask(FiretaskBase):
             identity = oracle.physics_hash_for(atoms.get_chemical_symbols())
             expiry_s = float(self.get("claim_expiry_s", CLAIM_EXPIRY_S))
             claim = store.claim_label(
-                sid, identity, self["campaign"], int(self["iteration"]), worker, expiry_s
+                sid,
+                identity,
+                self["campaign"],
+                int(self["iteration"]),
+                {**worker, "expiry_s": expiry_s},  # others wait this long for our heartbeat
+                expiry_s,
             )
             if claim is None:
                 skipped.append(sid)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import subprocess
 import time
 from typing import Any
 
@@ -41,6 +42,7 @@ class LabelStage(Stage):
     def __init__(self, *args: Any, workers: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workers = workers
+        self._listing_failures = 0
 
     def wanted(self, iteration: int) -> bool:
         """Iteration 0 labels its seeds; a later one only what it selected."""
@@ -87,14 +89,19 @@ class LabelStage(Stage):
         stuck_ready = -1  # READY Fireworks that the last local launchers left (none took them)
         said_waiting = 0.0
         queue, queued = launcher.queue, {}
+        lost_runs: collections.Counter[int] = collections.Counter()
         while True:
+            if session.lock is not None:  # taken over while we waited: stop here
+                session.lock.check()
             ready = fireworks.ready(iteration)
             if queue is not None:
-                queued = fireworks.queue_jobs(queue)
+                queued = self._queue_jobs(queue)
                 if ready and not queued and ready == stuck_ready:
                     log.warning(
-                        "jobs of queue %s ended without taking a Firework; see their output in %s",
+                        "jobs of queue %s ended and left %d Fireworks READY; see their output "
+                        "in %s",
                         queue,
+                        ready,
                         fireworks.queue_dir(queue) / "jobs",
                     )
                     break
@@ -102,7 +109,7 @@ class LabelStage(Stage):
                     jobs = fireworks.submit_to_queue(queue, ready)
                     if jobs:
                         stuck_ready = ready if not queued else -1
-                        queued = fireworks.queue_jobs(queue)
+                        queued = self._queue_jobs(queue)
                         self.emit(iteration, "step", queue=queue, jobs_submitted=len(jobs))
                     elif not queued:  # refused by the queue (account, partition, limits)
                         log.warning(
@@ -123,16 +130,26 @@ class LabelStage(Stage):
                 left = fireworks.ready(iteration)
                 stuck_ready = left if left == ready else -1
                 continue
-            fireworks.rerun_lost()
+            lost_runs.update(fireworks.rerun_lost())
+            if lost_runs and max(lost_runs.values()) > RESUBMISSIONS:
+                fw_id, times = lost_runs.most_common(1)[0]
+                log.warning(
+                    "Firework %d lost its launcher %d times in this run (a job past its wall "
+                    "time, a node that kills it?): stopping; fix the cause and run again",
+                    fw_id,
+                    times,
+                )
+                break
             unfinished = self._unfinished(ids)
             if not unfinished:
                 break
             in_flight = fireworks.pending_structures(iteration)
+            now = session.store.server_now()
             again = [
                 sid
                 for sid, claim in unfinished.items()
                 if sid not in in_flight
-                and self._expired(claim)
+                and self._expired(claim, now)
                 and resubmitted[sid] < RESUBMISSIONS
             ]
             if again:
@@ -142,7 +159,9 @@ class LabelStage(Stage):
                 stuck_ready = -1
                 continue
             live = fireworks.live_runs()
-            computing = [c for c in unfinished.values() if c is not None and not self._expired(c)]
+            computing = [
+                c for c in unfinished.values() if c is not None and not self._expired(c, now)
+            ]
             if not live and not computing and not queued:
                 break  # nothing here will change without a launcher: not done
             if time.monotonic() - said_waiting > 60:
@@ -175,8 +194,9 @@ class LabelStage(Stage):
             if sid not in claims or claims[sid]["status"] == "running"
         }
 
-    def _expired(self, claim: dict[str, Any] | None) -> bool:
-        """Whether a running claim's worker stopped beating (no label at all counts too)."""
+    def _expired(self, claim: dict[str, Any] | None, now: dt.datetime) -> bool:
+        """Whether a running claim's worker stopped beating (no label at all counts too);
+        ``now`` on the database server's clock, the heartbeats' own."""
         if claim is None:
             return True
         last = claim.get("heartbeat_at") or claim.get("claimed_at")
@@ -184,8 +204,28 @@ class LabelStage(Stage):
             return True
         if last.tzinfo is None:  # MongoDB hands datetimes back naive, in UTC
             last = last.replace(tzinfo=dt.UTC)
-        age = (self.session.store.server_now() - last).total_seconds()  # heartbeats' clock
-        return age > self.session.config.launcher.claim_expiry_s
+        expiry = max(
+            self.session.config.launcher.claim_expiry_s,
+            float((claim.get("claimed_by") or {}).get("expiry_s") or 0),
+        )
+        return (now - last).total_seconds() > expiry
+
+    def _queue_jobs(self, queue: str) -> dict[str, str]:
+        """The campaign's jobs in ``queue``; a listing that fails (a slurmctld timeout) counts
+        as jobs still there, three times in a row at most."""
+        try:
+            jobs = self.session.fireworks.queue_jobs(queue)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            self._listing_failures += 1
+            if self._listing_failures >= 3:
+                raise RuntimeError(
+                    f"queue {queue}: cannot list its jobs three times in a row ({exc}); is this "
+                    "a login node of that queue?"
+                ) from exc
+            log.warning("queue %s: cannot list its jobs (%s); trying again", queue, exc)
+            return {"unknown": "listing failed"}
+        self._listing_failures = 0
+        return jobs
 
     def current(self, result: dict[str, Any]) -> bool:
         return result.get("physics_hash") in self.session.label_hashes

@@ -23,7 +23,7 @@ from ase import Atoms, units
 from pymatgen.core import Composition
 
 from al_loop import plots
-from al_loop.committee import labelled_structures, load_committee, sha256_of
+from al_loop.committee import labelled_structures, load_committee
 from al_loop.evaluation import predict
 from al_loop.phase.candidates import (
     Candidate,
@@ -436,8 +436,9 @@ def phase_key(model: dict[str, Any], settings: RelaxSettings, pressures: list[fl
 
 
 def stored_student_files(session: Any, key: str) -> list[Path]:
-    """The files of the stored student ``key``: the local copy when its SHA-256 matches, else
-    from GridFS (the model) and the document (its companion files)."""
+    """The files of the stored student ``key``, from GridFS (the model) and the document (its
+    companion files), checked against their signature every time (database/model_signing.py);
+    written only where the local copy differs."""
     folder = session.workdir / "student" / "stored" / key
     stored = session.store.distillations(session.name, "student", key)
     if not stored:
@@ -448,11 +449,14 @@ def stored_student_files(session: Any, key: str) -> list[Path]:
     document = stored[0]
     suffix = ".student" if document["route"] == "pair" else ".mliap.model"
     model = folder / f"student{suffix}"
-    if not model.is_file() or sha256_of(model) != document["sha256"]:
+    data = session.store.read_model_file(document)  # the file, its companions, its key
+    if not model.is_file() or model.read_bytes() != data:
         folder.mkdir(parents=True, exist_ok=True)
-        model.write_bytes(session.store.read_model_file(document))
+        model.write_bytes(data)
     companions = []
     for name, text in (document.get("companion_files") or {}).items():
+        if Path(name).name != name or name in (".", ".."):  # signed, but never a path
+            raise ValueError(f"student {key}: companion file name {name!r} is not a file name")
         path = folder / name
         path.write_text(text)
         companions.append(path)

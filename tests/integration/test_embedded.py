@@ -187,3 +187,26 @@ def test_a_server_that_dies_comes_back_on_its_port(tmp_path: Path) -> None:
         # the client made before the crash reconnects to the same address, data kept
         assert client.al.things.find_one({"_id": 1}) == {"_id": 1}
         client.close()
+
+
+def test_a_joined_user_keeps_the_server_until_it_exits(tmp_path: Path) -> None:
+    """A rocket launcher joins the server (no start): a command that ends meanwhile does not
+    stop the server under it; once the launcher has exited, the next user stops it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time\n"
+        "from database import EmbeddedServer\n"
+        f"print(EmbeddedServer({str(tmp_path)!r}).join(), flush=True); time.sleep(3)\n"
+    )
+    with EmbeddedServer(tmp_path) as first:
+        uri = first.uri
+        worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert worker.stdout.readline().strip() == uri
+    assert ping(uri)  # the worker still uses it
+    worker.wait(timeout=60)
+    assert list((tmp_path / "users").iterdir()) == []  # its file went with it
+    with EmbeddedServer(tmp_path) as later:
+        assert later.uri == uri
+    assert not ping(uri, timeout_s=0.5)

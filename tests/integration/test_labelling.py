@@ -521,14 +521,20 @@ def test_firework_left_running_after_its_launch_finished_is_refreshed(make_rig: 
 
 def test_firework_reserved_by_a_killed_launcher_is_made_ready(make_rig: Any) -> None:
     """rapidfire reserves a Firework before it creates the launch: a launcher killed in
-    between (seen in CI) leaves it RESERVED with no launch. With no local launcher alive it is
-    put back to READY and run."""
+    between (seen in CI) leaves it RESERVED with no launch. A reservation younger than a minute
+    is a launcher at work (FireWorks writes the launch a few round trips later); an older one,
+    with no local launcher alive, is put back to READY and run."""
+    from datetime import datetime, timedelta
+
     rig = make_rig("uri")
     ids = rig.store.add_structures(random_cells(2, seed=9), CAMPAIGN, 0)
     rig.submit(ids, batch_size=2)
     (fw_id,) = rig.fw_states()
     rig.lp.fireworks.update_one({"fw_id": fw_id}, {"$set": {"state": "RESERVED"}})
     rig.lp.workflows.update_one({"nodes": fw_id}, {"$set": {f"fw_states.{fw_id}": "RESERVED"}})
+    assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == []  # just reserved
+    old = datetime.utcnow() - timedelta(minutes=2)
+    rig.lp.fireworks.update_one({"fw_id": fw_id}, {"$set": {"updated_on": old}})
 
     assert rerun_lost_local_runs(rig.lp, CAMPAIGN, rig.root) == [fw_id]
     assert rig.fw_states() == {fw_id: "READY"}

@@ -82,3 +82,31 @@ class _Boom:
 
     def __reduce__(self) -> tuple:
         return (Path.touch, (Path(self.path),))
+
+
+def test_a_signature_binds_the_file_to_what_it_is(store: Store) -> None:
+    """Swapping a signed file and its signature into another member's document, or changing a
+    student's companion files, breaks the signature."""
+    store.add_model(dict(DOC), b"member 0")
+    store.add_model({**DOC, "member": 1}, b"member 1")
+    zero, one = sorted(store.models("c", 1), key=lambda d: d["member"])
+    swapped = {**one, "file_id": zero["file_id"], "signature": zero["signature"]}
+    with pytest.raises(UntrustedModel, match="does not match"):
+        store.read_model_file(swapped)
+    student = {"campaign": "c", "key": "k", "route": "mliap", "companion_files": {"d": "x"}}
+    store.add_distillation("student", student, b"net")
+    (doc,) = store.distillations("c", "student", "k")
+    assert store.read_model_file(doc) == b"net"
+    with pytest.raises(UntrustedModel):
+        store.read_model_file({**doc, "companion_files": {"../../x.pth": "import os"}})
+
+
+def test_a_key_others_can_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from database.model_signing import sign
+
+    key = tmp_path / "model.key"
+    monkeypatch.setenv(KEY_FILE_VARIABLE, str(key))
+    sign(b"x")  # made, mode 0600
+    key.chmod(0o644)
+    with pytest.raises(UntrustedModel, match="chmod 600"):
+        sign(b"x")

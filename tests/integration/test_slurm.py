@@ -150,6 +150,7 @@ def test_the_pbs_template_renders(tmp_path: Path) -> None:
         "#PBS -l walltime=02:00:00",
         "#PBS -l nodes=2:ppn=16",
         "#PBS -l mem=64gb",
+        "#PBS -V",
         "module load quantum-espresso/7.2",
         "export OMP_NUM_THREADS=1",
         f'echo "$PBS_JOBID" > {JOB_ID_FILE}',

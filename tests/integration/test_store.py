@@ -181,6 +181,12 @@ def test_an_expired_claim_is_taken_over_and_a_beating_one_is_not(store: Store) -
     store.db.labels.update_one({"_id": old["_id"]}, {"$unset": {"heartbeat_at": ""}})
     time.sleep(0.3)
     assert store.claim_label(other, SETTINGS, "cafeni", 0, worker(4), expiry_s=0.2) is not None
+    # a holder that said it beats less often (claimed_by.expiry_s) keeps its label longer
+    third = store.add_structure(crystal(seed=14), "cafeni", 0)
+    slow = store.claim_label(third, SETTINGS, "cafeni", 0, {**worker(5), "expiry_s": 60.0})
+    time.sleep(0.3)
+    assert store.claim_label(third, SETTINGS, "cafeni", 0, worker(6), expiry_s=0.2) is None
+    assert slow is not None
     claims = store.label_claims([sid, other, "unlabelled"], [SETTINGS])
     assert sorted(claims) == sorted([sid, other])
     assert claims[sid]["status"] == "ok" and claims[other]["status"] == "running"

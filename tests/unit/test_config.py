@@ -287,12 +287,6 @@ BAD = [
         "must be at least 4, the atoms of the smallest fcc cell",
     ),
     (
-        "pseudo-dir-missing",
-        ESPRESSO + "    pseudo_dir: nowhere\n",
-        "oracle.overrides.pseudo_dir",
-        "nowhere does not exist",
-    ),
-    (
         "foundation-name-unknown",
         MINIMAL + "committee:\n  foundation_model: medium-mpa-9\n",
         "committee.foundation_model",
@@ -629,7 +623,6 @@ def test_every_settings_problem_is_listed(tmp_path: Path) -> None:
 
 
 def test_settings_are_resolved_once_when_the_file_is_loaded(tmp_path: Path) -> None:
-    (tmp_path / "pseudos").mkdir()
     path = _write(tmp_path, ESPRESSO + "    pseudo_dir: pseudos\n    ecutwfc_Ry: 35\n")
     settings = load_campaign(path).oracle.settings
     assert settings.ecutwfc_Ry == 35 and settings.ecutrho_Ry == 240  # the preset's

@@ -44,6 +44,16 @@ def test_missing_pseudopotentials_name_the_folder_setting(tmp_path: Path) -> Non
     assert err.file == tmp_path / "campaign.yaml" and "Fe" in err.message
 
 
+def test_a_pseudo_dir_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    """Checked here, not when the file is loaded: read-only commands (status, db query) on a
+    machine without the pseudopotentials still work."""
+    config = load_campaign(_campaign(tmp_path, ESPRESSO))  # loads
+    with pytest.raises(ConfigError) as info:
+        preflight(config)
+    assert info.value.key_path == "oracle.overrides.pseudo_dir"
+    assert "pseudos does not exist on this machine" in info.value.message
+
+
 def test_device_cuda_needs_a_gpu(tmp_path: Path) -> None:
     path = _campaign(tmp_path, MINIMAL + "committee:\n  device: cuda\n")
     if torch.cuda.is_available():  # on a GPU machine the same file passes

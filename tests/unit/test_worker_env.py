@@ -56,6 +56,8 @@ def test_the_dataset_address_is_written_and_read_here(
     assert store_uri({URI_KEY: "mongodb://b:2"}) == "mongodb://b:2"
     monkeypatch.setenv("MY_URI", "mongodb://c:3")
     assert process_env("MY_URI") == {"AL_LOOP_STORE_URI": "mongodb://c:3"}
+    # a queue job inherits MY_URI from where it was submitted: its FWorker names the variable
+    assert store_uri(fworker_env(uri_env="MY_URI")) == "mongodb://c:3"
     monkeypatch.setenv("AL_LOOP_STORE_URI", "mongodb://c:3")  # what local launchers get
     assert store_uri({}) == "mongodb://c:3"
     monkeypatch.delenv("AL_LOOP_STORE_URI")
