@@ -220,3 +220,43 @@ def test_a_worker_with_other_physics_labels_nothing(tmp_path: Path, mongo_uri: s
         assert session.store.db.labels.count_documents({}) == 0
         session.store.client.drop_database(database)
         session.store.client.drop_database(f"{database}_fw")
+
+
+def test_an_interrupted_submission_and_an_abandoned_claim_are_completed(
+    tmp_path: Path, mongo_uri: str
+) -> None:
+    """Two holes of a label stage: workflows inserted without their Fireworks (a kill between
+    FireWorks' two inserts), and a label left `running` an hour ago by a Firework that will never
+    run again. The stage removes the empty workflows, submits their structures, takes the
+    abandoned claim over, and is done with every structure labelled."""
+    import datetime as dt
+
+    from launchers import label_workflows
+
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    config = load_campaign(write_campaign(tmp_path, mongo_uri, database))
+    with open_campaign(config) as session:
+        SeedStage(session).run(0)
+        store, lp = session.store, session.fireworks.launchpad
+        ids = store.structure_ids(config.name, 0)
+        workflows = label_workflows(
+            ids, config.name, 0, session.oracle, {"database": database}, 3, None, ["Cu", "Ni"]
+        )
+        lp.bulk_add_wfs(workflows)
+        lp.fireworks.delete_many({})  # as if killed between the two inserts
+        assert lp.workflows.count_documents({}) == 2
+        atoms = store.get_structure(ids[0])
+        hash_ = session.oracle.physics_hash_for(atoms.get_chemical_symbols())
+        gone = {"job_id": "defused-long-ago", "host": "elsewhere", "pid": 1}
+        claim = store.claim_label(ids[0], hash_, config.name, 0, gone)
+        hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        store.db.labels.update_one({"_id": claim["_id"]}, {"$set": {"heartbeat_at": hour_ago}})
+
+        outcome = LabelStage(session).run(0)
+        assert outcome.done, outcome.result
+        assert outcome.result["labels_by_status"] == {"ok": 6}
+        assert store.db.labels.find_one({"_id": claim["_id"]})["attempts"] == 2
+        nodes = [n for wf in lp.workflows.find({}, {"nodes": 1}) for n in wf["nodes"]]
+        assert sorted(nodes) == sorted(d["fw_id"] for d in lp.fireworks.find({}, {"fw_id": 1}))
+        session.store.client.drop_database(database)
+        session.store.client.drop_database(f"{database}_fw")
