@@ -18,6 +18,7 @@ import yaml
 from al_loop.campaign import open_campaign
 from al_loop.config import load_campaign
 from al_loop.stages import LabelStage, SeedStage, TrainStage
+from database import Store
 
 pytestmark = pytest.mark.faults
 
@@ -116,3 +117,62 @@ def test_a_model_file_that_cannot_be_written_loses_nothing(
         again = {d["member"]: d["sha256"] for d in session.store.models(config.name, 0)}
         assert again == stored
         assert blocked.is_file()  # fetched from the database
+
+
+def test_launchers_orphaned_by_a_killed_run_are_waited_for(
+    tmp_path: Path, mongo_uri: str, fast_pseudos: Path
+) -> None:
+    """kill -9 of the process that runs the label stage while its launcher is inside a pw.x
+    command: the launcher lives on. The next label stage runs the other Firework in a launcher
+    folder of its own (never over the orphan's pid file), waits for the orphan, and reruns
+    nothing: every label attempted once."""
+    import subprocess
+    import sys
+
+    flag = tmp_path / "slow"
+    flag.touch()
+    path = _campaign(
+        tmp_path,
+        mongo_uri,
+        system={"elements": ["Fe", "Ni"]},
+        seeds={"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
+        oracle={
+            "code": "espresso",
+            "preset": "fast",
+            "overrides": {"pseudo_dir": str(fast_pseudos), "parallel_cmd": f"{DELAYED} {flag} 600"},
+        },
+        launcher={"workers": 1, "batch_size": 1},
+    )
+    script = (
+        "from al_loop.campaign import open_campaign\n"
+        "from al_loop.config import load_campaign\n"
+        "from al_loop.stages import LabelStage, SeedStage\n"
+        f"with open_campaign(load_campaign({str(path)!r})) as session:\n"
+        "    SeedStage(session).run(0)\n"
+        "    LabelStage(session).run(0)\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", script])
+    config = load_campaign(path)
+    pid_file = tmp_path / "run" / "launches" / "worker0" / "rlaunch.pid"
+    watch = Store.connect(mongo_uri, config.store.database)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if watch.db.labels.count_documents({"status": "running"}) and pid_file.exists():
+            break
+        time.sleep(0.2)
+    watch.close()
+    first.kill()  # the campaign process dies; its launcher computes on
+    first.wait()
+    orphan = int(pid_file.read_text())
+    os.kill(orphan, 0)  # alive
+    with open_campaign(config) as session:
+        threading.Timer(8.0, flag.unlink).start()  # the orphan's pw.x starts a while later
+        outcome = LabelStage(session).run(0)
+        assert outcome.done, outcome.result
+        labels = list(session.store.db.labels.find({}))
+        assert len(labels) == 2 and {d["status"] for d in labels} == {"ok"}
+        assert [d["attempts"] for d in labels] == [1, 1]  # nothing computed twice
+        launches = list(session.fireworks.launchpad.launches.find({}))
+        assert [d["state"] for d in launches] == ["COMPLETED", "COMPLETED"]  # none repaired
+        # the second Firework ran in a launcher of the new stage, in a folder of its own
+        assert {Path(d["launch_dir"]).parent.name for d in launches} == {"worker0", "worker1"}
