@@ -65,7 +65,7 @@ def _device(config: CampaignConfig) -> None:
 
 def _foundation(config: CampaignConfig) -> None:
     name = config.committee.foundation_model
-    if name is None or name.endswith(".model") or "/" in name:  # a file: load_campaign saw it
+    if name is None or Path(name).is_file():  # a file: load_campaign checked it
         return
     from calculators.models.mace_train import fetch_foundation
 

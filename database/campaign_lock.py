@@ -13,7 +13,6 @@ hosts whose clocks differ still agree on a heartbeat's age.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import socket
@@ -132,16 +131,16 @@ class CampaignLock:
         owner = held["owner"]
         if owner["host"] == self.owner["host"] and not pid_alive(int(owner["pid"])):
             return True
-        age = (self.store.server_now() - _aware(held["heartbeat_at"])).total_seconds()
+        age = (self.store.server_now() - held["heartbeat_at"]).total_seconds()
         return age > self.stale_after_s
 
     def _refusal(self, held: dict[str, Any]) -> str:
         owner = held["owner"]
-        age = (self.store.server_now() - _aware(held["heartbeat_at"])).total_seconds()
+        age = (self.store.server_now() - held["heartbeat_at"]).total_seconds()
         return (
             f"campaign {self.key.rsplit('/', 1)[0]!r} is already in use: pid {owner['pid']} on "
             f"{owner['host']} has been running `{owner['command']}` since "
-            f"{_aware(held['since']):%Y-%m-%d %H:%M:%S} UTC (heartbeat {age:.0f} s ago). Wait "
+            f"{held['since']:%Y-%m-%d %H:%M:%S} UTC (heartbeat {age:.0f} s ago). Wait "
             f"for it to end, or stop it; a lock whose process is gone (or silent for "
             f"{self.stale_after_s:.0f} s) is taken over by the next run"
         )
@@ -152,11 +151,6 @@ class CampaignLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _aware(when: dt.datetime) -> dt.datetime:
-    """MongoDB hands datetimes back naive (UTC)."""
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 @contextlib.contextmanager

@@ -147,11 +147,7 @@ class EmbeddedServer:
         Two processes starting at once end up with one server."""
         with self._locked():
             uri = self._start_locked()
-            if self._user is None:
-                users = self.data_dir / USERS_DIR
-                users.mkdir(exist_ok=True)
-                self._user = users / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                self._user.touch()
+            self._become_user()
         if self.watch and self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, name="server watch", daemon=True)
             self._watcher.start()
@@ -249,13 +245,18 @@ class EmbeddedServer:
         with self._locked():
             uri = self.running_uri()
             if uri is not None and self._user is None:
-                users = self.data_dir / USERS_DIR
-                users.mkdir(exist_ok=True)
-                self._user = users / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                self._user.touch()
-                atexit.register(self._user.unlink, missing_ok=True)
+                atexit.register(self._become_user().unlink, missing_ok=True)
         self.uri = uri
         return uri
+
+    def _become_user(self) -> Path:
+        """This object's user file (made once; under the folder's lock)."""
+        if self._user is None:
+            users = self.data_dir / USERS_DIR
+            users.mkdir(exist_ok=True)
+            self._user = users / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._user.touch()
+        return self._user
 
     def _live_users(self) -> list[Path]:
         users = self.data_dir / USERS_DIR

@@ -52,21 +52,15 @@ def signed_context(document: dict[str, Any]) -> dict[str, Any]:
     return {k: document[k] for k in keys if k in document}
 
 
-def _held_longer(
-    label: dict[str, Any], worker: dict[str, Any], now: datetime, expiry_s: float
-) -> bool:
-    """Whether a running ``label`` of another job is still within its holder's expiry
-    (``claimed_by.expiry_s``), when that is longer than the claimer's ``expiry_s``."""
-    holder = label.get("claimed_by") or {}
-    if label.get("status") != "running" or holder.get("job_id") == worker.get("job_id"):
-        return False
-    theirs = float(holder.get("expiry_s") or 0)
+def claim_expired(label: dict[str, Any], now: datetime, expiry_s: float) -> bool:
+    """Whether a ``running`` label's claim expired at ``now`` (the server's clock): its last
+    heartbeat (or, from before heartbeats, its claim) older than ``expiry_s``, or than its
+    holder's own expiry (``claimed_by.expiry_s``) when that is longer."""
     last = label.get("heartbeat_at") or label.get("claimed_at")
-    if theirs <= expiry_s or last is None:
-        return False
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    return (now - last).total_seconds() <= theirs
+    if last is None:
+        return True
+    theirs = float((label.get("claimed_by") or {}).get("expiry_s") or 0)
+    return (now - last).total_seconds() > max(expiry_s, theirs)
 
 
 def _expired(now: datetime, expiry_s: float) -> dict[str, Any]:
@@ -307,7 +301,12 @@ class Store:
             current = self.db.labels.find_one({**key, **takeover}, {"arrays": 0})
             if current is None:
                 return None
-            if _held_longer(current, worker, now, expiry_s):
+            other = current["claimed_by"].get("job_id") != worker.get("job_id")
+            if (
+                current["status"] == "running"
+                and other
+                and not claim_expired(current, now, expiry_s)
+            ):
                 return None  # its holder's own expiry, longer than ours, has not passed
             operation: dict[str, Any] = {
                 "$set": {
@@ -344,8 +343,8 @@ class Store:
     def server_now(self) -> datetime:
         """The database server's clock (UTC): heartbeats written by several hosts are aged on
         it, whatever their own clocks say."""
-        now = self.client.admin.command("hello")["localTime"]
-        return now if now.tzinfo else now.replace(tzinfo=UTC)
+        now = self.client.admin.command("hello")["localTime"]  # commands decode naive
+        return now.replace(tzinfo=UTC) if now.tzinfo is None else now
 
     def label_claims(
         self, structure_ids: list[str], physics_hashes: list[str]

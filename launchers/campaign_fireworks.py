@@ -146,22 +146,21 @@ class CampaignFireworks:
         """How many of the campaign's Fireworks (of one iteration) a launcher can take now."""
         return self.states(iteration).get("READY", 0)
 
-    def live_runs(self) -> list[int]:
-        """The Fireworks that live launchers are running: local ones of this host (a run
-        killed with ``kill -9`` leaves its launchers working) and the campaign's queue jobs.
-        Wait for them; do not run them again."""
-        runs = local_runs(self.launchpad, self.campaign, self.launch_dir) + self._queue_runs()
-        return [r.fw_id for r in runs if r.alive]
-
-    def rerun_lost(self) -> list[int]:
-        """Repair the Fireworks that a launcher which is gone left RUNNING (a stopped local
-        launcher, a cancelled or timed-out queue job); returns their ids. A Firework is lost
-        only if no root (local launchers, each queue) sees it alive."""
+    def sweep_runs(self) -> tuple[list[int], list[int]]:
+        """Look once at the Fireworks that launchers are running: local ones of this host (a
+        run killed with ``kill -9`` leaves its launchers working) and the campaign's queue
+        jobs. Repair those whose launcher is gone (a stopped local launcher, a cancelled or
+        timed-out job; lost only if no root sees it alive); returns (repaired, still running):
+        wait for the second, never run them again."""
         runs = local_runs(self.launchpad, self.campaign, self.launch_dir) + self._queue_runs()
         alive = {r.fw_id for r in runs if r.alive}
         lost = {r.fw_id: (r.fw_id, r.launch_id, r.launch_state) for r in runs if not r.alive}
         chosen = [run for fw_id, run in lost.items() if fw_id not in alive]
-        return repair_lost_runs(self.launchpad, self.campaign, chosen)
+        return repair_lost_runs(self.launchpad, self.campaign, chosen), sorted(alive)
+
+    def rerun_lost(self) -> list[int]:
+        """Repair the Fireworks whose launcher is gone (:meth:`sweep_runs`); their ids."""
+        return self.sweep_runs()[0]
 
     def rerun_fizzled(self) -> list[int]:
         """Rerun the campaign's FIZZLED Fireworks (a rerun labels only what is not ``ok``)."""

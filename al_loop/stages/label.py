@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from al_loop.stages.base import Stage
+from database.store import claim_expired
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ class LabelStage(Stage):
                 left = fireworks.ready(iteration)
                 stuck_ready = left if left == ready else -1
                 continue
-            lost_runs.update(fireworks.rerun_lost())
+            repaired, live = fireworks.sweep_runs()
+            lost_runs.update(repaired)
             if lost_runs and max(lost_runs.values()) > RESUBMISSIONS:
                 fw_id, times = lost_runs.most_common(1)[0]
                 log.warning(
@@ -158,7 +160,6 @@ class LabelStage(Stage):
                 self.emit(iteration, "step", submitted_again=len(again))
                 stuck_ready = -1
                 continue
-            live = fireworks.live_runs()
             computing = [
                 c for c in unfinished.values() if c is not None and not self._expired(c, now)
             ]
@@ -195,20 +196,9 @@ class LabelStage(Stage):
         }
 
     def _expired(self, claim: dict[str, Any] | None, now: dt.datetime) -> bool:
-        """Whether a running claim's worker stopped beating (no label at all counts too);
-        ``now`` on the database server's clock, the heartbeats' own."""
-        if claim is None:
-            return True
-        last = claim.get("heartbeat_at") or claim.get("claimed_at")
-        if last is None:
-            return True
-        if last.tzinfo is None:  # MongoDB hands datetimes back naive, in UTC
-            last = last.replace(tzinfo=dt.UTC)
-        expiry = max(
-            self.session.config.launcher.claim_expiry_s,
-            float((claim.get("claimed_by") or {}).get("expiry_s") or 0),
-        )
-        return (now - last).total_seconds() > expiry
+        """Whether a running claim's worker stopped beating (no label at all counts too)."""
+        expiry_s = self.session.config.launcher.claim_expiry_s
+        return claim is None or claim_expired(claim, now, expiry_s)
 
     def _queue_jobs(self, queue: str) -> dict[str, str]:
         """The campaign's jobs in ``queue``; a listing that fails (a slurmctld timeout) counts

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.fault_campaign import slow_pw_campaign
 
 from al_loop.campaign import open_campaign
 from al_loop.config import load_campaign
@@ -21,8 +22,6 @@ from al_loop.stages import LabelStage, SeedStage, TrainStage
 from database import Store
 
 pytestmark = pytest.mark.faults
-
-DELAYED = Path(__file__).resolve().parents[1] / "helpers" / "delayed_start.sh"
 
 
 def _campaign(tmp_path: Path, mongo_uri: str, **sections: Any) -> Path:
@@ -52,13 +51,7 @@ def test_a_worker_killed_in_the_middle_of_a_dft_run(
     path = _campaign(
         tmp_path,
         mongo_uri,
-        system={"elements": ["Fe", "Ni"]},
-        seeds={"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
-        oracle={
-            "code": "espresso",
-            "preset": "fast",
-            "overrides": {"pseudo_dir": str(fast_pseudos), "parallel_cmd": f"{DELAYED} {flag} 600"},
-        },
+        **slow_pw_campaign(fast_pseudos, flag),
     )
     with open_campaign(load_campaign(path)) as session:
         SeedStage(session).run(0)
@@ -134,13 +127,7 @@ def test_launchers_orphaned_by_a_killed_run_are_waited_for(
     path = _campaign(
         tmp_path,
         mongo_uri,
-        system={"elements": ["Fe", "Ni"]},
-        seeds={"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
-        oracle={
-            "code": "espresso",
-            "preset": "fast",
-            "overrides": {"pseudo_dir": str(fast_pseudos), "parallel_cmd": f"{DELAYED} {flag} 600"},
-        },
+        **slow_pw_campaign(fast_pseudos, flag),
         launcher={"workers": 1, "batch_size": 1},
     )
     script = (

@@ -18,6 +18,22 @@ import yaml
 from database.embedded import pid_alive
 
 AL_LOOP = str(Path(sys.executable).parent / "al-loop")
+DELAYED = Path(__file__).resolve().parent / "delayed_start.sh"
+
+
+def slow_pw_campaign(pseudos: Path, flag: Path) -> dict[str, Any]:
+    """Campaign sections of two 2-atom bcc Fe-Ni cells labelled by real pw.x, whose runs wait
+    while ``flag`` exists (delayed_start.sh): time to kill a launcher or cancel a job while its
+    Firework is RUNNING."""
+    return {
+        "system": {"elements": ["Fe", "Ni"]},
+        "seeds": {"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
+        "oracle": {
+            "code": "espresso",
+            "preset": "fast",
+            "overrides": {"pseudo_dir": str(pseudos), "parallel_cmd": f"{DELAYED} {flag} 600"},
+        },
+    }
 
 
 class Run:

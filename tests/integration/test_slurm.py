@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.fault_campaign import slow_pw_campaign
 from helpers.slurm_cluster import start_cluster
 
 from al_loop.campaign import open_campaign
@@ -22,8 +23,6 @@ from al_loop.stages import LabelStage, SeedStage
 from launchers.queues import JOB_ID_FILE, QueueSpec, job_name, make_qadapter
 
 pytestmark = pytest.mark.integration
-
-DELAYED = Path(__file__).resolve().parents[1] / "helpers" / "delayed_start.sh"
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +84,7 @@ def test_a_cancelled_job_and_a_job_past_its_wall_time_lose_nothing(
         tmp_path,
         mongo_uri,
         "slurm-faults",
-        system={"elements": ["Fe", "Ni"]},
-        seeds={"prototypes": ["bcc"], "n_structures": 2, "max_atoms": 2, "rattle_A": 0.0},
-        oracle={
-            "code": "espresso",
-            "preset": "fast",
-            "overrides": {"pseudo_dir": str(fast_pseudos), "parallel_cmd": f"{DELAYED} {flag} 600"},
-        },
+        **slow_pw_campaign(fast_pseudos, flag),
         launcher={"batch_size": 1, "queue": "dft"},
         queues={"dft": {"system": "slurm", "walltime": "00:01:00", "max_jobs": 2}},
     )
