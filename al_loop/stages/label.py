@@ -142,6 +142,9 @@ class LabelStage(Stage):
                     times,
                 )
                 break
+            if repaired:  # their Fireworks are READY again (or finished): launch them first
+                stuck_ready = -1
+                continue
             unfinished = self._unfinished(ids)
             if not unfinished:
                 break

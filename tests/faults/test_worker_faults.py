@@ -4,6 +4,7 @@ is done twice (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -163,3 +164,79 @@ def test_launchers_orphaned_by_a_killed_run_are_waited_for(
         assert [d["state"] for d in launches] == ["COMPLETED", "COMPLETED"]  # none repaired
         # the second Firework ran in a launcher of the new stage, in a folder of its own
         assert {Path(d["launch_dir"]).parent.name for d in launches} == {"worker0", "worker1"}
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def test_an_orphaned_launcher_that_hangs_then_dies_has_its_firework_run_again(
+    tmp_path: Path, mongo_uri: str, fast_pseudos: Path
+) -> None:
+    """The orphan of a killed run hangs (its claim expires while its pid lives on) and dies
+    while the next label stage waits for it: the stage runs the repaired Firework at once
+    (it used to stop with that Firework READY) and the label is made on its second attempt."""
+    import subprocess
+    import sys
+
+    flag = tmp_path / "slow"
+    flag.touch()
+    path = _campaign(
+        tmp_path,
+        mongo_uri,
+        **slow_pw_campaign(fast_pseudos, flag),
+        launcher={"workers": 1, "batch_size": 1, "claim_expiry_s": 3},
+    )
+    script = (
+        "from al_loop.campaign import open_campaign\n"
+        "from al_loop.config import load_campaign\n"
+        "from al_loop.stages import LabelStage, SeedStage\n"
+        f"with open_campaign(load_campaign({str(path)!r})) as session:\n"
+        "    SeedStage(session).run(0)\n"
+        "    LabelStage(session).run(0)\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", script])
+    config = load_campaign(path)
+    pid_file = tmp_path / "run" / "launches" / "worker0" / "rlaunch.pid"
+    watch = Store.connect(mongo_uri, config.store.database)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if watch.db.labels.count_documents({"status": "running"}) and pid_file.exists():
+            break
+        time.sleep(0.2)
+    watch.close()
+    first.kill()
+    first.wait()
+    orphan = int(pid_file.read_text())
+    for child in _descendants(orphan):  # its waiting pw.x command goes; the launcher hangs
+        os.kill(child, signal.SIGKILL)
+    os.kill(orphan, signal.SIGSTOP)
+    flag.unlink()
+    killer = threading.Timer(12.0, os.kill, (orphan, signal.SIGKILL))  # claim expired by then
+    try:
+        with open_campaign(config) as session:
+            killer.start()
+            outcome = LabelStage(session).run(0)
+            assert outcome.done, outcome.result
+            labels = list(session.store.db.labels.find({}))
+            assert len(labels) == 2 and {d["status"] for d in labels} == {"ok"}
+            assert sorted(d["attempts"] for d in labels) == [1, 2]
+            launches = list(session.fireworks.launchpad.launches.find({}))
+            assert sorted(d["state"] for d in launches) == ["COMPLETED", "COMPLETED", "FIZZLED"]
+    finally:
+        killer.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
