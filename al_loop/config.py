@@ -351,6 +351,9 @@ class CommitteeConfig(_Section):
     r_max_A: Annotated[Float, Field(gt=0, le=12)] = _TRAINING.r_max_A
     #: Further ``mace_run_train`` options, without the leading dashes (e.g. ``swa: true``).
     mace_args: dict[str, Any] = Field(default_factory=dict)
+    #: A name in ``queues`` (a GPU partition): members train as Fireworks in its jobs, one
+    #: member a Firework, ``device`` resolved there; null: in the `al-loop run` process.
+    queue: NonEmptyStr | None = None
 
     @field_validator("foundation_model")
     @classmethod
@@ -763,13 +766,16 @@ class CampaignConfig(_Section):
                     f"no {table} entry for {', '.join(missing)} (system.elements): add one "
                     f"under oracle.overrides.{table}",
                 )
-        queue = self.launcher.queue
-        if queue is not None and queue not in self.queues:
-            raise Problem(
-                ("launcher", "queue"),
-                f"no queue {queue!r} in queues{did_you_mean(queue, list(self.queues))}; "
-                f"defined: {', '.join(self.queues) or 'none (add a queues: section)'}",
-            )
+        for section, queue in (
+            ("launcher", self.launcher.queue),
+            ("committee", self.committee.queue),
+        ):
+            if queue is not None and queue not in self.queues:
+                raise Problem(
+                    (section, "queue"),
+                    f"no queue {queue!r} in queues{did_you_mean(queue, list(self.queues))}; "
+                    f"defined: {', '.join(self.queues) or 'none (add a queues: section)'}",
+                )
         spread, trust_lo = self.exploration.max_spread_eV_A, self.selection.trust_lo_eV_A
         if spread <= trust_lo:
             raise Problem(

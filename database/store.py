@@ -17,6 +17,7 @@ import gridfs
 import numpy as np
 import pymongo
 from ase import Atoms
+from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -449,6 +450,18 @@ class Store:
             counts["unlabelled"] = missing
         return counts
 
+    def labels_by_id(self, label_ids: list[str]) -> list[dict[str, Any]]:
+        """The label documents ``label_ids`` (``info["label_id"]`` of their atoms), in that
+        order, arrays unpacked; a missing one is an error (it was deleted since)."""
+        keys = [ObjectId(i) if ObjectId.is_valid(i) else i for i in label_ids]
+        found = {str(d["_id"]): d for d in self.db.labels.find({"_id": {"$in": keys}})}
+        missing = [i for i in label_ids if i not in found]
+        if missing:
+            raise KeyError(f"labels not in the database (deleted?): {missing[:5]}")
+        for doc in found.values():
+            doc["arrays"] = self.unpack_arrays(doc)
+        return [found[i] for i in label_ids]
+
     def label_atoms(self, doc: dict[str, Any]) -> Atoms:
         """An ``Atoms`` with the label's energy, forces and stress attached (ASE units)."""
         arrays = doc["arrays"] if isinstance(doc.get("arrays"), dict) else self.unpack_arrays(doc)
@@ -472,6 +485,14 @@ class Store:
         # database/model_signing.py: the file and what it is
         document = {**document, "signature": sign(model_file, signed_context(document))}
         return self._replace_with_file("models", key, document, model_file, name)
+
+    def set_model_metrics(self, document: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """Record a stored member's ``metrics`` (its errors, measured by the train stage)."""
+        key = {k: document[k] for k in ("campaign", "iteration", "member")}
+        self.db.models.update_one(
+            {**key, "sha256": document["sha256"]}, {"$set": {"metrics": metrics}}
+        )
+        document["metrics"] = metrics
 
     def add_distillation(self, kind: str, document: dict[str, Any], data: bytes) -> Any:
         """Store a distillation artefact, ``kind`` ``sample`` (the teacher-labelled frames as

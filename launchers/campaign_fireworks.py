@@ -18,6 +18,7 @@ from typing import Any
 from fireworks import FWorker, LaunchPad
 from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
 
+from calculators.models.member_training import MemberJob
 from calculators.oracles import Oracle
 from launchers.launchpad import (
     make_fworker,
@@ -26,9 +27,21 @@ from launchers.launchpad import (
     write_launchpad_file,
     write_qadapter_file,
 )
-from launchers.queues import QueueSpec, make_qadapter, queue_jobs, queue_runs, submit_jobs
+from launchers.queues import (
+    WAITING_STATES,
+    QueueSpec,
+    make_qadapter,
+    queue_jobs,
+    queue_runs,
+    submit_jobs,
+)
 from launchers.rockets import LocalRun, local_runs, repair_lost_runs, run_workers
-from launchers.workflows import label_coverage, label_workflows, workflow_states
+from launchers.workflows import (
+    label_coverage,
+    label_workflows,
+    train_workflows,
+    workflow_states,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +79,11 @@ class CampaignFireworks:
             uri_env=self.uri_env,
         )
         fworker = make_fworker(
-            self.fworker_name, self.category, self.fworker_env, campaign=self.campaign
+            self.fworker_name,
+            self.category,
+            self.fworker_env,
+            campaign=self.campaign,
+            stage="label",  # training Fireworks are for their queue's jobs (committee.queue)
         )
         self.fworker_file = write_fworker_file(self.workdir / "my_fworker.yaml", fworker)
 
@@ -118,9 +135,9 @@ class CampaignFireworks:
         )
         return len(structure_ids)
 
-    def states(self, iteration: int | None = None) -> dict[str, int]:
-        """The campaign's Fireworks (of one iteration) counted by FireWorks state."""
-        return workflow_states(self.launchpad, self.campaign, iteration)
+    def states(self, iteration: int | None = None, stage: str | None = None) -> dict[str, int]:
+        """The campaign's Fireworks (of one iteration, one stage) counted by FireWorks state."""
+        return workflow_states(self.launchpad, self.campaign, iteration, stage)
 
     @staticmethod
     def pending(states: dict[str, int]) -> int:
@@ -142,9 +159,76 @@ class CampaignFireworks:
                 held.update(task.get("structure_ids", []))
         return held
 
-    def ready(self, iteration: int | None = None) -> int:
-        """How many of the campaign's Fireworks (of one iteration) a launcher can take now."""
-        return self.states(iteration).get("READY", 0)
+    def ready(self, iteration: int | None = None, stage: str | None = None) -> int:
+        """How many of the campaign's Fireworks (of one iteration, one stage) a launcher can
+        take now."""
+        return self.states(iteration, stage).get("READY", 0)
+
+    def submit_training(self, jobs: list[MemberJob], category: str | None) -> int:
+        """Add a training Firework (category ``category``) for each of ``jobs`` (members not
+        stored yet, of one iteration and data key) that no Firework holds; one that FIZZLED,
+        or COMPLETED without its member stored, is rerun. Unfinished Fireworks of the
+        iteration's members with another data key (older labels or settings) are defused: they
+        would store a superseded member. Returns how many Fireworks were added."""
+        if not jobs:
+            return 0
+        iteration, data_key = jobs[0].iteration, jobs[0].data_key
+        match = {
+            "spec.al_loop.campaign": self.campaign,
+            "spec.al_loop.iteration": iteration,
+            "spec.al_loop.stage": "train",
+        }
+        wanted = {job.member for job in jobs}
+        held = set()
+        for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "state": 1, "spec.al_loop": 1}):
+            member, state = fw["spec"]["al_loop"]["member"], fw["state"]
+            if fw["spec"]["al_loop"]["data_key"] != data_key:
+                if state not in TERMINAL_STATES:
+                    self.launchpad.defuse_fw(fw["fw_id"])
+                    log.info("defused training Firework %d (superseded)", fw["fw_id"])
+                continue
+            if member not in wanted or member in held:
+                continue
+            if state in ("FIZZLED", "COMPLETED"):
+                self.launchpad.rerun_fw(fw["fw_id"])
+                log.info("training Firework %d (%s) runs again", fw["fw_id"], state)
+            elif state in ("DEFUSED", "PAUSED"):
+                continue  # someone stopped it: a new one is added
+            held.add(member)
+        new = [job for job in jobs if job.member not in held]
+        if new:
+            self.launchpad.bulk_add_wfs(train_workflows(new, self.store_spec, category))
+            log.info(
+                "added %d training Fireworks for %s iteration %d",
+                len(new),
+                self.campaign,
+                iteration,
+            )
+        return len(new)
+
+    def failures(self, iteration: int, stage: str) -> dict[int, str]:
+        """The FIZZLED Fireworks of ``iteration`` and ``stage``: fw_id -> the last line of the
+        error their last launch raised, and where it ran."""
+        match = {
+            "spec.al_loop.campaign": self.campaign,
+            "spec.al_loop.iteration": iteration,
+            "spec.al_loop.stage": stage,
+            "state": "FIZZLED",
+        }
+        found = {}
+        for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "launches": 1}):
+            launch = self.launchpad.launches.find_one(
+                {"launch_id": {"$in": fw.get("launches", [])}},
+                {"action": 1, "launch_dir": 1},
+                sort=[("launch_id", -1)],
+            )
+            launch = launch or {}
+            stored = (launch.get("action") or {}).get("stored_data") or {}
+            trace = stored.get("_exception", {}).get("_stacktrace", "")
+            lines = [line for line in trace.strip().splitlines() if line.strip()]
+            error = lines[-1] if lines else "no error recorded"
+            found[fw["fw_id"]] = f"{error} (in {launch.get('launch_dir')})"
+        return found
 
     def sweep_runs(self) -> tuple[list[int], list[int]]:
         """Look once at the Fireworks that launchers are running: local ones of this host (a
@@ -196,17 +280,20 @@ class CampaignFireworks:
         """The campaign's jobs in queue ``name`` that may still run: job id → state."""
         return queue_jobs(self.queues[name], self.campaign)
 
-    def submit_to_queue(self, name: str, wanted: int) -> list[str]:
-        """Submit up to ``wanted`` jobs to queue ``name`` (its max_jobs at most in the queue);
-        returns the new job ids."""
+    def submit_to_queue(self, name: str, ready: int) -> list[str]:
+        """Submit jobs to queue ``name`` for ``ready`` READY Fireworks: one for each that no
+        waiting job of the campaign will take, its max_jobs at most in the queue; returns the
+        new job ids."""
         fworker, qadapter = self.queue_files(name)
+        jobs = self.queue_jobs(name)
+        waiting = sum(state in WAITING_STATES for state in jobs.values())
         return submit_jobs(
             self.launchpad,
             fworker,
             qadapter,
             self.queue_dir(name) / "jobs",
-            wanted,
-            len(self.queue_jobs(name)),
+            ready - waiting,
+            len(jobs),
             self.queues[name].max_jobs,
         )
 

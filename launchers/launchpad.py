@@ -28,10 +28,17 @@ def make_launchpad(uri: str, launchpad_database: str) -> LaunchPad:
 
 
 def make_fworker(
-    name: str, category: str | None, env: dict[str, Any], campaign: str | None = None
+    name: str,
+    category: str | None,
+    env: dict[str, Any],
+    campaign: str | None = None,
+    stage: str | None = None,
 ) -> FWorker:
-    """An FWorker; with ``campaign`` it pulls only that campaign's Fireworks."""
-    query = {"spec.al_loop.campaign": campaign} if campaign else {}
+    """An FWorker; with ``campaign`` it pulls only that campaign's Fireworks, with ``stage``
+    only that stage's."""
+    query: dict[str, Any] = {"spec.al_loop.campaign": campaign} if campaign else {}
+    if stage is not None:
+        query["spec.al_loop.stage"] = stage
     return FWorker(name=name, category=category or "", env=env, query=query)
 
 

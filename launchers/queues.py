@@ -35,6 +35,8 @@ LIVE_STATES = frozenset(
     {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
     | {"Q", "R", "H", "W", "S", "T", "E", "B"}
 )
+#: States of a job that has not started yet (it will take a READY Firework when it does).
+WAITING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "Q", "H", "W"})
 
 
 @dataclass(frozen=True)

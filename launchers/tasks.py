@@ -1,4 +1,5 @@
-"""The Firetask that labels structures with an oracle and writes label documents."""
+"""The Firetasks: labelling structures with an oracle (label documents), and training one
+committee member (a model document)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 from pymongo.errors import PyMongoError
 
+from calculators.models.member_training import MemberJob, train_member
 from calculators.oracles import LabelResult, Oracle, merge_settings, oracle_class
 from calculators.oracles.settings import differences
 from database import Store
@@ -177,3 +179,30 @@ class LabelStructuresTask(FiretaskBase):
                 "failed (stored with their status):\n" + "\n".join(lines)
             )
         return FWAction(stored_data=summary)
+
+
+@explicit_serialize
+class TrainMemberTask(FiretaskBase):
+    """Train one committee member (``job``: a signed
+    :class:`calculators.models.member_training.MemberJob`) and store it: a Firework of the
+    train stage on a queue (``committee.queue``). A job whose signature does not match this
+    worker's model-signing key is refused: its foundation file and mace options would run."""
+
+    required_params = ["job", "store"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        store_spec = self["store"]
+        store = task_store(
+            fw_spec.get("_fw_env"),
+            store_spec["database"],
+            store_spec.get("launchpad_database", "al_loop_fireworks"),
+        )
+        job = MemberJob.from_dict(dict(self["job"])).check()
+        doc = train_member(store, job, Path.cwd() / f"member{job.member}")
+        return FWAction(
+            stored_data={
+                "member": job.member,
+                "sha256": doc["sha256"],
+                "training_wall_s": doc["training_wall_s"],
+            }
+        )

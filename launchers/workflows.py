@@ -1,4 +1,5 @@
-"""Workflows that label a selection of structures, one Firework per batch."""
+"""Workflows of the campaign: labelling a selection of structures (one Firework per batch), and
+training committee members on a queue (one Firework per member)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 from fireworks import Firework, LaunchPad, Workflow
 
+from calculators.models.member_training import MemberJob
 from calculators.oracles import Oracle
-from launchers.tasks import LabelStructuresTask
+from launchers.tasks import LabelStructuresTask, TrainMemberTask
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,32 @@ def label_workflows(
         name = f"label {campaign} it{iteration} {start // batch_size:04d}"
         firework = Firework([task], spec=spec, name=name)
         workflows.append(Workflow([firework], name=name, metadata=metadata))
+    return workflows
+
+
+def train_workflows(
+    jobs: list[MemberJob], store_spec: dict[str, str], category: str | None
+) -> list[Workflow]:
+    """One single-Firework workflow per member (its job signed by this machine's key)."""
+    workflows = []
+    for job in jobs:
+        identity = {"campaign": job.campaign, "iteration": job.iteration, "stage": "train"}
+        spec: dict[str, Any] = {
+            "al_loop": {**identity, "member": job.member, "data_key": job.data_key}
+        }
+        if category:
+            spec["_category"] = category
+        name = f"train {job.campaign} it{job.iteration} member{job.member}"
+        task = TrainMemberTask(job=job.signed().to_dict(), store=store_spec)
+        metadata = {
+            "al_loop_campaign": job.campaign,
+            "al_loop_iteration": job.iteration,
+            "al_loop_stage": "train",
+            "data_key": job.data_key,
+        }
+        workflows.append(
+            Workflow([Firework([task], spec=spec, name=name)], name=name, metadata=metadata)
+        )
     return workflows
 
 
@@ -156,10 +184,14 @@ def submit_label_workflows(lp: LaunchPad, workflows: list[Workflow]) -> tuple[in
     return min(wf.fws[0].fw_id for wf in workflows), True
 
 
-def workflow_states(lp: LaunchPad, campaign: str, iteration: int | None = None) -> dict[str, int]:
-    """Counts of a campaign's Fireworks (of one iteration, if given) by FireWorks state."""
+def workflow_states(
+    lp: LaunchPad, campaign: str, iteration: int | None = None, stage: str | None = None
+) -> dict[str, int]:
+    """Counts of a campaign's Fireworks (of one iteration, one stage, if given) by state."""
     match: dict[str, Any] = {"spec.al_loop.campaign": campaign}
     if iteration is not None:
         match["spec.al_loop.iteration"] = iteration
+    if stage is not None:
+        match["spec.al_loop.stage"] = stage
     pipeline = [{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
     return {d["_id"]: d["n"] for d in lp.fireworks.aggregate(pipeline)}

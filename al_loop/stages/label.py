@@ -22,19 +22,14 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import subprocess
 import time
 from typing import Any
 
 from al_loop.stages.base import Stage
+from al_loop.stages.queue_jobs import POLL_S, RESUBMISSIONS, QueueListing
 from database.store import claim_expired
 
 log = logging.getLogger(__name__)
-
-#: Times a structure is submitted again in one run after its Fireworks ended without a label.
-RESUBMISSIONS = 2
-#: Seconds between two looks at Fireworks and claims while waiting for other workers.
-POLL_S = 5.0
 
 
 class LabelStage(Stage):
@@ -43,7 +38,6 @@ class LabelStage(Stage):
     def __init__(self, *args: Any, workers: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workers = workers
-        self._listing_failures = 0
 
     def wanted(self, iteration: int) -> bool:
         """Iteration 0 labels its seeds; a later one only what it selected."""
@@ -82,7 +76,7 @@ class LabelStage(Stage):
             iteration,
             "step",
             structures=len(ids),
-            fireworks=fireworks.states(iteration),
+            fireworks=fireworks.states(iteration, self.name),
             submitted="now" if added else "before",
             repaired_lost_runs=len(repaired),
         )
@@ -90,13 +84,14 @@ class LabelStage(Stage):
         stuck_ready = -1  # READY Fireworks that the last local launchers left (none took them)
         said_waiting = 0.0
         queue, queued = launcher.queue, {}
+        listing = QueueListing(fireworks, queue) if queue is not None else None
         lost_runs: collections.Counter[int] = collections.Counter()
         while True:
             if session.lock is not None:  # taken over while we waited: stop here
                 session.lock.check()
-            ready = fireworks.ready(iteration)
-            if queue is not None:
-                queued = self._queue_jobs(queue)
+            ready = fireworks.ready(iteration, self.name)
+            if queue is not None and listing is not None:
+                queued = listing.jobs()
                 if ready and not queued and ready == stuck_ready:
                     log.warning(
                         "jobs of queue %s ended and left %d Fireworks READY; see their output "
@@ -110,7 +105,7 @@ class LabelStage(Stage):
                     jobs = fireworks.submit_to_queue(queue, ready)
                     if jobs:
                         stuck_ready = ready if not queued else -1
-                        queued = self._queue_jobs(queue)
+                        queued = listing.jobs()
                         self.emit(iteration, "step", queue=queue, jobs_submitted=len(jobs))
                     elif not queued:  # refused by the queue (account, partition, limits)
                         log.warning(
@@ -128,7 +123,7 @@ class LabelStage(Stage):
                     log.warning(
                         "rocket launchers exited with codes %s; see %s", codes, fireworks.launch_dir
                     )
-                left = fireworks.ready(iteration)
+                left = fireworks.ready(iteration, self.name)
                 stuck_ready = left if left == ready else -1
                 continue
             repaired, live = fireworks.sweep_runs()
@@ -181,7 +176,7 @@ class LabelStage(Stage):
         unfinished = self._unfinished(ids)
         return {
             "structures": len(ids),
-            "fireworks": fireworks.states(iteration),
+            "fireworks": fireworks.states(iteration, self.name),
             "physics_hash": session.physics_hash,
             "labels_by_status": store.label_counts(ids, hashes),
             "unfinished": sorted(unfinished),
@@ -202,23 +197,6 @@ class LabelStage(Stage):
         """Whether a running claim's worker stopped beating (no label at all counts too)."""
         expiry_s = self.session.config.launcher.claim_expiry_s
         return claim is None or claim_expired(claim, now, expiry_s)
-
-    def _queue_jobs(self, queue: str) -> dict[str, str]:
-        """The campaign's jobs in ``queue``; a listing that fails (a slurmctld timeout) counts
-        as jobs still there, three times in a row at most."""
-        try:
-            jobs = self.session.fireworks.queue_jobs(queue)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            self._listing_failures += 1
-            if self._listing_failures >= 3:
-                raise RuntimeError(
-                    f"queue {queue}: cannot list its jobs three times in a row ({exc}); is this "
-                    "a login node of that queue?"
-                ) from exc
-            log.warning("queue %s: cannot list its jobs (%s); trying again", queue, exc)
-            return {"unknown": "listing failed"}
-        self._listing_failures = 0
-        return jobs
 
     def current(self, result: dict[str, Any]) -> bool:
         return result.get("physics_hash") in self.session.label_hashes
@@ -249,6 +227,6 @@ class LabelStage(Stage):
         ids = self.session.store.structure_ids(self.session.name, iteration)
         return {
             **result,
-            "fireworks": self.session.fireworks.states(iteration),
+            "fireworks": self.session.fireworks.states(iteration, self.name),
             "labels_by_status": self.session.store.label_counts(ids, self.session.label_hashes),
         }

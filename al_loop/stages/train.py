@@ -25,23 +25,18 @@ from ase import Atoms
 
 from al_loop.committee import (
     FIXED,
+    committee_files,
     held_out_slices,
     labelled_structures,
     load_committee,
-    model_cache,
     sha256_of,
 )
 from al_loop.evaluation import errors, summary
 from al_loop.stages.base import Stage
+from al_loop.stages.train_queue import train_on_queue
 from calculators.models.committee import mace_calculator, resolve_device
-from calculators.models.mace_train import (
-    TrainedModel,
-    TrainSettings,
-    labelled_atoms,
-    train_mace,
-    train_options,
-)
-from database.documents import software_versions
+from calculators.models.mace_train import TrainSettings, train_options
+from calculators.models.member_training import MemberJob, stored_member, train_member
 
 if TYPE_CHECKING:
     from al_loop.campaign import CampaignSession
@@ -49,14 +44,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def train_settings(session: CampaignSession) -> TrainSettings:
-    """The trainer's settings from the campaign's ``committee`` section (same names)."""
+def train_settings(session: CampaignSession, resolve: bool = True) -> TrainSettings:
+    """The trainer's settings from the campaign's ``committee`` section (same names); the
+    device ``auto`` resolved here, or (``resolve`` false: training on a queue) where it
+    trains."""
     c = session.config.committee
     same = {f.name for f in dataclasses.fields(TrainSettings)} & set(type(c).model_fields)
     named = {name: getattr(c, name) for name in same}
-    return TrainSettings(
-        **named | {"device": resolve_device(c.device), "extra_args": dict(c.mace_args)}
-    )
+    device = resolve_device(c.device) if resolve else c.device
+    return TrainSettings(**named | {"device": device, "extra_args": dict(c.mace_args)})
 
 
 def member_split(
@@ -72,11 +68,6 @@ def member_split(
     order = rng.permutation(n)
     n_valid = max(1, n // 10)
     return order[n_valid:].tolist(), order[:n_valid].tolist()
-
-
-def _as_training(atoms: Atoms) -> Atoms:
-    stress = atoms.calc.results.get("stress")
-    return labelled_atoms(atoms, atoms.get_potential_energy(), atoms.get_forces(), stress)
 
 
 def foundation_spec(session: CampaignSession) -> dict[str, Any] | None:
@@ -104,22 +95,12 @@ def training_slots(session: CampaignSession, device: str) -> tuple[int, int | No
     return slots, (max(1, cores // slots) if device == "cpu" else None)
 
 
-def train_committee(
-    session: CampaignSession, iteration: int, report: Callable[..., None]
-) -> dict[str, Any]:
-    """Train (or finish training) the committee of ``iteration``; returns its metrics.
-
-    Members train in parallel subprocesses; each is stored as soon as it is trained, and one
-    failure does not lose the others (the first error is raised once they are stored)."""
+def member_jobs(
+    session: CampaignSession, iteration: int, train: list[Atoms], settings: TrainSettings
+) -> tuple[list[MemberJob], str]:
+    """The jobs of the members of ``iteration`` (every one, stored or not) and their data key:
+    the labels, settings, foundation and seed that make the committee."""
     cfg = session.config
-    store = session.store
-    settings = train_settings(session)
-    train, held_out = labelled_structures(session)
-    if len(train) < 2:
-        raise RuntimeError(
-            f"campaign {session.name!r}, iteration {iteration}: {len(train)} ok labels to train "
-            "on (2 needed); see `al-loop db query` for the failed ones"
-        )
     foundation = foundation_spec(session)
     replay = cfg.committee.replay_file
     seed = cfg.seed * 1000 + iteration
@@ -127,81 +108,75 @@ def train_committee(
     data_key = hashlib.sha256(
         json.dumps([label_ids, settings.to_document(), foundation, seed], default=str).encode()
     ).hexdigest()
-    existing = {d["member"]: d for d in store.models(session.name, iteration)}
-    members = {m: d for m, d in existing.items() if d.get("data_key") == data_key}
-    todo = [m for m in range(cfg.committee.n_models) if m not in members]
-    slots, threads = training_slots(session, settings.device)
-    splits = {m: member_split(train, m, seed, cfg.committee.bootstrap) for m in todo}
-
-    def fit(member: int) -> tuple[TrainedModel, float]:
-        train_idx, valid_idx = splits[member]
-        started = time.perf_counter()
-        model = train_mace(
-            [_as_training(train[i]) for i in train_idx],
-            [_as_training(train[i]) for i in valid_idx],
-            session.workdir / "training" / f"iter{iteration:03d}" / f"member{member}",
-            seed=seed * 10 + member,
-            settings=settings,
-            foundation=cfg.committee.foundation_model,
-            replay_file=replay,
-            threads=threads,
+    jobs = []
+    for member in range(cfg.committee.n_models):
+        train_idx, valid_idx = member_split(train, member, seed, cfg.committee.bootstrap)
+        jobs.append(
+            MemberJob(
+                campaign=session.name,
+                iteration=iteration,
+                member=member,
+                train_label_ids=[label_ids[i] for i in train_idx],
+                valid_label_ids=[label_ids[i] for i in valid_idx],
+                settings=settings.to_document(),
+                seed=seed * 10 + member,
+                data_key=data_key,
+                foundation=cfg.committee.foundation_model,
+                replay_file=str(replay) if replay else None,
+                provenance={
+                    "foundation": foundation,
+                    "replay_file": str(replay) if replay else None,
+                },
+            )
         )
-        return model, time.perf_counter() - started
+    return jobs, data_key
 
-    def provenance(member: int) -> dict[str, Any]:
-        train_idx, valid_idx = splits[member]
-        return {
-            "foundation": foundation,
-            "replay_file": str(replay) if replay else None,
-            "label_ids": [label_ids[i] for i in train_idx],
-            "valid_label_ids": [label_ids[i] for i in valid_idx],
-            "data_key": data_key,
-            "hyperparameters": settings.to_document(),
-            "parallel_trainings": slots,
-            "threads": threads,
-        }
 
-    train_options()  # mace's parser, imported here: no worker redirects the process's stdout
-    # a named foundation is downloaded by the first training that needs it: one alone, then
-    # the others find it cached (mace writes the download in place: a parallel one may read it
-    # half-written)
-    named = foundation is not None and "name" in foundation
-    waves = [todo[:1], todo[1:]] if named else [todo]
-    failure: BaseException | None = None
+def train_committee(
+    session: CampaignSession, iteration: int, report: Callable[..., None]
+) -> dict[str, Any]:
+    """Train (or finish training) the committee of ``iteration``; returns its metrics.
+
+    Members train here, in parallel subprocesses, or with ``committee.queue`` as Fireworks in
+    jobs of that queue (al_loop/stages/train_queue.py); each is stored as soon as it is
+    trained, and one failure does not lose the others. Then every member is measured on its
+    validation labels and on the held-out ones."""
+    cfg = session.config
+    queue = cfg.committee.queue
+    settings = train_settings(session, resolve=queue is None)
+    train, held_out = labelled_structures(session)
+    if len(train) < 2:
+        raise RuntimeError(
+            f"campaign {session.name!r}, iteration {iteration}: {len(train)} ok labels to train "
+            "on (2 needed); see `al-loop db query` for the failed ones"
+        )
+    jobs, data_key = member_jobs(session, iteration, train, settings)
+    todo = [job for job in jobs if stored_member(session.store, job) is None]
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=slots) as pool:
-        try:
-            for wave in waves:
-                futures = {}
-                for member in wave:
-                    report(member=member, training_labels=len(splits[member][0]))
-                    futures[pool.submit(fit, member)] = member
-                for future in as_completed(futures):
-                    member = futures[future]
-                    try:
-                        model, wall = future.result()
-                        valid = [train[i] for i in splits[member][1]]
-                        members[member] = _store_member(
-                            session,
-                            iteration,
-                            member,
-                            model,
-                            wall,
-                            settings,
-                            provenance(member),
-                            valid,
-                            held_out,
-                        )
-                    except Exception as exc:  # the others are still stored; raised after them
-                        log.error("iteration %d member %d failed: %s", iteration, member, exc)
-                        failure = failure or exc
-                        continue
-                    report(member=member, trained_in_s=wall)
-        except BaseException:  # interrupted: start nothing more (running trainings finish)
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    if failure is not None:
-        raise failure
+    if queue is not None:
+        slots = None
+        unfinished = train_on_queue(session, iteration, todo, queue, report) if todo else None
+        if unfinished is not None:
+            return {"unfinished": unfinished, "queue": queue}
+    else:
+        slots = train_here(session, iteration, todo, settings, report)
+    members = {d["member"]: d for d in session.store.models(session.name, iteration)}
+    if any(members.get(job.member, {}).get("data_key") != data_key for job in jobs):
+        raise RuntimeError(f"iteration {iteration}: members missing after training")
+    by_id = {a.info["label_id"]: a for a in train}
+    files = dict(zip(sorted(members), committee_files(session, iteration), strict=True))
+    for job in jobs:
+        doc, path = members[job.member], files[job.member]
+        if "metrics" not in doc:  # measured once, here, for members trained here or elsewhere
+            single = mace_calculator(
+                [path], resolve_device(cfg.committee.device), cfg.committee.dtype
+            )
+            valid = [by_id[i] for i in job.valid_label_ids]
+            metrics = {
+                "valid": summary(errors(single, valid)),
+                "held_out": summary(errors(single, held_out)),
+            }
+            session.store.set_model_metrics(doc, metrics)
     committee = load_committee(session, iteration, cfg.committee.dtype)
     fixed = held_out_slices(held_out, cfg.committee.held_out_fixed_after)[FIXED]
     held = errors(committee, fixed, cfg.committee.error_pressure_bins_GPa)
@@ -217,45 +192,61 @@ def train_committee(
         "training_wall_s": sum(m["training_wall_s"] for m in ordered),
         "stage_wall_s": time.perf_counter() - started,
         "parallel_trainings": slots,
+        "queue": queue,
     }
 
 
-def _store_member(
+def train_here(
     session: CampaignSession,
     iteration: int,
-    member: int,
-    model: TrainedModel,
-    wall: float,
+    todo: list[MemberJob],
     settings: TrainSettings,
-    provenance: dict[str, Any],
-    valid: list[Atoms],
-    held_out: list[Atoms],
-) -> dict[str, Any]:
-    """Put one trained member in GridFS and ``models`` (with its errors) and the local cache."""
-    single = mace_calculator([model.path], settings.device, settings.dtype)
-    doc = {
-        "campaign": session.name,
-        "iteration": iteration,
-        "member": member,
-        "seed": model.seed,
-        **provenance,
-        "mace_args": model.args,
-        "heads": model.heads,
-        "metrics": {
-            "valid": summary(errors(single, valid)),
-            "held_out": summary(errors(single, held_out)),
-        },
-        "training_wall_s": wall,
-        "software": software_versions(),
-    }
-    data = model.path.read_bytes()
-    doc["sha256"] = hashlib.sha256(data).hexdigest()
-    session.store.add_model(doc, data)
-    cache = model_cache(session, iteration, member)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(data)
-    log.info("iteration %d member %d trained in %.0f s", iteration, member, wall)
-    return doc
+    report: Callable[..., None],
+) -> int:
+    """Train ``todo`` in this process, members in parallel subprocesses (threads here); each
+    is stored as soon as it is trained, and one failure does not lose the others (the first
+    error is raised once they are stored). Returns how many trained at once."""
+    slots, threads = training_slots(session, settings.device)
+    train_options()  # mace's parser, imported here: no worker redirects the process's stdout
+    # a named foundation is downloaded by the first training that needs it: one alone, then
+    # the others find it cached (mace writes the download in place: a parallel one may read it
+    # half-written)
+    named = (
+        session.config.committee.foundation_model is not None
+        and not Path(session.config.committee.foundation_model).is_file()
+    )
+    waves = [todo[:1], todo[1:]] if named else [todo]
+    workdir = session.workdir / "training" / f"iter{iteration:03d}"
+
+    def fit(job: MemberJob) -> dict[str, Any]:
+        job = dataclasses.replace(
+            job, provenance={**job.provenance, "parallel_trainings": slots, "threads": threads}
+        )
+        return train_member(session.store, job, workdir / f"member{job.member}", threads)
+
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        try:
+            for wave in waves:
+                futures = {}
+                for job in wave:
+                    report(member=job.member, training_labels=len(job.train_label_ids))
+                    futures[pool.submit(fit, job)] = job.member
+                for future in as_completed(futures):
+                    member = futures[future]
+                    try:
+                        doc = future.result()
+                    except Exception as exc:  # the others are still stored; raised after them
+                        log.error("iteration %d member %d failed: %s", iteration, member, exc)
+                        failure = failure or exc
+                        continue
+                    report(member=member, trained_in_s=doc["training_wall_s"])
+        except BaseException:  # interrupted: start nothing more (running trainings finish)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    if failure is not None:
+        raise failure
+    return slots
 
 
 class TrainStage(Stage):
@@ -275,7 +266,15 @@ class TrainStage(Stage):
 
         return train_committee(self.session, iteration, report)
 
+    def complete(self, result: dict[str, Any]) -> bool:
+        if result.get("unfinished"):
+            log.warning("the committee is not trained: %s", result["unfinished"])
+            return False
+        return True
+
     def summarize(self, result: dict[str, Any]) -> dict[str, Any]:
+        if result.get("unfinished"):
+            return {"unfinished": result["unfinished"]}
         out = {
             "training_labels": result["n_train"],
             "held_out_labels": result["n_held_out"],

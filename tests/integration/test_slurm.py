@@ -1,8 +1,9 @@
-"""Labelling through a real single-node SLURM cluster (tests/helpers/slurm_cluster.py): jobs
-from al-loop's template run rocket launchers; a job cancelled with scancel and a job past its
-wall time leave RUNNING Fireworks that the next label stage finds through the job-id file,
-reruns in new jobs, and labels without a DFT run done twice. The PBS template is rendered and
-checked (there is no PBS here)."""
+"""Labelling and training through a real single-node SLURM cluster
+(tests/helpers/slurm_cluster.py): jobs from al-loop's template run rocket launchers; a job
+cancelled with scancel and a job past its wall time leave RUNNING Fireworks that the next label
+stage finds through the job-id file, reruns in new jobs, and labels without a DFT run done
+twice; the committee trains in jobs of its own queue, a cancelled one trained again. The PBS
+template is rendered and checked (there is no PBS here)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from helpers.slurm_cluster import start_cluster
 
 from al_loop.campaign import open_campaign
 from al_loop.config import load_campaign
-from al_loop.stages import LabelStage, SeedStage
+from al_loop.stages import LabelStage, SeedStage, TrainStage
 from launchers.queues import JOB_ID_FILE, QueueSpec, job_name, make_qadapter
 
 pytestmark = pytest.mark.integration
@@ -207,3 +208,77 @@ def test_a_queue_that_refuses_the_jobs_stops_the_stage(
         assert not outcome.done and time.monotonic() - started < 60
         assert session.fireworks.states(0) == {"READY": 2}
         assert session.store.db.labels.count_documents({}) == 0
+
+
+def test_the_committee_trains_in_jobs_of_its_queue_and_a_cancelled_one_again(
+    slurm: None, tmp_path: Path, mongo_uri: str, standin_model: Path
+) -> None:
+    """committee.queue: each member a Firework of the training queue's category (labels stay
+    local); the job training the first member is cancelled (scancel) mid-training: the stage
+    repairs its Firework, a new job trains it, and each member is stored once, signed, with
+    its metrics measured by the stage."""
+    path = _campaign(
+        tmp_path,
+        mongo_uri,
+        "slurm-train",
+        launcher={"batch_size": 2},  # labels by local launchers
+        committee={
+            "n_models": 2,
+            "foundation_model": str(standin_model),
+            "max_epochs": 1,
+            "held_out_fraction": 0.0,
+            "device": "cpu",
+            "queue": "gpu",
+        },
+        queues={
+            "dft": {"system": "slurm"},
+            "gpu": {"system": "slurm", "category": "training", "walltime": "00:10:00"},
+        },
+    )
+    events: list[Any] = []
+    name = job_name("slurm-train", "gpu")
+    with open_campaign(load_campaign(path)) as session:
+        SeedStage(session).run(0)
+        assert LabelStage(session).run(0).done
+        assert not (tmp_path / "run" / "queues" / "gpu").exists()  # no label went there
+        fireworks = session.fireworks
+        cancelled: list[str] = []
+
+        def cancel_the_first_training() -> None:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                running = fireworks.launchpad.fireworks.find_one(
+                    {"spec.al_loop.stage": "train", "state": "RUNNING"}
+                )
+                jobs = _jobs(name)
+                if running is not None and jobs:
+                    time.sleep(3)  # inside mace's training
+                    subprocess.run(["scancel", jobs[0]], check=True)
+                    cancelled.append(jobs[0])
+                    return
+                time.sleep(0.5)
+
+        import threading
+
+        canceller = threading.Thread(target=cancel_the_first_training)
+        canceller.start()
+        outcome = TrainStage(session, events.append).run(0)
+        canceller.join()
+        assert cancelled, "no training Firework was seen running in a job"
+        assert outcome.done, outcome.result
+        assert outcome.result["models"] == 2 and outcome.result["queue"] == "gpu"
+        models = session.store.models("slurm-train", 0)
+        assert [d["member"] for d in models] == [0, 1]
+        assert all(d["metrics"]["valid"].get("force_rmse_eV_A") is not None for d in models)
+        for doc in models:
+            session.store.read_model_file(doc)  # signed by this machine's key
+        trainings = list(fireworks.launchpad.fireworks.find({"spec.al_loop.stage": "train"}))
+        assert {d["spec"]["_category"] for d in trainings} == {"training"}
+        assert {d["state"] for d in trainings} == {"COMPLETED"} and len(trainings) == 2
+        ids = [d["fw_id"] for d in trainings]
+        launches = list(fireworks.launchpad.launches.find({"fw_id": {"$in": ids}}))
+        assert sorted(d["state"] for d in launches) == ["COMPLETED", "COMPLETED", "FIZZLED"]
+        jobs_dir = tmp_path / "run" / "queues" / "gpu" / "jobs"
+        assert all(str(jobs_dir) in d["launch_dir"] for d in launches)
+        submitted = [e.figures["jobs_submitted"] for e in events if "jobs_submitted" in e.figures]
+        assert len(submitted) >= 2  # the first job, then one for the repaired Firework

@@ -139,6 +139,7 @@ def test_minimal_campaign_gets_the_defaults(tmp_path: Path) -> None:
         "max_L": 1,
         "r_max_A": 5.0,
         "mace_args": {},
+        "queue": None,
     }
     assert config.exploration.model_dump() == {
         "ensembles": ["npt"],
