@@ -260,8 +260,11 @@ def run(
         console.print(curve)
     finished = summary["finished"]
     if finished is None:
+        iteration, stage = summary.get("unfinished", (None, "label"))
+        what = "labelling" if stage == "label" else f"the {stage} stage"
         console.print(
-            "[yellow]not finished[/]: labelling is incomplete; run again to resume (exit code 4)"
+            f"[yellow]not finished[/]: {what} of iteration {iteration} is incomplete (see the "
+            "warning above); run again to resume (exit code 4)"
         )
     elif finished["reason"] == "converged":
         console.print(f"[green]converged[/] at iteration {finished['iteration']}")

@@ -76,7 +76,7 @@ def run_campaign(
                 assert session.lock is not None
                 session.lock.check()
                 if not stage.run(iteration).done:
-                    return summary(session, None)
+                    return {**summary(session, None), "unfinished": (iteration, stage.name)}
                 if stage.name == "explore" and converged(session, iteration):
                     finished = session.log.finish(iteration, "converged")
                     break

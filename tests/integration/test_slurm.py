@@ -282,3 +282,48 @@ def test_the_committee_trains_in_jobs_of_its_queue_and_a_cancelled_one_again(
         assert all(str(jobs_dir) in d["launch_dir"] for d in launches)
         submitted = [e.figures["jobs_submitted"] for e in events if "jobs_submitted" in e.figures]
         assert len(submitted) >= 2  # the first job, then one for the repaired Firework
+
+
+def test_a_worker_without_the_campaign_key_refuses_the_training_job(
+    slurm: None, tmp_path: Path, mongo_uri: str, standin_model: Path
+) -> None:
+    """The queue's jobs sign with another key than the campaign machine's: the worker refuses
+    the training job before loading anything, the Firework FIZZLEs, and the stage stops
+    unfinished naming the error; with the key set right, the next run reruns it and trains."""
+    other_key = tmp_path / "other.key"
+    queues = {
+        "dft": {"system": "slurm"},
+        "gpu": {
+            "system": "slurm",
+            "walltime": "00:10:00",
+            "pre_rocket": [f"export AL_LOOP_MODEL_KEY_FILE={other_key}"],
+        },
+    }
+    committee = {
+        "n_models": 2,
+        "foundation_model": str(standin_model),
+        "max_epochs": 1,
+        "held_out_fraction": 0.0,
+        "device": "cpu",
+        "queue": "gpu",
+    }
+    changes = {"launcher": {"batch_size": 2}, "committee": committee}
+    path = _campaign(tmp_path, mongo_uri, "slurm-key", queues=queues, **changes)
+    with open_campaign(load_campaign(path)) as session:
+        SeedStage(session).run(0)
+        assert LabelStage(session).run(0).done
+        outcome = TrainStage(session).run(0)
+        assert not outcome.done
+        assert "UntrustedModel" in outcome.result["unfinished"], outcome.result
+        assert "training job of slurm-key iteration 0" in outcome.result["unfinished"]
+        assert session.store.models("slurm-key", 0) == []
+        assert other_key.is_file()  # the worker made its own key: it had none
+    fixed = yaml.safe_load(path.read_text())
+    fixed["queues"]["gpu"]["pre_rocket"] = []
+    path.write_text(yaml.safe_dump(fixed))
+    with open_campaign(load_campaign(path)) as session:
+        outcome = TrainStage(session).run(0)
+        assert outcome.done, outcome.result
+        assert outcome.result["models"] == 2
+        states = session.fireworks.states(0, "train")
+        assert states == {"COMPLETED": 2}  # the FIZZLED ones rerun, none added
