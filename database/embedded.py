@@ -121,10 +121,20 @@ class EmbeddedServer:
             return None
 
     def running_uri(self) -> str | None:
-        """URI of a live server already serving this folder, if any."""
+        """URI of a live server already serving this folder, if any (RuntimeError if
+        ``server.json`` names another host: a server started there on a shared filesystem
+        cannot be reached, nor a second one started on its files)."""
         state = self._state()
         if state is None:
             return None
+        host = state.get("host", socket.gethostname())
+        if host != socket.gethostname():
+            raise RuntimeError(
+                f"the embedded server of {self.data_dir} was started on host {host} "
+                f"({self.state_path}): run al-loop there, or give the campaign a MongoDB that "
+                "every node reaches (store.uri_file); if that server is gone, delete "
+                f"{self.state_path}"
+            )
         uri = f"mongodb://127.0.0.1:{state['port']}"
         if pid_alive(int(state["pid"])) and ping(uri):
             return uri
@@ -189,7 +199,7 @@ class EmbeddedServer:
             if self._wait_ready(uri):
                 self.uri = uri
                 scratch = self.state_path.with_suffix(".tmp")
-                scratch.write_text(json.dumps({"pid": self.process.pid, "port": port}))
+                scratch.write_text(json.dumps({"pid": self.process.pid, "port": port, "host": socket.gethostname()}))
                 os.replace(scratch, self.state_path)  # readers never see a partial file
                 log.info("embedded server on %s, data in %s", uri, storage)
                 return uri

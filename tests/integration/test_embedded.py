@@ -74,6 +74,16 @@ def test_stale_state_file_is_ignored(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_server_of_another_host_is_neither_joined_nor_started_over(tmp_path: Path) -> None:
+    """server.json names another node (a shared filesystem): starting a second server on the
+    same files would corrupt them, and the first cannot be reached: a clear error instead."""
+    (tmp_path / STATE_FILE).write_text(json.dumps({"pid": 1, "port": 27999, "host": "node042"}))
+    for use in (EmbeddedServer(tmp_path).start, EmbeddedServer(tmp_path).join):
+        with pytest.raises(RuntimeError, match="started on host node042"):
+            use()
+    assert not (tmp_path / "wiredtiger").exists()
+
+
 def test_memory_storage_writes_no_database_files(tmp_path: Path) -> None:
     with EmbeddedServer(tmp_path, storage=":memory:") as server:
         client = _client(server.uri)
