@@ -37,6 +37,13 @@ console = Console()
 errors = Console(stderr=True)
 
 CampaignFile = Annotated[Path, typer.Argument(help="The campaign's YAML file.")]
+QueueOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Run this command in a job of this queue of the campaign file (a GPU partition) "
+        "and return at once; `al-loop status` follows it."
+    ),
+]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -281,6 +288,49 @@ def run(
         raise typer.Exit(4)
 
 
+def _submit_command(command: str, config: CampaignConfig, queue: str) -> None:
+    """This command line (less ``--queue``) as a Firework of ``queue``, and a job for it."""
+    import click
+    from click.core import ParameterSource
+
+    from al_loop.campaign import open_campaign
+    from launchers.campaign_commands import CommandJob, file_sha256
+
+    if queue not in config.queues:
+        errors.print(
+            f"[bold red]error:[/] --queue {queue!r}: not a queue of {config.source_file} "
+            f"(queues: {', '.join(config.queues) or 'none: add a queues: section'})",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    ctx = click.get_current_context()
+    argv = [command]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name == "queue" or ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[name]
+        if isinstance(param, click.Argument):
+            argv.append(str(Path(value).resolve()))
+        elif isinstance(param, click.Option) and param.is_flag:
+            argv.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            argv += [param.opts[0], str(value)]
+    source = config.source_file
+    assert source is not None
+    with _user_errors(), open_campaign(config, create=False) as session:
+        job = CommandJob(config.name, argv, str(Path.cwd()), str(source), file_sha256(source))
+        fw_id, what = session.fireworks.submit_command(job, config.queue_category(queue))
+        ready = session.fireworks.ready(stage=command)
+        jobs = session.fireworks.submit_to_queue(queue, ready) if ready else []
+        folder = session.fireworks.queue_dir(queue) / "jobs"
+    console.print(
+        f"al-loop {command} on queue {queue}: Firework {fw_id} {what}, {len(jobs)} jobs "
+        f"submitted ({', '.join(jobs) or 'none'}); follow it with `al-loop status "
+        f"{source}`; its output goes to {folder}/<job>/launcher_*/al-loop-command.log"
+    )
+
+
 @app.command()
 def distil(
     campaign: CampaignFile,
@@ -293,12 +343,15 @@ def distil(
             "without converging (its accuracy is then not the campaign's goal).",
         ),
     ] = False,
+    queue: QueueOption = None,
 ) -> None:
     """Distil the converged committee into the fast student: the teacher's MD sample, the fit,
     the validation report per pressure bin, the student in the database and a LAMMPS input."""
     from al_loop.loop import distil_campaign
 
     config = _load(campaign)
+    if queue is not None:
+        return _submit_command("distil", config, queue)
     start = time.perf_counter()
     with _user_errors():
         result = distil_campaign(
@@ -361,6 +414,7 @@ def distil(
 def phase(
     campaign: CampaignFile,
     threads: Annotated[int | None, typer.Option(help="Torch threads for the model.")] = None,
+    queue: QueueOption = None,
 ) -> None:
     """Phase stability: every candidate relaxed on the pressure grid with the student (or the
     teacher, or the oracle: phase.model), enthalpy hulls, stable phases, transition pressures,
@@ -368,6 +422,8 @@ def phase(
     from al_loop.loop import phase_campaign
 
     config = _load(campaign)
+    if queue is not None:
+        return _submit_command("phase", config, queue)
     start = time.perf_counter()
     with _user_errors():
         result = phase_campaign(config, progress=_progress, threads=threads)
@@ -459,6 +515,7 @@ def melting(
     solid_steps: Annotated[int, typer.Option(min=0, help="NPT steps of the crystal.")] = 2000,
     melt_steps: Annotated[int, typer.Option(min=0, help="Steps melting the upper half.")] = 2000,
     timestep: Annotated[float, typer.Option(min=0.01, max=10, help="In fs.")] = 1.0,
+    queue: QueueOption = None,
 ) -> None:
     """The melting line T_m(P) with the campaign's student in LAMMPS, by solid-liquid
     coexistence (half the crystal melted, then constant enthalpy and pressure): T_m with its
@@ -471,6 +528,9 @@ def melting(
     cells = [int(v) for v in _numbers(repeat, "--repeat")]
     if len(cells) != 3 or min(cells) < 1:
         raise typer.BadParameter("give three positive integers, e.g. 4,4,10", param_hint="--repeat")
+    _numbers(pressures, "--pressures")
+    if queue is not None:
+        return _submit_command("melting", config, queue)
     settings = {
         "phase": phase,
         "repeat": tuple(cells),
@@ -515,6 +575,7 @@ def liquid(
     melt_steps: Annotated[int, typer.Option(min=0, help="NPT steps at twice T.")] = 2000,
     equilibration_steps: Annotated[int, typer.Option(min=0, help="NPT steps at T.")] = 2000,
     timestep: Annotated[float, typer.Option(min=0.01, max=10, help="In fs.")] = 1.0,
+    queue: QueueOption = None,
 ) -> None:
     """Liquid properties with the campaign's student in LAMMPS: self-diffusion coefficients
     (from the mean square displacement, with error bars) and the radial distribution function
@@ -524,6 +585,8 @@ def liquid(
 
     config = _load(campaign)
     temps, press = _numbers(temperatures, "--temperatures"), _numbers(pressures, "--pressures")
+    if queue is not None:
+        return _submit_command("liquid", config, queue)
     settings = {
         "steps": steps,
         "melt_steps": melt_steps,
@@ -759,6 +822,10 @@ def status(campaign: CampaignFile) -> None:
         if finished:
             console.print(f"finished: {finished['reason']} at iteration {finished['iteration']}")
         console.print(f"Fireworks: {session.fireworks.states()}")
+        for stage in ("train", "distil", "phase", "melting", "liquid"):
+            states = session.fireworks.states(stage=stage)
+            if states:
+                console.print(f"  {stage} Fireworks: {states}")
         for name in config.queues:
             try:
                 jobs = session.fireworks.queue_jobs(name)

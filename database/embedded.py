@@ -199,7 +199,11 @@ class EmbeddedServer:
             if self._wait_ready(uri):
                 self.uri = uri
                 scratch = self.state_path.with_suffix(".tmp")
-                scratch.write_text(json.dumps({"pid": self.process.pid, "port": port, "host": socket.gethostname()}))
+                scratch.write_text(
+                    json.dumps(
+                        {"pid": self.process.pid, "port": port, "host": socket.gethostname()}
+                    )
+                )
                 os.replace(scratch, self.state_path)  # readers never see a partial file
                 log.info("embedded server on %s, data in %s", uri, storage)
                 return uri

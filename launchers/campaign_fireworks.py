@@ -20,6 +20,7 @@ from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
 
 from calculators.models.member_training import MemberJob
 from calculators.oracles import Oracle
+from launchers.campaign_commands import CommandJob, command_workflow
 from launchers.launchpad import (
     make_fworker,
     make_launchpad,
@@ -206,15 +207,32 @@ class CampaignFireworks:
             )
         return len(new)
 
-    def failures(self, iteration: int, stage: str) -> dict[int, str]:
-        """The FIZZLED Fireworks of ``iteration`` and ``stage``: fw_id -> the last line of the
-        error their last launch raised, and where it ran."""
-        match = {
+    def submit_command(self, job: CommandJob, category: str | None) -> tuple[int, str]:
+        """A Firework running ``job`` (``al-loop distil ...`` on a queue): the one of the same
+        command on the same campaign file if it is not finished (a FIZZLED one is rerun),
+        else a new one. Returns its fw_id and what was done (``added``, ``rerun``,
+        ``waiting``)."""
+        match = {"spec.al_loop.campaign": self.campaign, "spec.al_loop.command_key": job.key}
+        for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "state": 1}):
+            if fw["state"] == "FIZZLED":
+                self.launchpad.rerun_fw(fw["fw_id"])
+                return fw["fw_id"], "rerun"
+            if fw["state"] not in TERMINAL_STATES:
+                return fw["fw_id"], "waiting"
+        workflow = command_workflow(job, category)
+        self.launchpad.bulk_add_wfs([workflow])
+        return workflow.fws[0].fw_id, "added"
+
+    def failures(self, iteration: int | None, stage: str) -> dict[int, str]:
+        """The FIZZLED Fireworks of ``stage`` (of one iteration): fw_id -> the last line of
+        the error their last launch raised, and where it ran."""
+        match: dict[str, Any] = {
             "spec.al_loop.campaign": self.campaign,
-            "spec.al_loop.iteration": iteration,
             "spec.al_loop.stage": stage,
             "state": "FIZZLED",
         }
+        if iteration is not None:
+            match["spec.al_loop.iteration"] = iteration
         found = {}
         for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "launches": 1}):
             launch = self.launchpad.launches.find_one(

@@ -629,6 +629,7 @@ def test_liquid_and_melting_runs_with_the_student_are_stored_and_resumed(
         "liquid", str(distil_file), "--composition", "FeNi", "--temperatures", "900", cwd=tmp
     )
     assert wrong.returncode == 2 and "Fe not among the campaign's elements" in wrong.stderr
+    _liquid_on_a_queue(distil_file, tmp, config, short)
     # the melting line's mechanics (a 4-epoch student's T_m means nothing): stored, resumed
     melt = ["--element", "Cu", "--pressures", "0", "--guess", "800", "--repeat", "2,2,4"]
     melted = al_loop("melting", str(distil_file), *melt, "--steps", "200", *quick, cwd=tmp)
@@ -639,3 +640,38 @@ def test_liquid_and_melting_runs_with_the_student_are_stored_and_resumed(
     assert (tmp / "run" / "dynamics" / "melting-Cu.png").read_bytes()[:4] == b"\x89PNG"
     again = al_loop("melting", str(distil_file), *melt, "--steps", "200", *quick, cwd=tmp)
     assert again.returncode == 0 and "0 GPa: 800 K" not in again.stdout  # recalled
+
+
+def _liquid_on_a_queue(distil_file: Path, tmp: Path, config: dict, short: list[str]) -> None:
+    """`al-loop liquid --queue md`: one Firework of the queue's category, run by a job of the
+    real SLURM cluster (same host: the embedded server is reachable), stored like a run here;
+    the same command given again while it waits adds nothing."""
+    from helpers.slurm_cluster import start_cluster
+
+    from al_loop.campaign import open_campaign
+    from al_loop.config import load_campaign
+
+    start_cluster()
+    config = {**config, "queues": {"md": {"system": "slurm", "walltime": "00:10:00"}}}
+    distil_file.write_text(yaml.safe_dump(config))
+    args = ["--composition", "CuNi", "--temperatures", "1200", *short, "--queue", "md"]
+    queued = al_loop("liquid", str(distil_file), *args, cwd=tmp)
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    assert "on queue md: Firework" in queued.stdout and "added, 1 jobs" in queued.stdout
+    twice = al_loop("liquid", str(distil_file), *args, cwd=tmp)
+    assert "waiting, 0 jobs" in twice.stdout, twice.stdout + twice.stderr
+    deadline = time.monotonic() + 600
+    with open_campaign(load_campaign(distil_file), create=False) as session:
+        fireworks = session.fireworks
+        while time.monotonic() < deadline:
+            states = fireworks.states(stage="liquid")
+            if set(states) <= {"COMPLETED", "FIZZLED"} and states:
+                break
+            time.sleep(2)
+        assert states == {"COMPLETED": 1}, fireworks.failures(None, "liquid")
+        (fw,) = fireworks.launchpad.fireworks.find({"spec.al_loop.stage": "liquid"})
+        assert fw["spec"]["_category"] == "md"
+        runs = session.store.dynamics("demo", "liquid")
+    assert sorted(r["result"]["settings"]["temperature_K"] for r in runs) == [600.0, 900.0, 1200.0]
+    status = al_loop("status", str(distil_file), cwd=tmp)
+    assert "liquid Fireworks: {'COMPLETED': 1}" in status.stdout, status.stdout
