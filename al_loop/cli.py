@@ -288,12 +288,10 @@ def run(
         raise typer.Exit(4)
 
 
-def _submit_command(command: str, config: CampaignConfig, queue: str) -> None:
+def _submit_command(ctx: typer.Context, config: CampaignConfig, queue: str) -> None:
     """This command line (less ``--queue``) as a Firework of ``queue``, and a job for it."""
-    import click
-    from click.core import ParameterSource
-
     from al_loop.campaign import open_campaign
+    from al_loop.stages.queue_jobs import wait_on_queue
     from launchers.campaign_commands import CommandJob, file_sha256
 
     if queue not in config.queues:
@@ -303,36 +301,55 @@ def _submit_command(command: str, config: CampaignConfig, queue: str) -> None:
             highlight=False,
         )
         raise typer.Exit(2)
-    ctx = click.get_current_context()
+    command = ctx.command.name or ""
     argv = [command]
-    for param in ctx.command.params:
+    for param in ctx.command.params:  # what was given on the command line, as it was given
         name = param.name or ""
-        if name == "queue" or ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+        source = ctx.get_parameter_source(name)
+        if name == "queue" or source is None or source.name != "COMMANDLINE":
             continue
         value = ctx.params[name]
-        if isinstance(param, click.Argument):
+        if param.param_type_name == "argument":
             argv.append(str(Path(value).resolve()))
-        elif isinstance(param, click.Option) and param.is_flag:
+        elif getattr(param, "is_flag", False):
             argv.append(param.opts[0] if value else param.secondary_opts[0])
         else:
             argv += [param.opts[0], str(value)]
     source = config.source_file
     assert source is not None
     with _user_errors(), open_campaign(config, create=False) as session:
+        fireworks = session.fireworks
         job = CommandJob(config.name, argv, str(Path.cwd()), str(source), file_sha256(source))
-        fw_id, what = session.fireworks.submit_command(job, config.queue_category(queue))
-        ready = session.fireworks.ready(stage=command)
-        jobs = session.fireworks.submit_to_queue(queue, ready) if ready else []
-        folder = session.fireworks.queue_dir(queue) / "jobs"
-    console.print(
-        f"al-loop {command} on queue {queue}: Firework {fw_id} {what}, {len(jobs)} jobs "
-        f"submitted ({', '.join(jobs) or 'none'}); follow it with `al-loop status "
-        f"{source}`; its output goes to {folder}/<job>/launcher_*/al-loop-command.log"
-    )
+        fw_id, what = fireworks.submit_command(job, config.queue_category(queue))
+        ready = fireworks.fw_states([fw_id]).get("READY", 0)
+        jobs = fireworks.submit_to_queue(queue, ready) if ready else []
+        console.print(
+            f"al-loop {command} on queue {queue}: Firework {fw_id} {what}, {len(jobs)} jobs "
+            f"submitted ({', '.join(jobs) or 'none'}); its output goes to "
+            f"{fireworks.queue_dir(queue) / 'jobs'}/<job>/launcher_*/al-loop-command.log"
+        )
+        if not config.store.embedded:
+            console.print(f"follow it with `al-loop status {source}`")
+            return
+        # the embedded server stops with the last al-loop process that uses it: keep it up
+        console.print("the dataset is the embedded server: waiting here for the job")
+
+        def missing() -> list[int]:
+            return [] if fireworks.fw_states([fw_id]) == {"COMPLETED": 1} else [fw_id]
+
+        def report(**figures: Any) -> None:
+            console.print(f"  {_figures(figures)}", highlight=False)
+
+        reason = wait_on_queue(session, queue, [fw_id], missing, report)
+    if reason is not None:
+        errors.print(f"[bold red]not finished[/]: {reason}", highlight=False)
+        raise typer.Exit(4)
+    console.print(f"done: `al-loop {' '.join(argv)}` shows its results")
 
 
 @app.command()
 def distil(
+    ctx: typer.Context,
     campaign: CampaignFile,
     threads: Annotated[int | None, typer.Option(help="Torch threads for the fit.")] = None,
     allow_unconverged: Annotated[
@@ -351,7 +368,7 @@ def distil(
 
     config = _load(campaign)
     if queue is not None:
-        return _submit_command("distil", config, queue)
+        return _submit_command(ctx, config, queue)
     start = time.perf_counter()
     with _user_errors():
         result = distil_campaign(
@@ -412,6 +429,7 @@ def distil(
 
 @app.command()
 def phase(
+    ctx: typer.Context,
     campaign: CampaignFile,
     threads: Annotated[int | None, typer.Option(help="Torch threads for the model.")] = None,
     queue: QueueOption = None,
@@ -423,7 +441,7 @@ def phase(
 
     config = _load(campaign)
     if queue is not None:
-        return _submit_command("phase", config, queue)
+        return _submit_command(ctx, config, queue)
     start = time.perf_counter()
     with _user_errors():
         result = phase_campaign(config, progress=_progress, threads=threads)
@@ -505,6 +523,7 @@ def _dynamics_progress(kind: str, result: dict) -> None:
 
 @app.command()
 def melting(
+    ctx: typer.Context,
     campaign: CampaignFile,
     element: Annotated[str, typer.Option(help="One of the campaign's elements.")],
     pressures: Annotated[str, typer.Option(help="Comma-separated, in GPa: 0,25,50.")],
@@ -530,7 +549,7 @@ def melting(
         raise typer.BadParameter("give three positive integers, e.g. 4,4,10", param_hint="--repeat")
     _numbers(pressures, "--pressures")
     if queue is not None:
-        return _submit_command("melting", config, queue)
+        return _submit_command(ctx, config, queue)
     settings = {
         "phase": phase,
         "repeat": tuple(cells),
@@ -564,6 +583,7 @@ def melting(
 
 @app.command()
 def liquid(
+    ctx: typer.Context,
     campaign: CampaignFile,
     composition: Annotated[
         str, typer.Option(help="A formula of the campaign's elements: Fe, FeNi3, CaFe2.")
@@ -586,7 +606,7 @@ def liquid(
     config = _load(campaign)
     temps, press = _numbers(temperatures, "--temperatures"), _numbers(pressures, "--pressures")
     if queue is not None:
-        return _submit_command("liquid", config, queue)
+        return _submit_command(ctx, config, queue)
     settings = {
         "steps": steps,
         "melt_steps": melt_steps,

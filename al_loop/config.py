@@ -610,6 +610,11 @@ class StoreConfig(_Section):
             )
         return self
 
+    @property
+    def embedded(self) -> bool:
+        """Whether the dataset is the embedded server (no URI given at all)."""
+        return self.uri is None and self.uri_file is None and self.uri_env is None
+
 
 _WALLTIME_RE = re.compile(r"(\d+-)?\d{1,3}:\d{2}:\d{2}")
 

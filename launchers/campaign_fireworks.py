@@ -165,14 +165,14 @@ class CampaignFireworks:
         take now."""
         return self.states(iteration, stage).get("READY", 0)
 
-    def submit_training(self, jobs: list[MemberJob], category: str | None) -> int:
+    def submit_training(self, jobs: list[MemberJob], category: str | None) -> list[int]:
         """Add a training Firework (category ``category``) for each of ``jobs`` (members not
         stored yet, of one iteration and data key) that no Firework holds; one that FIZZLED,
         or COMPLETED without its member stored, is rerun. Unfinished Fireworks of the
         iteration's members with another data key (older labels or settings) are defused: they
-        would store a superseded member. Returns how many Fireworks were added."""
+        would store a superseded member. Returns the ids of the Fireworks that train ``jobs``."""
         if not jobs:
-            return 0
+            return []
         iteration, data_key = jobs[0].iteration, jobs[0].data_key
         match = {
             "spec.al_loop.campaign": self.campaign,
@@ -180,7 +180,7 @@ class CampaignFireworks:
             "spec.al_loop.stage": "train",
         }
         wanted = {job.member for job in jobs}
-        held = set()
+        held: dict[int, int] = {}  # member -> fw_id
         for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "state": 1, "spec.al_loop": 1}):
             member, state = fw["spec"]["al_loop"]["member"], fw["state"]
             if fw["spec"]["al_loop"]["data_key"] != data_key:
@@ -195,44 +195,49 @@ class CampaignFireworks:
                 log.info("training Firework %d (%s) runs again", fw["fw_id"], state)
             elif state in ("DEFUSED", "PAUSED"):
                 continue  # someone stopped it: a new one is added
-            held.add(member)
+            held[member] = fw["fw_id"]
         new = [job for job in jobs if job.member not in held]
         if new:
-            self.launchpad.bulk_add_wfs(train_workflows(new, self.store_spec, category))
+            workflows = train_workflows(new, self.store_spec, category)
+            self.launchpad.bulk_add_wfs(workflows)
+            held |= {job.member: wf.fws[0].fw_id for job, wf in zip(new, workflows, strict=True)}
             log.info(
                 "added %d training Fireworks for %s iteration %d",
                 len(new),
                 self.campaign,
                 iteration,
             )
-        return len(new)
+        return sorted(held.values())
+
+    def fw_states(self, fw_ids: list[int]) -> dict[str, int]:
+        """The Fireworks ``fw_ids`` counted by state."""
+        states: dict[str, int] = {}
+        for fw in self.launchpad.fireworks.find({"fw_id": {"$in": fw_ids}}, {"state": 1}):
+            states[fw["state"]] = states.get(fw["state"], 0) + 1
+        return states
 
     def submit_command(self, job: CommandJob, category: str | None) -> tuple[int, str]:
         """A Firework running ``job`` (``al-loop distil ...`` on a queue): the one of the same
-        command on the same campaign file if it is not finished (a FIZZLED one is rerun),
-        else a new one. Returns its fw_id and what was done (``added``, ``rerun``,
-        ``waiting``)."""
+        command on the same campaign file if there is one (a FIZZLED one is rerun), else a new
+        one. Returns its fw_id and what was done (``added``, ``rerun``, ``waiting``,
+        ``completed before``)."""
         match = {"spec.al_loop.campaign": self.campaign, "spec.al_loop.command_key": job.key}
         for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "state": 1}):
             if fw["state"] == "FIZZLED":
                 self.launchpad.rerun_fw(fw["fw_id"])
                 return fw["fw_id"], "rerun"
+            if fw["state"] == "COMPLETED":
+                return fw["fw_id"], "completed before"
             if fw["state"] not in TERMINAL_STATES:
                 return fw["fw_id"], "waiting"
         workflow = command_workflow(job, category)
         self.launchpad.bulk_add_wfs([workflow])
         return workflow.fws[0].fw_id, "added"
 
-    def failures(self, iteration: int | None, stage: str) -> dict[int, str]:
-        """The FIZZLED Fireworks of ``stage`` (of one iteration): fw_id -> the last line of
-        the error their last launch raised, and where it ran."""
-        match: dict[str, Any] = {
-            "spec.al_loop.campaign": self.campaign,
-            "spec.al_loop.stage": stage,
-            "state": "FIZZLED",
-        }
-        if iteration is not None:
-            match["spec.al_loop.iteration"] = iteration
+    def failures(self, fw_ids: list[int]) -> dict[int, str]:
+        """Those of ``fw_ids`` that FIZZLED: fw_id -> the last line of the error their last
+        launch raised, and where it ran."""
+        match = {"fw_id": {"$in": fw_ids}, "state": "FIZZLED"}
         found = {}
         for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "launches": 1}):
             launch = self.launchpad.launches.find_one(

@@ -1,14 +1,18 @@
-"""What the stages that wait on a queue share: its jobs listed with patience (a slurmctld
-timeout is not the end of a campaign), how often they look, and how often a Firework may lose
-its launcher in one run before they stop."""
+"""Waiting on a queue: its jobs listed with patience (a slurmctld timeout is not the end of a
+campaign), jobs submitted while Fireworks are READY, lost runs repaired (a Firework may lose its
+launcher twice in one run), and a clear reason when the wait cannot end well."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import subprocess
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Sized
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from al_loop.campaign import CampaignSession
     from launchers import CampaignFireworks
 
 log = logging.getLogger(__name__)
@@ -41,3 +45,66 @@ class QueueListing:
             return {"unknown": "listing failed"}
         self.failures = 0
         return jobs
+
+
+def wait_on_queue(
+    session: CampaignSession,
+    queue: str,
+    fw_ids: list[int],
+    missing: Callable[[], Sized],
+    report: Callable[..., Any],
+) -> str | None:
+    """Keep jobs of ``queue`` coming while the Fireworks ``fw_ids`` are READY until
+    ``missing()`` (what they still have to store) is empty: None. Else the reason the wait
+    stops: one of them FIZZLED (its error), the queue refuses jobs, jobs ended and left them
+    READY, one lost its job more than twice, or nothing is left to run."""
+    fireworks = session.fireworks
+    listing = QueueListing(fireworks, queue)
+    lost: collections.Counter[int] = collections.Counter()
+    stuck_ready, said_waiting = -1, time.monotonic()
+    while True:
+        if session.lock is not None:
+            session.lock.check()
+        left = missing()
+        if not len(left):
+            return None
+        failed = fireworks.failures(fw_ids)
+        if failed:
+            return "Fireworks failed: " + "; ".join(
+                f"Firework {fw_id}: {error}" for fw_id, error in sorted(failed.items())
+            )
+        queued = listing.jobs()
+        states = fireworks.fw_states(fw_ids)
+        ready = states.get("READY", 0)
+        if ready:
+            if not queued and ready == stuck_ready:
+                return (
+                    f"jobs of queue {queue} ended and left {ready} Fireworks READY; see "
+                    f"their output in {fireworks.queue_dir(queue) / 'jobs'}"
+                )
+            submitted = fireworks.submit_to_queue(queue, ready)
+            if submitted:
+                stuck_ready = ready if not queued else -1
+                report(queue=queue, jobs_submitted=len(submitted))
+            elif not queued:
+                return (
+                    f"no job could be submitted to queue {queue} (FireWorks' log says why; the "
+                    f"scripts are in {fireworks.queue_dir(queue) / 'jobs'})"
+                )
+        repaired, live = fireworks.sweep_runs()
+        lost.update(repaired)
+        if lost and max(lost.values()) > RESUBMISSIONS:
+            fw_id, times = lost.most_common(1)[0]
+            return (
+                f"Firework {fw_id} lost its job {times} times in this run (past its "
+                "wall time? raise the queue's walltime)"
+            )
+        if repaired:
+            stuck_ready = -1
+            continue  # READY again: jobs for them first
+        if not ready and not live and not queued and not fireworks.pending(states):
+            return f"Fireworks {fw_ids} finished but {left} is still missing: run again"
+        if time.monotonic() - said_waiting > 60:
+            said_waiting = time.monotonic()
+            report(waiting_for=left, queue_jobs=len(queued), fireworks=states)
+        time.sleep(POLL_S)

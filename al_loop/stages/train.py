@@ -5,6 +5,13 @@ out-of-bag labels validate them); the held-out labels (al_loop/committee.py) are
 on. Each member goes to the database (file in GridFS, provenance in ``models``) as soon as it is
 trained, so a stopped stage resumes with the members still missing. An iteration that selected
 nothing trains nothing: it reuses the previous committee.
+
+With ``committee.queue`` (a GPU partition) each member still missing becomes a Firework
+(launchers.tasks.TrainMemberTask, its job signed with this machine's model-signing key) of that
+queue's category, and the stage submits jobs while they are READY and waits until every member
+is stored (al_loop/stages/queue_jobs.py): a job cancelled or past its wall time has its member
+trained again in a new one; a FIZZLED member, a queue refusing jobs, or jobs that end without
+taking the Fireworks stop the stage unfinished with the reason (the next run reruns it).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from al_loop.committee import (
 )
 from al_loop.evaluation import errors, summary
 from al_loop.stages.base import Stage
-from al_loop.stages.train_queue import train_on_queue
+from al_loop.stages.queue_jobs import wait_on_queue
 from calculators.models.committee import mace_calculator, resolve_device
 from calculators.models.mace_train import TrainSettings, train_options
 from calculators.models.member_training import MemberJob, stored_member, train_member
@@ -138,7 +145,7 @@ def train_committee(
     """Train (or finish training) the committee of ``iteration``; returns its metrics.
 
     Members train here, in parallel subprocesses, or with ``committee.queue`` as Fireworks in
-    jobs of that queue (al_loop/stages/train_queue.py); each is stored as soon as it is
+    jobs of that queue (train_on_queue); each is stored as soon as it is
     trained, and one failure does not lose the others. Then every member is measured on its
     validation labels and on the held-out ones."""
     cfg = session.config
@@ -247,6 +254,24 @@ def train_here(
     if failure is not None:
         raise failure
     return slots
+
+
+def train_on_queue(
+    session: CampaignSession,
+    iteration: int,
+    jobs: list[MemberJob],
+    queue: str,
+    report: Callable[..., Any],
+) -> str | None:
+    """Have ``jobs`` trained in jobs of ``queue``; None when every member is stored, else why
+    the stage stops unfinished."""
+    fw_ids = session.fireworks.submit_training(jobs, session.config.queue_category(queue))
+    report(queue=queue, training_fireworks=len(fw_ids))
+
+    def missing() -> list[int]:
+        return [job.member for job in jobs if stored_member(session.store, job) is None]
+
+    return wait_on_queue(session, queue, fw_ids, missing, report)
 
 
 class TrainStage(Stage):
