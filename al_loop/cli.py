@@ -328,11 +328,21 @@ def _submit_command(ctx: typer.Context, config: CampaignConfig, queue: str) -> N
             f"submitted ({', '.join(jobs) or 'none'}); its output goes to "
             f"{fireworks.queue_dir(queue) / 'jobs'}/<job>/launcher_*/al-loop-command.log"
         )
+        if ready and not jobs and not fireworks.queue_jobs(queue):
+            errors.print(
+                f"[bold red]not submitted[/]: queue {queue} took no job (FireWorks' log above "
+                f"says why; the scripts are in {fireworks.queue_dir(queue) / 'jobs'})",
+                highlight=False,
+            )
+            raise typer.Exit(4)
         if not config.store.embedded:
             console.print(f"follow it with `al-loop status {source}`")
             return
         # the embedded server stops with the last al-loop process that uses it: keep it up
-        console.print("the dataset is the embedded server: waiting here for the job")
+        console.print(
+            "the dataset is the embedded server (on this host only: the job must run here too, "
+            "or give the campaign a MongoDB server): waiting here for the job"
+        )
 
         def missing() -> list[int]:
             return [] if fireworks.fw_states([fw_id]) == {"COMPLETED": 1} else [fw_id]
@@ -800,7 +810,9 @@ def launch(
         if rerun_fizzled:
             console.print(f"rerunning {len(fireworks.rerun_fizzled())} FIZZLED Fireworks")
         if queue is not None:
-            jobs = fireworks.submit_to_queue(queue, fireworks.ready())
+            jobs = fireworks.submit_to_queue(
+                queue, fireworks.ready_for(config.queue_category(queue))
+            )
             console.print(
                 f"submitted {len(jobs)} jobs to {queue} ({', '.join(jobs) or 'none'}); in the "
                 f"queue: {fireworks.queue_jobs(queue)}; Fireworks: {fireworks.states()}"

@@ -78,8 +78,9 @@ def committee_files(session: CampaignSession, iteration: int) -> list[Path]:
     trained = session.log.result(iteration, "train")
     if trained and trained.get("reused_from") is not None:
         iteration = trained["reused_from"]
-    docs = session.store.models(session.name, iteration)
     expected = session.config.committee.n_models
+    # members 0 .. n_models - 1 (a committee made smaller keeps its other members stored)
+    docs = [d for d in session.store.models(session.name, iteration) if d["member"] < expected]
     if len(docs) < expected:
         raise RuntimeError(
             f"campaign {session.name!r}: {len(docs)} models stored for iteration {iteration}, "

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,11 +100,14 @@ class CampaignCommandTask(FiretaskBase):
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
         job = CommandJob(**dict(self["job"])).check()
-        al_loop = Path(sys.executable).parent / "al-loop"
+        beside = Path(sys.executable).parent / "al-loop"  # this worker's own al-loop
+        al_loop = str(beside) if beside.exists() else shutil.which("al-loop")
+        if al_loop is None:
+            raise RuntimeError(f"al-loop is not installed beside {sys.executable} nor on PATH")
         output = Path.cwd() / OUTPUT_FILE
         with open(output, "w") as out:
             done = subprocess.run(
-                [str(al_loop), *job.argv],
+                [al_loop, *job.argv],
                 cwd=job.cwd,
                 stdout=out,
                 stderr=subprocess.STDOUT,

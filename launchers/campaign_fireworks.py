@@ -165,12 +165,21 @@ class CampaignFireworks:
         take now."""
         return self.states(iteration, stage).get("READY", 0)
 
-    def submit_training(self, jobs: list[MemberJob], category: str | None) -> list[int]:
+    def ready_for(self, category: str | None) -> int:
+        """How many of the campaign's Fireworks of ``category`` are READY (the jobs of a
+        queue take its category only)."""
+        match = {"spec.al_loop.campaign": self.campaign, "state": "READY"}
+        return self.launchpad.fireworks.count_documents({**match, "spec._category": category})
+
+    def submit_training(
+        self, jobs: list[MemberJob], category: str | None, n_models: int
+    ) -> list[int]:
         """Add a training Firework (category ``category``) for each of ``jobs`` (members not
         stored yet, of one iteration and data key) that no Firework holds; one that FIZZLED,
         or COMPLETED without its member stored, is rerun. Unfinished Fireworks of the
-        iteration's members with another data key (older labels or settings) are defused: they
-        would store a superseded member. Returns the ids of the Fireworks that train ``jobs``."""
+        iteration's members with another data key (older labels or settings), or beyond
+        ``n_models``, are defused (one already training stores nothing over a newer member:
+        member_training.train_member). Returns the ids of the Fireworks that train ``jobs``."""
         if not jobs:
             return []
         iteration, data_key = jobs[0].iteration, jobs[0].data_key
@@ -183,7 +192,7 @@ class CampaignFireworks:
         held: dict[int, int] = {}  # member -> fw_id
         for fw in self.launchpad.fireworks.find(match, {"fw_id": 1, "state": 1, "spec.al_loop": 1}):
             member, state = fw["spec"]["al_loop"]["member"], fw["state"]
-            if fw["spec"]["al_loop"]["data_key"] != data_key:
+            if fw["spec"]["al_loop"]["data_key"] != data_key or member >= n_models:
                 if state not in TERMINAL_STATES:
                     self.launchpad.defuse_fw(fw["fw_id"])
                     log.info("defused training Firework %d (superseded)", fw["fw_id"])
@@ -303,12 +312,14 @@ class CampaignFireworks:
         """The campaign's jobs in queue ``name`` that may still run: job id → state."""
         return queue_jobs(self.queues[name], self.campaign)
 
-    def submit_to_queue(self, name: str, ready: int) -> list[str]:
+    def submit_to_queue(
+        self, name: str, ready: int, jobs: dict[str, str] | None = None
+    ) -> list[str]:
         """Submit jobs to queue ``name`` for ``ready`` READY Fireworks: one for each that no
         waiting job of the campaign will take, its max_jobs at most in the queue; returns the
-        new job ids."""
+        new job ids. ``jobs``: the campaign's jobs in the queue, if just listed."""
         fworker, qadapter = self.queue_files(name)
-        jobs = self.queue_jobs(name)
+        jobs = self.queue_jobs(name) if jobs is None else jobs
         waiting = sum(state in WAITING_STATES for state in jobs.values())
         return submit_jobs(
             self.launchpad,

@@ -27,6 +27,15 @@ def make_launchpad(uri: str, launchpad_database: str) -> LaunchPad:
     return lp
 
 
+#: The Firetasks al-loop's workers run (their ``_fw_name``): labelling, a member's training,
+#: a campaign command. Each checks what it is given (a worker's own commands, signed jobs).
+AL_LOOP_TASKS = (
+    "{{launchers.tasks.LabelStructuresTask}}",
+    "{{launchers.tasks.TrainMemberTask}}",
+    "{{launchers.campaign_commands.CampaignCommandTask}}",
+)
+
+
 def make_fworker(
     name: str,
     category: str | None,
@@ -34,9 +43,14 @@ def make_fworker(
     campaign: str | None = None,
     stage: str | None = None,
 ) -> FWorker:
-    """An FWorker; with ``campaign`` it pulls only that campaign's Fireworks, with ``stage``
-    only that stage's."""
-    query: dict[str, Any] = {"spec.al_loop.campaign": campaign} if campaign else {}
+    """An FWorker; with ``campaign`` it pulls only that campaign's Fireworks made of al-loop's
+    own Firetasks (:data:`AL_LOOP_TASKS`: a Firework that anyone with LaunchPad access wrote
+    with a ``ScriptTask`` is never run by it), with ``stage`` only that stage's."""
+    query: dict[str, Any] = {}
+    if campaign:
+        query["spec.al_loop.campaign"] = campaign
+        allowed = {"$nin": list(AL_LOOP_TASKS)}
+        query["spec._tasks"] = {"$not": {"$elemMatch": {"_fw_name": allowed}}}
     if stage is not None:
         query["spec.al_loop.stage"] = stage
     return FWorker(name=name, category=category or "", env=env, query=query)

@@ -35,8 +35,9 @@ LIVE_STATES = frozenset(
     {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
     | {"Q", "R", "H", "W", "S", "T", "E", "B"}
 )
-#: States of a job that has not started yet (it will take a READY Firework when it does).
-WAITING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "Q", "H", "W"})
+#: States of a job that has not started yet (it will take a READY Firework when it does; a
+#: held one, PBS ``H``, may never start, and does not count).
+WAITING_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "Q", "W"})
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ class LabelStage(Stage):
                     )
                     break
                 if ready:
-                    jobs = fireworks.submit_to_queue(queue, ready)
+                    jobs = fireworks.submit_to_queue(queue, ready, queued)
                     if jobs:
                         stuck_ready = ready if not queued else -1
                         queued = listing.jobs()

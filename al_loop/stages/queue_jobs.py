@@ -82,7 +82,7 @@ def wait_on_queue(
                     f"jobs of queue {queue} ended and left {ready} Fireworks READY; see "
                     f"their output in {fireworks.queue_dir(queue) / 'jobs'}"
                 )
-            submitted = fireworks.submit_to_queue(queue, ready)
+            submitted = fireworks.submit_to_queue(queue, ready, queued)
             if submitted:
                 stuck_ready = ready if not queued else -1
                 report(queue=queue, jobs_submitted=len(submitted))

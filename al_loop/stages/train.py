@@ -112,9 +112,12 @@ def member_jobs(
     replay = cfg.committee.replay_file
     seed = cfg.seed * 1000 + iteration
     label_ids = [a.info["label_id"] for a in train]
+    # where it trains is not what it is: the device stays out (on a queue it is resolved there)
+    trained_with = {k: v for k, v in settings.to_document().items() if k != "device"}
     data_key = hashlib.sha256(
-        json.dumps([label_ids, settings.to_document(), foundation, seed], default=str).encode()
+        json.dumps([label_ids, trained_with, foundation, seed], default=str).encode()
     ).hexdigest()
+    now = time.time()
     jobs = []
     for member in range(cfg.committee.n_models):
         train_idx, valid_idx = member_split(train, member, seed, cfg.committee.bootstrap)
@@ -134,6 +137,7 @@ def member_jobs(
                     "foundation": foundation,
                     "replay_file": str(replay) if replay else None,
                 },
+                submitted_at=now,
             )
         )
     return jobs, data_key
@@ -167,9 +171,10 @@ def train_committee(
             return {"unfinished": unfinished, "queue": queue}
     else:
         slots = train_here(session, iteration, todo, settings, report)
-    members = {d["member"]: d for d in session.store.models(session.name, iteration)}
-    if any(members.get(job.member, {}).get("data_key") != data_key for job in jobs):
+    stored = {d["member"]: d for d in session.store.models(session.name, iteration)}
+    if any(stored.get(job.member, {}).get("data_key") != data_key for job in jobs):
         raise RuntimeError(f"iteration {iteration}: members missing after training")
+    members = {job.member: stored[job.member] for job in jobs}
     by_id = {a.info["label_id"]: a for a in train}
     files = dict(zip(sorted(members), committee_files(session, iteration), strict=True))
     for job in jobs:
@@ -218,10 +223,7 @@ def train_here(
     # a named foundation is downloaded by the first training that needs it: one alone, then
     # the others find it cached (mace writes the download in place: a parallel one may read it
     # half-written)
-    named = (
-        session.config.committee.foundation_model is not None
-        and not Path(session.config.committee.foundation_model).is_file()
-    )
+    named = "name" in (foundation_spec(session) or {})
     waves = [todo[:1], todo[1:]] if named else [todo]
     workdir = session.workdir / "training" / f"iter{iteration:03d}"
 
@@ -265,7 +267,9 @@ def train_on_queue(
 ) -> str | None:
     """Have ``jobs`` trained in jobs of ``queue``; None when every member is stored, else why
     the stage stops unfinished."""
-    fw_ids = session.fireworks.submit_training(jobs, session.config.queue_category(queue))
+    fw_ids = session.fireworks.submit_training(
+        jobs, session.config.queue_category(queue), session.config.committee.n_models
+    )
     report(queue=queue, training_fireworks=len(fw_ids))
 
     def missing() -> list[int]:

@@ -55,6 +55,9 @@ class MemberJob:
     replay_file: str | None = None
     #: Recorded with the model (foundation's hash, how many trained at once, ...).
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: When the stage made the job (epoch s): a member stored by a newer job (other labels or
+    #: settings) is never replaced by an older one that ends later (a superseded Firework).
+    submitted_at: float = 0.0
     #: The campaign machine's signature (database/model_signing.py): a job read from a
     #: Firework runs only if it matches, for its foundation file and mace options are loaded
     #: and run, and anyone who can write to the LaunchPad could write a Firework.
@@ -87,6 +90,20 @@ def stored_member(store: Store, job: MemberJob) -> dict[str, Any] | None:
     """The member's model document if it was stored with this job's ``data_key``."""
     key = {"campaign": job.campaign, "iteration": job.iteration, "member": job.member}
     return store.db.models.find_one({**key, "data_key": job.data_key})
+
+
+def superseded_by(store: Store, job: MemberJob) -> dict[str, Any] | None:
+    """The member stored by a newer job (other labels or settings), which ``job`` must not
+    replace, if any."""
+    return store.db.models.find_one(
+        {
+            "campaign": job.campaign,
+            "iteration": job.iteration,
+            "member": job.member,
+            "data_key": {"$ne": job.data_key},
+            "submitted_at": {"$gt": job.submitted_at},
+        }
+    )
 
 
 def training_atoms(store: Store, label_ids: list[str]) -> list[Atoms]:
@@ -154,6 +171,17 @@ def train_member(
         "software": software_versions(),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+    doc["submitted_at"] = job.submitted_at
+    newer = superseded_by(store, job)
+    if newer is not None:
+        log.warning(
+            "%s iteration %d member %d: a newer job stored it meanwhile; this one is superseded "
+            "and not stored",
+            job.campaign,
+            job.iteration,
+            job.member,
+        )
+        return newer
     store.add_model(doc, data)
     log.info(
         "%s iteration %d member %d trained in %.0f s", job.campaign, job.iteration, job.member, wall

@@ -260,3 +260,35 @@ def test_an_interrupted_submission_and_an_abandoned_claim_are_completed(
         assert sorted(nodes) == sorted(d["fw_id"] for d in lp.fireworks.find({}, {"fw_id": 1}))
         session.store.client.drop_database(database)
         session.store.client.drop_database(f"{database}_fw")
+
+
+def test_a_firework_written_by_someone_else_is_not_run(tmp_path: Path, mongo_uri: str) -> None:
+    """Anyone who can write to the LaunchPad could add a Firework with FireWorks' ScriptTask
+    and the campaign's name: al-loop's launchers take only Fireworks of its own Firetasks, so
+    it stays READY (its command never runs) while the campaign's own are labelled."""
+    from fireworks import Firework, ScriptTask
+
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    config = load_campaign(
+        write_campaign(
+            tmp_path,
+            mongo_uri,
+            database,
+            seeds={"prototypes": ["fcc"], "n_structures": 2, "max_atoms": 4},
+        )
+    )
+    touched = tmp_path / "ran"
+    with open_campaign(config) as session:
+        SeedStage(session).run(0)
+        forged = Firework(
+            [ScriptTask(script=f"touch {touched}")],
+            spec={"al_loop": {"campaign": config.name, "stage": "label"}},
+            name="forged",
+        )
+        session.fireworks.launchpad.add_wf(forged)
+        assert LabelStage(session).run(0).done
+        assert session.store.db.labels.count_documents({"status": "ok"}) == 2
+        state = session.fireworks.launchpad.fireworks.find_one({"name": "forged"})["state"]
+        assert state == "READY" and not touched.exists()
+        session.store.client.drop_database(database)
+        session.store.client.drop_database(f"{database}_fw")

@@ -236,7 +236,6 @@ def test_the_committee_trains_in_jobs_of_its_queue_and_a_cancelled_one_again(
         },
     )
     events: list[Any] = []
-    name = job_name("slurm-train", "gpu")
     with open_campaign(load_campaign(path)) as session:
         SeedStage(session).run(0)
         assert LabelStage(session).run(0).done
@@ -245,16 +244,22 @@ def test_the_committee_trains_in_jobs_of_its_queue_and_a_cancelled_one_again(
         cancelled: list[str] = []
 
         def cancel_the_first_training() -> None:
+            """scancel the job that runs the first training Firework seen RUNNING (its job id
+            is in the job folder above the launch folder)."""
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                running = fireworks.launchpad.fireworks.find_one(
-                    {"spec.al_loop.stage": "train", "state": "RUNNING"}
+                running = fireworks.launchpad.launches.find_one(
+                    {"state": "RUNNING", "launch_dir": {"$regex": "/queues/gpu/"}}
                 )
-                jobs = _jobs(name)
-                if running is not None and jobs:
+                if running is not None:
+                    folder = Path(running["launch_dir"])
+                    job_file = next(
+                        p / JOB_ID_FILE for p in folder.parents if (p / JOB_ID_FILE).is_file()
+                    )
                     time.sleep(3)  # inside mace's training
-                    subprocess.run(["scancel", jobs[0]], check=True)
-                    cancelled.append(jobs[0])
+                    job = job_file.read_text().strip()
+                    subprocess.run(["scancel", job], check=True)
+                    cancelled.append(job)
                     return
                 time.sleep(0.5)
 

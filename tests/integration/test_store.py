@@ -728,3 +728,27 @@ def test_separate_stores_do_not_see_each_other(mongo_uri: str, store: Store) -> 
     finally:
         other.client.drop_database(other_name)
         other.close()
+
+
+def test_a_superseded_training_job_never_replaces_a_newer_member(store: Store) -> None:
+    """A training Firework of older labels or settings that ends after the newer committee's
+    member was stored must not replace it (calculators/models/member_training.py)."""
+    from calculators.models.member_training import MemberJob, superseded_by
+
+    key = {"campaign": "c", "iteration": 2, "member": 1}
+    store.add_model({**key, "data_key": "new", "submitted_at": 200.0}, b"newer member")
+
+    def job(data_key: str, submitted_at: float) -> MemberJob:
+        return MemberJob(
+            **key,
+            train_label_ids=[],
+            valid_label_ids=[],
+            settings={},
+            seed=0,
+            data_key=data_key,
+            submitted_at=submitted_at,
+        )
+
+    assert superseded_by(store, job("old", 100.0))["data_key"] == "new"
+    assert superseded_by(store, job("newest", 300.0)) is None  # a newer job replaces it
+    assert superseded_by(store, job("new", 100.0)) is None  # the same committee

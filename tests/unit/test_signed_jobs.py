@@ -5,9 +5,11 @@ what they name is loaded and run."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
+from fireworks import Firework
 
 from calculators.models.member_training import MemberJob
 from database.model_signing import UntrustedModel
@@ -29,9 +31,26 @@ def _job() -> MemberJob:
 
 
 def test_a_signed_job_survives_its_trip_through_a_firework() -> None:
-    job = _job().signed()
-    assert job.signature is not None
-    assert MemberJob.from_dict(job.to_dict()).check() == job
+    from launchers.workflows import train_workflows
+
+    (workflow,) = train_workflows([_job()], {"database": "d"}, "gpu")
+    firework = Firework.from_dict(json.loads(json.dumps(workflow.fws[0].to_dict())))
+    (task,) = firework.tasks
+    job = MemberJob.from_dict(dict(task["job"])).check()
+    assert job.signature is not None and dataclasses.replace(job, signature=None) == _job()
+    assert firework.spec["_category"] == "gpu"
+
+
+def test_workers_take_the_firetasks_al_loop_runs_and_no_other() -> None:
+    from launchers.campaign_commands import CampaignCommandTask
+    from launchers.launchpad import AL_LOOP_TASKS, make_fworker
+    from launchers.tasks import LabelStructuresTask, TrainMemberTask
+
+    names = {t._fw_name for t in (LabelStructuresTask, TrainMemberTask, CampaignCommandTask)}
+    assert set(AL_LOOP_TASKS) == names
+    query = make_fworker("w", "dft", {}, campaign="c").query
+    allowed = query["spec._tasks"]["$not"]["$elemMatch"]["_fw_name"]["$nin"]
+    assert set(allowed) == names
 
 
 @pytest.mark.parametrize(
