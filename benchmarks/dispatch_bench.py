@@ -13,13 +13,13 @@ Measured in one run, on the same N structures (small rattled Cu-Ni-Al cells, 2-4
 * baseline: ``calculators.oracles.make_oracle("emt").label`` in this process, one structure
   after the other (after one warm-up call that pays quacc's import, reported apart): ``t_oracle``
   s each.
-* for each batch size B: the labelling workflows (``submit_label_workflows``, N/B Fireworks) run by
-  W concurrent ``rlaunch rapidfire`` workers; the Fireworks' own launch records (``time_start``,
-  ``time_end``, ``launch_dir`` of each worker) give the timings below.
+* for each batch size B: the labelling workflows (``label_workflows`` + ``bulk_add_wfs``, N/B
+  Fireworks) run by W concurrent ``rlaunch rapidfire`` workers; the Fireworks' own launch
+  records (``time_start``, ``time_end``, ``launch_dir`` of each worker) give the timings below.
 
 Definitions (printed with the results):
 
-* wall: from the call to ``submit_label_workflows`` to the last Firework COMPLETED.
+* wall: from the submission (``bulk_add_wfs``) to the last Firework COMPLETED.
 * start-up of a worker: from its process start to the end of its first Firework. That covers the
   Python/FireWorks start, the LaunchPad connection and, inside the first Firework, the imports of
   quacc/ASE and the dataset connection. Reported, and excluded from the overhead.
@@ -65,7 +65,6 @@ from launchers import (
     make_fworker,
     make_launchpad,
     start_workers,
-    submit_label_workflows,
     workflow_states,
     write_fworker_file,
     write_launchpad_file,
@@ -146,8 +145,8 @@ def run_round(
         store_spec = {"database": name, "launchpad_database": store.launchpad_database}
 
         t_submit = time.time()
-        submit_label_workflows(
-            lp, label_workflows(ids, CAMPAIGN, 0, oracle, store_spec, batch_size=batch_size)
+        lp.bulk_add_wfs(
+            label_workflows(ids, CAMPAIGN, 0, oracle, store_spec, batch_size=batch_size)
         )
         submit_s = time.time() - t_submit
         launch_dir = round_dir / "launches"
@@ -249,7 +248,7 @@ def report(
     print(f"  {n} structures: {base['total_s']:.2f} s = {t_oracle * 1e3:.1f} ms per structure")
     print("-" * 78)
     print("definitions:")
-    print("  wall      = submit_label_workflows() call -> last Firework COMPLETED")
+    print("  wall      = bulk_add_wfs() call -> last Firework COMPLETED")
     print("  start-up  = worker process start -> end of its first Firework (Python, FireWorks,")
     print("              quacc/ASE imports, connections); excluded from the overhead")
     print("  steady    = per worker, end of its first Firework -> end of its last; the")

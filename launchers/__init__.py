@@ -1,4 +1,5 @@
-"""FireWorks: the Firetasks and workflows that label structures, LaunchPads, rockets.
+"""FireWorks: the Firetasks and workflows of a campaign (labels, members' training, commands on
+a queue), LaunchPads, rockets, queues.
 
 :class:`CampaignFireworks` is what a campaign uses; the functions below it are its parts (and
 what tests and benchmarks drive directly)."""
@@ -14,7 +15,7 @@ from launchers.queues import QueueSpec
 from launchers.rockets import rerun_lost_local_runs, run_workers, start_workers
 from launchers.tasks import LabellingFailed, LabelStructuresTask
 from launchers.worker_env import fworker_env, process_env
-from launchers.workflows import label_workflows, submit_label_workflows, workflow_states
+from launchers.workflows import label_workflows, workflow_states
 
 __all__ = [
     "TERMINAL_STATES",
@@ -30,7 +31,6 @@ __all__ = [
     "rerun_lost_local_runs",
     "run_workers",
     "start_workers",
-    "submit_label_workflows",
     "workflow_states",
     "write_fworker_file",
     "write_launchpad_file",

@@ -105,23 +105,6 @@ def train_workflows(
     return workflows
 
 
-def find_label_workflow(
-    lp: LaunchPad, campaign: str, iteration: int, physics_hash: str
-) -> int | None:
-    """The first fw_id of the labelling workflows of this iteration and settings, if any."""
-    doc = lp.workflows.find_one(
-        {
-            "metadata.al_loop_campaign": campaign,
-            "metadata.al_loop_iteration": iteration,
-            "metadata.al_loop_stage": "label",
-            "metadata.physics_hash": physics_hash,
-        },
-        {"nodes": 1},
-        sort=[("nodes", 1)],
-    )
-    return doc["nodes"][0] if doc and doc.get("nodes") else None
-
-
 def label_coverage(lp: LaunchPad, campaign: str, iteration: int, physics_hash: str) -> set[str]:
     """The structures that labelling Fireworks of this iteration and physics hold.
 
@@ -159,29 +142,6 @@ def label_coverage(lp: LaunchPad, campaign: str, iteration: int, physics_hash: s
             iteration,
         )
     return covered
-
-
-def submit_label_workflows(lp: LaunchPad, workflows: list[Workflow]) -> tuple[int | None, bool]:
-    """Add ``workflows`` (one selection's, from :func:`label_workflows`) unless that selection
-    was submitted before (idempotent, found by their metadata); returns (first fw_id, added).
-
-    All of them go in with two ``insert_many`` calls (workflows, then Fireworks).
-    """
-    if not workflows:
-        return None, False
-    meta = workflows[0].metadata
-    campaign, iteration = meta["al_loop_campaign"], meta["al_loop_iteration"]
-    existing = find_label_workflow(lp, campaign, iteration, meta["physics_hash"])
-    if existing is not None:
-        log.info(
-            "labelling workflow for %s iteration %d exists (fw %d)", campaign, iteration, existing
-        )
-        return existing, False
-    lp.bulk_add_wfs(workflows)
-    log.info(
-        "added %d labelling Fireworks for %s iteration %d", len(workflows), campaign, iteration
-    )
-    return min(wf.fws[0].fw_id for wf in workflows), True
 
 
 def workflow_states(

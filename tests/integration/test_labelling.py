@@ -1,8 +1,9 @@
 """Labelling through FireWorks end to end: real server, real LaunchPad, real ``rlaunch``, real EMT.
 
 Every test gets a fresh dataset database and LaunchPad database on the session's secantusdb
-server, submits labelling workflows with :func:`launchers.submit_label_workflows` and runs them
-with ``rlaunch rapidfire`` subprocesses (:mod:`launchers.rockets`).
+server, submits labelling workflows for what no Firework holds
+(:func:`launchers.workflows.label_coverage`) and runs them with ``rlaunch rapidfire``
+subprocesses (:mod:`launchers.rockets`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from launchers import (
     rerun_lost_local_runs,
     run_workers,
     start_workers,
-    submit_label_workflows,
     workflow_states,
     write_fworker_file,
     write_launchpad_file,
 )
 from launchers.rockets import wait_workers
+from launchers.workflows import label_coverage
 
 pytestmark = pytest.mark.integration
 
@@ -97,10 +98,19 @@ class Rig:
         }
 
     def submit(self, ids: list[str], iteration: int = 0, batch_size: int = 1) -> tuple[int, bool]:
+        """Submit what no labelling Firework of ``iteration`` holds yet, as the label stage
+        does (launchers.workflows.label_coverage); returns (the iteration's first fw_id,
+        whether any was added)."""
+        covered = label_coverage(self.lp, CAMPAIGN, iteration, self.oracle.physics_hash_for(()))
+        new = [sid for sid in ids if sid not in covered]
         workflows = label_workflows(
-            ids, CAMPAIGN, iteration, self.oracle, self.store_spec, batch_size=batch_size
+            new, CAMPAIGN, iteration, self.oracle, self.store_spec, batch_size=batch_size
         )
-        return submit_label_workflows(self.lp, workflows)
+        if workflows:
+            self.lp.bulk_add_wfs(workflows)
+        mine = {"spec.al_loop.campaign": CAMPAIGN, "spec.al_loop.iteration": iteration}
+        first = self.lp.fireworks.find_one(mine, {"fw_id": 1}, sort=[("fw_id", 1)])
+        return first["fw_id"], bool(workflows)
 
     def launch_dir(self) -> Path:
         """A new folder for the next round of rockets."""
