@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, InvalidOperation, PyMongoError
 
 from database.embedded import pid_alive
 from database.store import Store
@@ -119,6 +119,8 @@ class CampaignLock:
                     {"_id": self.key, "owner.token": self.token},
                     {"$currentDate": {"heartbeat_at": True}},
                 )
+            except InvalidOperation:  # its client was closed: nobody holds this lock now
+                return
             except PyMongoError as exc:  # the server is away: try again at the next beat
                 log.warning("lock %s: heartbeat failed (%s)", self.key, exc)
                 continue

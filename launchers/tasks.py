@@ -184,20 +184,20 @@ class LabelStructuresTask(FiretaskBase):
 @explicit_serialize
 class TrainMemberTask(FiretaskBase):
     """Train one committee member (``job``: a signed
-    :class:`calculators.models.member_training.MemberJob`) and store it: a Firework of the
+    :class:`calculators.models.member_training.MemberJob`, the dataset it goes to included)
+    and store it: a Firework of the
     train stage on a queue (``committee.queue``). A job whose signature does not match this
     worker's model-signing key is refused: its foundation file and mace options would run."""
 
-    required_params = ["job", "store"]
+    required_params = ["job"]
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
-        store_spec = self["store"]
+        job = MemberJob.from_dict(dict(self["job"])).check()  # the database names too
         store = task_store(
             fw_spec.get("_fw_env"),
-            store_spec["database"],
-            store_spec.get("launchpad_database", "al_loop_fireworks"),
+            job.store["database"],
+            job.store.get("launchpad_database", "al_loop_fireworks"),
         )
-        job = MemberJob.from_dict(dict(self["job"])).check()
         doc = train_member(store, job, Path.cwd() / f"member{job.member}")
         return FWAction(
             stored_data={

@@ -3,6 +3,7 @@ training committee members on a queue (one Firework per member)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
@@ -92,7 +93,8 @@ def train_workflows(
         if category:
             spec["_category"] = category
         name = f"train {job.campaign} it{job.iteration} member{job.member}"
-        task = TrainMemberTask(job=job.signed().to_dict(), store=store_spec)
+        signed = dataclasses.replace(job, store=dict(store_spec)).signed()
+        task = TrainMemberTask(job=signed.to_dict())
         metadata = {
             "al_loop_campaign": job.campaign,
             "al_loop_iteration": job.iteration,

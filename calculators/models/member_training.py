@@ -58,6 +58,9 @@ class MemberJob:
     #: When the stage made the job (epoch s): a member stored by a newer job (other labels or
     #: settings) is never replaced by an older one that ends later (a superseded Firework).
     submitted_at: float = 0.0
+    #: The dataset's database names (``database``, ``launchpad_database``) a worker stores the
+    #: member in (a Firework's job: signed with the rest).
+    store: dict[str, str] = dataclasses.field(default_factory=dict)
     #: The campaign machine's signature (database/model_signing.py): a job read from a
     #: Firework runs only if it matches, for its foundation file and mace options are loaded
     #: and run, and anyone who can write to the LaunchPad could write a Firework.

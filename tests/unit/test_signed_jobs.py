@@ -37,7 +37,8 @@ def test_a_signed_job_survives_its_trip_through_a_firework() -> None:
     firework = Firework.from_dict(json.loads(json.dumps(workflow.fws[0].to_dict())))
     (task,) = firework.tasks
     job = MemberJob.from_dict(dict(task["job"])).check()
-    assert job.signature is not None and dataclasses.replace(job, signature=None) == _job()
+    assert job.store == {"database": "d"}  # where it is stored is signed too
+    assert dataclasses.replace(job, signature=None, store={}) == _job()
     assert firework.spec["_category"] == "gpu"
 
 
@@ -60,6 +61,7 @@ def test_workers_take_the_firetasks_al_loop_runs_and_no_other() -> None:
         {"settings": {"max_epochs": 2, "device": "auto", "extra_args": {"x": 1}}},
         {"member": 1},
         {"signature": None},
+        {"store": {"database": "elsewhere"}},
     ],
 )
 def test_a_changed_or_unsigned_job_is_refused(change: dict) -> None:
