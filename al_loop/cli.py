@@ -40,8 +40,9 @@ CampaignFile = Annotated[Path, typer.Argument(help="The campaign's YAML file.")]
 QueueOption = Annotated[
     str | None,
     typer.Option(
-        help="Run this command in a job of this queue of the campaign file (a GPU partition) "
-        "and return at once; `al-loop status` follows it."
+        help="Run this command in a job of this queue of the campaign file (a GPU partition): "
+        "return at once with a MongoDB server (`al-loop status` follows it), wait for the job "
+        "with the embedded server."
     ),
 ]
 
@@ -288,12 +289,8 @@ def run(
         raise typer.Exit(4)
 
 
-def _submit_command(ctx: typer.Context, config: CampaignConfig, queue: str) -> None:
-    """This command line (less ``--queue``) as a Firework of ``queue``, and a job for it."""
-    from al_loop.campaign import open_campaign
-    from al_loop.stages.queue_jobs import wait_on_queue
-    from launchers.campaign_commands import CommandJob, file_sha256
-
+def _check_queue(config: CampaignConfig, queue: str) -> None:
+    """Exit 2 unless ``queue`` (an option's ``--queue``) is a queue of the campaign file."""
     if queue not in config.queues:
         errors.print(
             f"[bold red]error:[/] --queue {queue!r}: not a queue of {config.source_file} "
@@ -301,9 +298,13 @@ def _submit_command(ctx: typer.Context, config: CampaignConfig, queue: str) -> N
             highlight=False,
         )
         raise typer.Exit(2)
-    command = ctx.command.name or ""
-    argv = [command]
-    for param in ctx.command.params:  # what was given on the command line, as it was given
+
+
+def _command_line(ctx: typer.Context) -> list[str]:
+    """The command and what was given on its command line, as given (less ``--queue``; the
+    campaign file's path made absolute)."""
+    argv = [ctx.command.name or ""]
+    for param in ctx.command.params:
         name = param.name or ""
         source = ctx.get_parameter_source(name)
         if name == "queue" or source is None or source.name != "COMMANDLINE":
@@ -315,13 +316,25 @@ def _submit_command(ctx: typer.Context, config: CampaignConfig, queue: str) -> N
             argv.append(param.opts[0] if value else param.secondary_opts[0])
         else:
             argv += [param.opts[0], str(value)]
+    return argv
+
+
+def _submit_command(ctx: typer.Context, config: CampaignConfig, queue: str) -> None:
+    """This command line (less ``--queue``) as a Firework of ``queue``, and a job for it."""
+    from al_loop.campaign import open_campaign
+    from al_loop.stages.queue_jobs import wait_on_queue
+    from launchers.campaign_commands import CommandJob, file_sha256
+
+    _check_queue(config, queue)
+    argv = _command_line(ctx)
+    command = argv[0]
     source = config.source_file
     assert source is not None
     with _user_errors(), open_campaign(config, create=False) as session:
         fireworks = session.fireworks
         job = CommandJob(config.name, argv, str(Path.cwd()), str(source), file_sha256(source))
         fw_id, what = fireworks.submit_command(job, config.queue_category(queue))
-        ready = fireworks.fw_states([fw_id]).get("READY", 0)
+        ready = fireworks.states(fw_ids=[fw_id]).get("READY", 0)
         jobs = fireworks.submit_to_queue(queue, ready) if ready else []
         console.print(
             f"al-loop {command} on queue {queue}: Firework {fw_id} {what}, {len(jobs)} jobs "
@@ -345,7 +358,7 @@ def _submit_command(ctx: typer.Context, config: CampaignConfig, queue: str) -> N
         )
 
         def missing() -> list[int]:
-            return [] if fireworks.fw_states([fw_id]) == {"COMPLETED": 1} else [fw_id]
+            return [] if fireworks.states(fw_ids=[fw_id]) == {"COMPLETED": 1} else [fw_id]
 
         def report(**figures: Any) -> None:
             console.print(f"  {_figures(figures)}", highlight=False)
@@ -793,13 +806,8 @@ def launch(
     from al_loop.campaign import open_campaign
 
     config = _load(campaign)
-    if queue is not None and queue not in config.queues:
-        errors.print(
-            f"[bold red]error:[/] --queue {queue!r}: not a queue of {campaign} "
-            f"(queues: {', '.join(config.queues) or 'none: add a queues: section'})",
-            highlight=False,
-        )
-        raise typer.Exit(2)
+    if queue is not None:
+        _check_queue(config, queue)
     with _user_errors(), open_campaign(config, create=False) as session:
         fireworks = session.fireworks
         recovered = fireworks.rerun_lost()
@@ -854,10 +862,8 @@ def status(campaign: CampaignFile) -> None:
         if finished:
             console.print(f"finished: {finished['reason']} at iteration {finished['iteration']}")
         console.print(f"Fireworks: {session.fireworks.states()}")
-        for stage in ("train", "distil", "phase", "melting", "liquid"):
-            states = session.fireworks.states(stage=stage)
-            if states:
-                console.print(f"  {stage} Fireworks: {states}")
+        for stage, states in sorted(session.fireworks.states_by_stage().items()):
+            console.print(f"  {stage} Fireworks: {states}")
         for name in config.queues:
             try:
                 jobs = session.fireworks.queue_jobs(name)

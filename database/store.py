@@ -511,15 +511,14 @@ class Store:
         found = []
         for collection, match in (("models", {}), ("distillations", {"kind": "student"})):
             for doc in self.db[collection].find({"campaign": campaign, **match}):
-                data = self.read_file(doc["file_id"])
-                if doc.get("signature") == sign(data, signed_context(doc)):
+                signature = sign(self.read_file(doc["file_id"]), signed_context(doc))
+                if doc.get("signature") == signature:
                     continue
                 found.append(
                     f"{collection} {doc.get('iteration', doc.get('key'))}"
                     f"/{doc.get('member', doc.get('kind'))}"
                 )
                 if sign_now:
-                    signature = sign(data, signed_context(doc))
                     self.db[collection].update_one(
                         {"_id": doc["_id"]}, {"$set": {"signature": signature}}
                     )

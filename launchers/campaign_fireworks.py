@@ -40,6 +40,7 @@ from launchers.rockets import LocalRun, local_runs, repair_lost_runs, run_worker
 from launchers.workflows import (
     label_coverage,
     label_workflows,
+    states_by_stage,
     train_workflows,
     workflow_states,
 )
@@ -136,9 +137,19 @@ class CampaignFireworks:
         )
         return len(structure_ids)
 
-    def states(self, iteration: int | None = None, stage: str | None = None) -> dict[str, int]:
-        """The campaign's Fireworks (of one iteration, one stage) counted by FireWorks state."""
-        return workflow_states(self.launchpad, self.campaign, iteration, stage)
+    def states(
+        self,
+        iteration: int | None = None,
+        stage: str | None = None,
+        fw_ids: list[int] | None = None,
+    ) -> dict[str, int]:
+        """The campaign's Fireworks (of one iteration, one stage, those ``fw_ids``) counted by
+        FireWorks state."""
+        return workflow_states(self.launchpad, self.campaign, iteration, stage, fw_ids)
+
+    def states_by_stage(self) -> dict[str, dict[str, int]]:
+        """The campaign's Fireworks counted by stage and state."""
+        return states_by_stage(self.launchpad, self.campaign)
 
     @staticmethod
     def pending(states: dict[str, int]) -> int:
@@ -217,13 +228,6 @@ class CampaignFireworks:
                 iteration,
             )
         return sorted(held.values())
-
-    def fw_states(self, fw_ids: list[int]) -> dict[str, int]:
-        """The Fireworks ``fw_ids`` counted by state."""
-        states: dict[str, int] = {}
-        for fw in self.launchpad.fireworks.find({"fw_id": {"$in": fw_ids}}, {"state": 1}):
-            states[fw["state"]] = states.get(fw["state"], 0) + 1
-        return states
 
     def submit_command(self, job: CommandJob, category: str | None) -> tuple[int, str]:
         """A Firework running ``job`` (``al-loop distil ...`` on a queue): the one of the same

@@ -183,11 +183,11 @@ class LabelStructuresTask(FiretaskBase):
 
 @explicit_serialize
 class TrainMemberTask(FiretaskBase):
-    """Train one committee member (``job``: a signed
-    :class:`calculators.models.member_training.MemberJob`, the dataset it goes to included)
-    and store it: a Firework of the
-    train stage on a queue (``committee.queue``). A job whose signature does not match this
-    worker's model-signing key is refused: its foundation file and mace options would run."""
+    """Train one committee member and store it: a Firework of the train stage on a queue
+    (``committee.queue``). ``job`` is a signed
+    :class:`calculators.models.member_training.MemberJob` (the database it goes to included);
+    one whose signature does not match this worker's model-signing key is refused: its
+    foundation file and mace options would be loaded and run."""
 
     required_params = ["job"]
 

@@ -147,13 +147,32 @@ def label_coverage(lp: LaunchPad, campaign: str, iteration: int, physics_hash: s
 
 
 def workflow_states(
-    lp: LaunchPad, campaign: str, iteration: int | None = None, stage: str | None = None
+    lp: LaunchPad,
+    campaign: str,
+    iteration: int | None = None,
+    stage: str | None = None,
+    fw_ids: list[int] | None = None,
 ) -> dict[str, int]:
-    """Counts of a campaign's Fireworks (of one iteration, one stage, if given) by state."""
+    """Counts of a campaign's Fireworks (of one iteration, one stage, those ``fw_ids``, if
+    given) by state."""
     match: dict[str, Any] = {"spec.al_loop.campaign": campaign}
     if iteration is not None:
         match["spec.al_loop.iteration"] = iteration
     if stage is not None:
         match["spec.al_loop.stage"] = stage
+    if fw_ids is not None:
+        match["fw_id"] = {"$in": fw_ids}
     pipeline = [{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
     return {d["_id"]: d["n"] for d in lp.fireworks.aggregate(pipeline)}
+
+
+def states_by_stage(lp: LaunchPad, campaign: str) -> dict[str, dict[str, int]]:
+    """A campaign's Fireworks counted by stage (label, train, distil, ...) and state."""
+    pipeline = [
+        {"$match": {"spec.al_loop.campaign": campaign}},
+        {"$group": {"_id": {"stage": "$spec.al_loop.stage", "state": "$state"}, "n": {"$sum": 1}}},
+    ]
+    out: dict[str, dict[str, int]] = {}
+    for d in lp.fireworks.aggregate(pipeline):
+        out.setdefault(str(d["_id"].get("stage")), {})[d["_id"]["state"]] = d["n"]
+    return out

@@ -26,7 +26,13 @@ import time
 from typing import Any
 
 from al_loop.stages.base import Stage
-from al_loop.stages.queue_jobs import POLL_S, RESUBMISSIONS, QueueListing
+from al_loop.stages.queue_jobs import (
+    POLL_S,
+    RESUBMISSIONS,
+    QueueListing,
+    feed_queue,
+    lost_too_often,
+)
 from database.store import claim_expired
 
 log = logging.getLogger(__name__)
@@ -83,38 +89,24 @@ class LabelStage(Stage):
         resubmitted: collections.Counter[str] = collections.Counter()
         stuck_ready = -1  # READY Fireworks that the last local launchers left (none took them)
         said_waiting = 0.0
-        queue, queued = launcher.queue, {}
-        listing = QueueListing(fireworks, queue) if queue is not None else None
+        queued: dict[str, str] = {}
+        listing = QueueListing(fireworks, launcher.queue) if launcher.queue is not None else None
         lost_runs: collections.Counter[int] = collections.Counter()
         while True:
             if session.lock is not None:  # taken over while we waited: stop here
                 session.lock.check()
             ready = fireworks.ready(iteration, self.name)
-            if queue is not None and listing is not None:
+            if listing is not None:
                 queued = listing.jobs()
-                if ready and not queued and ready == stuck_ready:
-                    log.warning(
-                        "jobs of queue %s ended and left %d Fireworks READY; see their output "
-                        "in %s",
-                        queue,
-                        ready,
-                        fireworks.queue_dir(queue) / "jobs",
-                    )
+                stuck_ready, why, submitted = feed_queue(
+                    fireworks, listing.queue, ready, queued, stuck_ready
+                )
+                if why is not None:
+                    log.warning("%s", why)
                     break
-                if ready:
-                    jobs = fireworks.submit_to_queue(queue, ready, queued)
-                    if jobs:
-                        stuck_ready = ready if not queued else -1
-                        queued = listing.jobs()
-                        self.emit(iteration, "step", queue=queue, jobs_submitted=len(jobs))
-                    elif not queued:  # refused by the queue (account, partition, limits)
-                        log.warning(
-                            "no job could be submitted to queue %s (FireWorks' log above says "
-                            "why; the scripts are in %s)",
-                            queue,
-                            fireworks.queue_dir(queue) / "jobs",
-                        )
-                        break
+                if submitted:
+                    queued = listing.jobs()
+                    self.emit(iteration, "step", queue=listing.queue, jobs_submitted=submitted)
             elif ready and ready != stuck_ready:
                 workers = self.workers or launcher.workers
                 self.emit(iteration, "step", local_launchers=workers, ready_fireworks=ready)
@@ -128,14 +120,9 @@ class LabelStage(Stage):
                 continue
             repaired, live = fireworks.sweep_runs()
             lost_runs.update(repaired)
-            if lost_runs and max(lost_runs.values()) > RESUBMISSIONS:
-                fw_id, times = lost_runs.most_common(1)[0]
-                log.warning(
-                    "Firework %d lost its launcher %d times in this run (a job past its wall "
-                    "time, a node that kills it?): stopping; fix the cause and run again",
-                    fw_id,
-                    times,
-                )
+            why = lost_too_often(lost_runs)
+            if why is not None:
+                log.warning("%s", why)
                 break
             if repaired:  # their Fireworks are READY again (or finished): launch them first
                 stuck_ready = -1

@@ -47,6 +47,43 @@ class QueueListing:
         return jobs
 
 
+def feed_queue(
+    fireworks: CampaignFireworks, queue: str, ready: int, queued: dict[str, str], stuck: int
+) -> tuple[int, str | None, int]:
+    """One look at ``queue`` with ``ready`` READY Fireworks and ``queued`` jobs listed: jobs
+    submitted for them. Returns (the READY count to call stuck if no job takes them, why the
+    wait cannot go on or None, jobs submitted). ``stuck``: that count from the last look (-1:
+    none)."""
+    if not ready:
+        return stuck, None, 0
+    where = fireworks.queue_dir(queue) / "jobs"
+    if not queued and ready == stuck:
+        return (
+            stuck,
+            f"jobs of queue {queue} ended and left {ready} Fireworks READY; see {where}",
+            0,
+        )
+    submitted = fireworks.submit_to_queue(queue, ready, queued)
+    if submitted:
+        return (ready if not queued else -1), None, len(submitted)
+    if not queued:  # refused by the queue (account, partition, limits)
+        why = f"no job could be submitted to queue {queue} (FireWorks' log says why; see {where})"
+        return stuck, why, 0
+    return stuck, None, 0
+
+
+def lost_too_often(lost: collections.Counter[int]) -> str | None:
+    """Why to stop when a Firework lost its launcher more than RESUBMISSIONS times in this run
+    (a job past its wall time, a node that kills it), else None."""
+    if not lost or max(lost.values()) <= RESUBMISSIONS:
+        return None
+    fw_id, times = lost.most_common(1)[0]
+    return (
+        f"Firework {fw_id} lost its launcher {times} times in this run (a job past its wall "
+        "time? raise the queue's walltime; a node that kills it?): fix the cause and run again"
+    )
+
+
 def wait_on_queue(
     session: CampaignSession,
     queue: str,
@@ -74,31 +111,18 @@ def wait_on_queue(
                 f"Firework {fw_id}: {error}" for fw_id, error in sorted(failed.items())
             )
         queued = listing.jobs()
-        states = fireworks.fw_states(fw_ids)
+        states = fireworks.states(fw_ids=fw_ids)
         ready = states.get("READY", 0)
-        if ready:
-            if not queued and ready == stuck_ready:
-                return (
-                    f"jobs of queue {queue} ended and left {ready} Fireworks READY; see "
-                    f"their output in {fireworks.queue_dir(queue) / 'jobs'}"
-                )
-            submitted = fireworks.submit_to_queue(queue, ready, queued)
-            if submitted:
-                stuck_ready = ready if not queued else -1
-                report(queue=queue, jobs_submitted=len(submitted))
-            elif not queued:
-                return (
-                    f"no job could be submitted to queue {queue} (FireWorks' log says why; the "
-                    f"scripts are in {fireworks.queue_dir(queue) / 'jobs'})"
-                )
+        stuck_ready, why, submitted = feed_queue(fireworks, queue, ready, queued, stuck_ready)
+        if why is not None:
+            return why
+        if submitted:
+            report(queue=queue, jobs_submitted=submitted)
         repaired, live = fireworks.sweep_runs()
         lost.update(repaired)
-        if lost and max(lost.values()) > RESUBMISSIONS:
-            fw_id, times = lost.most_common(1)[0]
-            return (
-                f"Firework {fw_id} lost its job {times} times in this run (past its "
-                "wall time? raise the queue's walltime)"
-            )
+        why = lost_too_often(lost)
+        if why is not None:
+            return why
         if repaired:
             stuck_ready = -1
             continue  # READY again: jobs for them first

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -43,7 +42,12 @@ from al_loop.stages.base import Stage
 from al_loop.stages.queue_jobs import wait_on_queue
 from calculators.models.committee import mace_calculator, resolve_device
 from calculators.models.mace_train import TrainSettings, train_options
-from calculators.models.member_training import MemberJob, stored_member, train_member
+from calculators.models.member_training import (
+    MemberJob,
+    stored_member,
+    train_member,
+    usable_cores,
+)
 
 if TYPE_CHECKING:
     from al_loop.campaign import CampaignSession
@@ -93,8 +97,7 @@ def training_slots(session: CampaignSession, device: str) -> tuple[int, int | No
     Measured: 4 members in 68 s two at a time with one thread each, 99 s one after another
     with two threads (benchmarks/training_bench.py)."""
     c = session.config.committee
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    cores = usable_cores()
     if c.parallel_trainings is not None:
         slots = c.parallel_trainings
     else:

@@ -119,13 +119,16 @@ def training_atoms(store: Store, label_ids: list[str]) -> list[Atoms]:
     return out
 
 
-def job_threads(device: str) -> int | None:
-    """Torch threads of a member trained alone here: every core this process may use (a batch
-    job's share) on cpu; mace's choice on a GPU."""
-    if device != "cpu":
-        return None
+def usable_cores() -> int:
+    """The cores this process may use (a batch job's share, not the node's)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, cores or 1)
+
+
+def job_threads(device: str) -> int | None:
+    """Torch threads of a member trained alone here: every usable core on cpu; mace's choice
+    on a GPU."""
+    return usable_cores() if device == "cpu" else None
 
 
 def train_member(
@@ -173,8 +176,8 @@ def train_member(
         "host": socket.gethostname(),
         "software": software_versions(),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "submitted_at": job.submitted_at,
     }
-    doc["submitted_at"] = job.submitted_at
     newer = superseded_by(store, job)
     if newer is not None:
         log.warning(

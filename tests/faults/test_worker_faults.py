@@ -113,24 +113,13 @@ def test_a_model_file_that_cannot_be_written_loses_nothing(
         assert blocked.is_file()  # fetched from the database
 
 
-def test_launchers_orphaned_by_a_killed_run_are_waited_for(
-    tmp_path: Path, mongo_uri: str, fast_pseudos: Path
-) -> None:
-    """kill -9 of the process that runs the label stage while its launcher is inside a pw.x
-    command: the launcher lives on. The next label stage runs the other Firework in a launcher
-    folder of its own (never over the orphan's pid file), waits for the orphan, and reruns
-    nothing: every label attempted once."""
+def _orphan_a_launcher(path: Path, mongo_uri: str) -> int:
+    """Run the seed and label stages of campaign ``path`` in a process of their own and kill it
+    (-9) once its launcher is inside a labelling (a label running); returns the launcher's pid,
+    which lives on."""
     import subprocess
     import sys
 
-    flag = tmp_path / "slow"
-    flag.touch()
-    path = _campaign(
-        tmp_path,
-        mongo_uri,
-        **slow_pw_campaign(fast_pseudos, flag),
-        launcher={"workers": 1, "batch_size": 1},
-    )
     script = (
         "from al_loop.campaign import open_campaign\n"
         "from al_loop.config import load_campaign\n"
@@ -141,7 +130,7 @@ def test_launchers_orphaned_by_a_killed_run_are_waited_for(
     )
     first = subprocess.Popen([sys.executable, "-c", script])
     config = load_campaign(path)
-    pid_file = tmp_path / "run" / "launches" / "worker0" / "rlaunch.pid"
+    pid_file = config.resolved_workdir() / "launches" / "worker0" / "rlaunch.pid"
     watch = Store.connect(mongo_uri, config.store.database)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -151,7 +140,26 @@ def test_launchers_orphaned_by_a_killed_run_are_waited_for(
     watch.close()
     first.kill()  # the campaign process dies; its launcher computes on
     first.wait()
-    orphan = int(pid_file.read_text())
+    return int(pid_file.read_text())
+
+
+def test_launchers_orphaned_by_a_killed_run_are_waited_for(
+    tmp_path: Path, mongo_uri: str, fast_pseudos: Path
+) -> None:
+    """kill -9 of the process that runs the label stage while its launcher is inside a pw.x
+    command: the launcher lives on. The next label stage runs the other Firework in a launcher
+    folder of its own (never over the orphan's pid file), waits for the orphan, and reruns
+    nothing: every label attempted once."""
+    flag = tmp_path / "slow"
+    flag.touch()
+    path = _campaign(
+        tmp_path,
+        mongo_uri,
+        **slow_pw_campaign(fast_pseudos, flag),
+        launcher={"workers": 1, "batch_size": 1},
+    )
+    config = load_campaign(path)
+    orphan = _orphan_a_launcher(path, mongo_uri)
     os.kill(orphan, 0)  # alive
     with open_campaign(config) as session:
         threading.Timer(8.0, flag.unlink).start()  # the orphan's pw.x starts a while later
@@ -189,9 +197,6 @@ def test_an_orphaned_launcher_that_hangs_then_dies_has_its_firework_run_again(
     """The orphan of a killed run hangs (its claim expires while its pid lives on) and dies
     while the next label stage waits for it: the stage runs the repaired Firework at once
     (it used to stop with that Firework READY) and the label is made on its second attempt."""
-    import subprocess
-    import sys
-
     flag = tmp_path / "slow"
     flag.touch()
     path = _campaign(
@@ -200,27 +205,8 @@ def test_an_orphaned_launcher_that_hangs_then_dies_has_its_firework_run_again(
         **slow_pw_campaign(fast_pseudos, flag),
         launcher={"workers": 1, "batch_size": 1, "claim_expiry_s": 3},
     )
-    script = (
-        "from al_loop.campaign import open_campaign\n"
-        "from al_loop.config import load_campaign\n"
-        "from al_loop.stages import LabelStage, SeedStage\n"
-        f"with open_campaign(load_campaign({str(path)!r})) as session:\n"
-        "    SeedStage(session).run(0)\n"
-        "    LabelStage(session).run(0)\n"
-    )
-    first = subprocess.Popen([sys.executable, "-c", script])
     config = load_campaign(path)
-    pid_file = tmp_path / "run" / "launches" / "worker0" / "rlaunch.pid"
-    watch = Store.connect(mongo_uri, config.store.database)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if watch.db.labels.count_documents({"status": "running"}) and pid_file.exists():
-            break
-        time.sleep(0.2)
-    watch.close()
-    first.kill()
-    first.wait()
-    orphan = int(pid_file.read_text())
+    orphan = _orphan_a_launcher(path, mongo_uri)
     for child in _descendants(orphan):  # its waiting pw.x command goes; the launcher hangs
         os.kill(child, signal.SIGKILL)
     os.kill(orphan, signal.SIGSTOP)

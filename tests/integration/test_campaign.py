@@ -31,6 +31,13 @@ def write_campaign(tmp_path: Path, mongo_uri: str, database: str, **changes: Any
     return path
 
 
+def _fcc_campaign(tmp_path: Path, mongo_uri: str, n_structures: int) -> tuple[CampaignConfig, str]:
+    """A campaign of ``n_structures`` fcc Cu-Ni cells in a database of its own (its name)."""
+    database = f"camp_{uuid.uuid4().hex[:8]}"
+    seeds = {"prototypes": ["fcc"], "n_structures": n_structures, "max_atoms": 4}
+    return load_campaign(write_campaign(tmp_path, mongo_uri, database, seeds=seeds)), database
+
+
 def run_campaign(config: CampaignConfig, progress: Any = None) -> dict[str, Any]:
     """The campaign's first stages (seed, label), as `al-loop run` starts them."""
     progress = progress or (lambda event: None)
@@ -194,15 +201,7 @@ def test_a_worker_with_other_physics_labels_nothing(tmp_path: Path, mongo_uri: s
     """A worker's own settings (FWorker env ``al_loop_execution``) may not change physics: its
     Firework FIZZLES, naming the key, and no label is made. The structures, without a label
     or a recorded failure, are submitted twice more, then the stage stays not done."""
-    database = f"camp_{uuid.uuid4().hex[:8]}"
-    config = load_campaign(
-        write_campaign(
-            tmp_path,
-            mongo_uri,
-            database,
-            seeds={"prototypes": ["fcc"], "n_structures": 3, "max_atoms": 4},
-        )
-    )
+    config, database = _fcc_campaign(tmp_path, mongo_uri, 3)
     with open_campaign(config) as session:
         SeedStage(session).run(0)
         fworker_file = session.fireworks.fworker_file
@@ -268,15 +267,7 @@ def test_a_firework_written_by_someone_else_is_not_run(tmp_path: Path, mongo_uri
     it stays READY (its command never runs) while the campaign's own are labelled."""
     from fireworks import Firework, ScriptTask
 
-    database = f"camp_{uuid.uuid4().hex[:8]}"
-    config = load_campaign(
-        write_campaign(
-            tmp_path,
-            mongo_uri,
-            database,
-            seeds={"prototypes": ["fcc"], "n_structures": 2, "max_atoms": 4},
-        )
-    )
+    config, database = _fcc_campaign(tmp_path, mongo_uri, 2)
     touched = tmp_path / "ran"
     with open_campaign(config) as session:
         SeedStage(session).run(0)

@@ -50,6 +50,18 @@ def _campaign(tmp_path: Path, mongo_uri: str, name: str, **changes: Any) -> Path
     return path
 
 
+def _committee_on(standin_model: Path, queue: str) -> dict[str, Any]:
+    """A two-member committee fine-tuned for one epoch from the stand-in, trained in ``queue``."""
+    return {
+        "n_models": 2,
+        "foundation_model": str(standin_model),
+        "max_epochs": 1,
+        "held_out_fraction": 0.0,
+        "device": "cpu",
+        "queue": queue,
+    }
+
+
 def _jobs(name: str) -> list[str]:
     out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True)
     return out.stdout.split()
@@ -222,14 +234,7 @@ def test_the_committee_trains_in_jobs_of_its_queue_and_a_cancelled_one_again(
         mongo_uri,
         "slurm-train",
         launcher={"batch_size": 2},  # labels by local launchers
-        committee={
-            "n_models": 2,
-            "foundation_model": str(standin_model),
-            "max_epochs": 1,
-            "held_out_fraction": 0.0,
-            "device": "cpu",
-            "queue": "gpu",
-        },
+        committee=_committee_on(standin_model, "gpu"),
         queues={
             "dft": {"system": "slurm"},
             "gpu": {"system": "slurm", "category": "training", "walltime": "00:10:00"},
@@ -304,15 +309,7 @@ def test_a_worker_without_the_campaign_key_refuses_the_training_job(
             "pre_rocket": [f"export AL_LOOP_MODEL_KEY_FILE={other_key}"],
         },
     }
-    committee = {
-        "n_models": 2,
-        "foundation_model": str(standin_model),
-        "max_epochs": 1,
-        "held_out_fraction": 0.0,
-        "device": "cpu",
-        "queue": "gpu",
-    }
-    changes = {"launcher": {"batch_size": 2}, "committee": committee}
+    changes = {"launcher": {"batch_size": 2}, "committee": _committee_on(standin_model, "gpu")}
     path = _campaign(tmp_path, mongo_uri, "slurm-key", queues=queues, **changes)
     with open_campaign(load_campaign(path)) as session:
         SeedStage(session).run(0)
