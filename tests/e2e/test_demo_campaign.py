@@ -213,8 +213,9 @@ def test_status_shows_stages(demo: tuple[Path, Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert "finished: max_iterations at iteration 2" in result.stdout
     lines = result.stdout.splitlines()
-    labelled = [line for line in lines if " label " in line]
+    labelled = [line for line in lines if "iteration" in line and " label " in line]
     assert len(labelled) == 3  # one line per recorded stage, whatever the terminal's width
+    assert "label Fireworks: {'COMPLETED': 4}" in result.stdout  # the Fireworks by stage
     assert "labels {ok: 8}" in labelled[0] and "labels {ok: 3}" in labelled[1]
     assert any("iteration 1 select" in line and "selected 3" in line for line in lines)
     assert "'COMPLETED': 4" in result.stdout  # 8 seeds at 4 per Firework, then 3 and 3
