@@ -12,11 +12,12 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from al_loop.config import CampaignConfig, ConfigError, load_campaign
@@ -89,6 +90,12 @@ def _user_errors() -> Iterator[None]:
             highlight=False,
         )
         raise typer.Exit(1) from None
+
+
+def _fail(message: str) -> NoReturn:
+    """A bad command-line argument: the message, exit 2."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(2)
 
 
 def _load(path: Path) -> CampaignConfig:
@@ -670,56 +677,113 @@ def liquid(
     )
 
 
-@app.command("standin-foundation")
-def standin_foundation(
+@app.command("foundation")
+def foundation(
     out: Annotated[Path, typer.Argument(help="Where to write the .model file.")],
-    elements: Annotated[str, typer.Option(help="Comma-separated, e.g. Cu,Ni,Al (EMT's).")],
-    structures: Annotated[
-        int | None, typer.Option(help="EMT-labelled training cells (default: the recipe's, 500).")
+    elements: Annotated[str, typer.Option(help="Comma-separated, e.g. Ca,Fe,Ni.")],
+    source: Annotated[
+        str, typer.Option(help="The oracle that labels: chgnet, sevennet or emt.")
+    ] = "chgnet",
+    preset: Annotated[
+        str | None,
+        typer.Option(help="The source's preset (configs/presets/<source>/; default: its first)."),
     ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Training epochs (default: the recipe's, 30).")
-    ] = None,
+    pmax: Annotated[
+        float,
+        typer.Option(help="Highest pressure wanted, GPa (cut to the source's trusted range)."),
+    ] = 50.0,
+    structures: Annotated[int, typer.Option(help="Cells labelled by the source.")] = 500,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 30).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     surrogates: Annotated[
         str | None,
         typer.Option(
-            help="EMT elements that label in place of --elements, one for one, e.g. Al,Cu,Ni "
-            "for Ca,Fe,Ni (EMT knows neither Ca nor Fe)."
+            help="Elements the source labels in place of --elements, one for one, e.g. Al,Cu,Ni "
+            "for Ca,Fe,Ni with EMT (which knows neither Ca nor Fe)."
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild if it exists.")] = False,
 ) -> None:
-    """Pre-train a tiny MACE on EMT data: a stand-in foundation model where MACE-MP cannot be
-    downloaded (tests, the demo). Writes OUT, its replay set (.replay.xyz) and its recipe
-    (.recipe.json); an OUT made by the same recipe is kept."""
+    """Pre-train a MACE foundation offline from a source (a universal potential whose weights
+    ship in its wheel, or EMT): measures the source's trusted pressure range, labels prototypes,
+    alloys, strained, rattled and MD cells across it, trains, and reports the held-out error
+    per pressure bin. Writes OUT, its replay set (.replay.xyz), recipe (.recipe.json) and report
+    (.report.json); an OUT built by the same recipe is kept."""
     from dataclasses import replace
 
-    from calculators.models.standin import (
-        STANDIN_SETTINGS,
-        STANDIN_STRUCTURES,
-        build_standin_foundation,
-        is_current,
-        recipe,
-    )
+    from al_loop.foundation import FOUNDATION_SETTINGS, FoundationRecipe, build_foundation
+    from al_loop.foundation.build import is_current
+    from calculators.oracles import available_oracles, available_presets
 
-    symbols = [e.strip() for e in elements.split(",") if e.strip()]
-    stand_ins = [e.strip() for e in (surrogates or "").split(",") if e.strip()] or None
-    structures = STANDIN_STRUCTURES if structures is None else structures
-    epochs = STANDIN_SETTINGS.max_epochs if epochs is None else epochs
-    settings = replace(STANDIN_SETTINGS, max_epochs=epochs)
-    if not force and is_current(out, recipe(symbols, structures, seed, settings, stand_ins)):
-        console.print(f"{out} exists, built by the same recipe (use --force to rebuild)")
-        return
-    if out.is_file():
-        console.print(f"{out} was built by another recipe: rebuilding it")
+    if source not in available_oracles():
+        _fail(f"--source {source!r}: not an oracle; known: {', '.join(available_oracles())}")
+    presets = available_presets(source)
+    chosen = preset or ("default" if "default" in presets else presets[0])
+    if chosen not in presets and not chosen.endswith((".yaml", ".yml")):
+        _fail(f"--preset {chosen!r}: {source} has {', '.join(presets)}")
+    settings = FOUNDATION_SETTINGS
+    if epochs is not None:
+        if epochs < 1:
+            _fail("--epochs must be at least 1")
+        settings = replace(settings, max_epochs=epochs)
+    if structures < 20:
+        _fail("--structures must be at least 20 (a tenth is held out)")
+    recipe = FoundationRecipe(
+        elements=tuple(_symbols(elements, "--elements")),
+        source=source,
+        preset=chosen,
+        surrogates=tuple(_symbols(surrogates or "", "--surrogates")),
+        pressure_max_GPa=pmax,
+        n_structures=structures,
+        seed=seed,
+        settings=settings,
+    )
     start = time.perf_counter()
     with _user_errors():
-        build_standin_foundation(symbols, out, structures, seed, settings, surrogates=stand_ins)
+        if not force and is_current(out, recipe):
+            console.print(f"{out} exists, built by the same recipe (use --force to rebuild)")
+            return
+        if out.is_file():
+            console.print(f"{out} was built by another recipe: rebuilding it")
+        report = build_foundation(
+            recipe, out, progress=lambda line: console.print(line, markup=False)
+        )
+    held = report.held_out
     console.print(
-        f"stand-in foundation model {out} ({'-'.join(symbols)}, {structures} EMT cells, "
-        f"{epochs} epochs) in {time.perf_counter() - start:.0f} s"
+        f"foundation {out} from {source} ({'-'.join(recipe.elements)}, 0-"
+        f"{report.pressure_range_GPa[1]:.0f} GPa, {report.labels['n']} labels) in "
+        f"{time.perf_counter() - start:.0f} s"
     )
+    table = Table(title="held-out source labels")
+    for column in ("pressure bin (GPa)", "n", "energy meV/atom", "force eV/Å", "pressure GPa"):
+        table.add_column(column)
+    rows = {"all": held, **held.get("by_pressure", {})}
+    for name, row in rows.items():
+        table.add_row(
+            name,
+            str(row["n"]),
+            _fmt(row.get("energy_mae_meV_atom")),
+            _fmt(row.get("force_rmse_eV_A"), 3),
+            _fmt(row.get("pressure_mae_GPa"), 2),
+        )
+    console.print(table)
+    for line in report.not_covered:
+        console.print(f"[yellow]not covered:[/] {line}")
+
+
+def _symbols(text: str, option: str) -> list[str]:
+    """Element symbols from a comma-separated option; exit 2 naming the option if one is not."""
+    from ase.data import chemical_symbols
+
+    symbols = [e.strip() for e in text.split(",") if e.strip()]
+    wrong = [s for s in symbols if s not in chemical_symbols[1:]]
+    if wrong:
+        _fail(f"{option}: {', '.join(wrong)} not element symbols (case matters: Fe)")
+    return symbols
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 @setup_app.command("pseudos")

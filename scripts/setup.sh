@@ -39,8 +39,28 @@ install_slurm() {
 }
 install_slurm
 
+# SevenNet (the sevennet oracle) needs e3nn >= 0.5, mace-torch pins 0.4.4: it gets an environment
+# of its own, run as an external program (calculators/oracles/sevennet_worker.py).
+SEVENN_VENV=${SEVENN_VENV:-.venv-sevenn}
+SEVENN_STAMP="$SEVENN_VENV/.al-loop-installed"
+SEVENN_FINGERPRINT=$(cat requirements-sevenn.lock | sha256sum | cut -d' ' -f1)
+install_sevenn() {
+    if [[ -f "$SEVENN_STAMP" && "$(cat "$SEVENN_STAMP")" == "$SEVENN_FINGERPRINT" ]]; then
+        return
+    fi
+    echo "setup: creating $SEVENN_VENV (sevenn, for the sevennet oracle)"
+    "$PYTHON" -m venv "$SEVENN_VENV"
+    local pip=("$SEVENN_VENV/bin/python" -m pip --disable-pip-version-check)
+    "${pip[@]}" install -q --upgrade "pip>=24"
+    "${pip[@]}" install -q "torch==2.13.0"
+    "${pip[@]}" install -q -r requirements-sevenn.lock
+    "${pip[@]}" check
+    echo "$SEVENN_FINGERPRINT" > "$SEVENN_STAMP"
+}
+
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$FINGERPRINT" ]]; then
     echo "setup: $VENV is up to date"
+    install_sevenn
     build_plugin
     exit 0
 fi
@@ -53,5 +73,6 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q -c requirements.lock -e ".[dev]"
 "${PIP[@]}" check
 build_plugin
+install_sevenn
 echo "$FINGERPRINT" > "$STAMP"
 echo "setup: done ($("$VENV/bin/python" -c 'import al_loop; print("al-loop", al_loop.__version__)'))"

@@ -23,7 +23,8 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -281,9 +282,11 @@ def train_mace(
     foundation: Path | str | None = None,
     replay_file: Path | None = None,
     threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainedModel:
     """Train one MACE model on ``train`` (atoms from :func:`labelled_atoms`), validated on
-    ``valid``; from ``foundation`` if given, else from scratch. Returns the CPU model file."""
+    ``valid``; from ``foundation`` if given, else from scratch. Returns the CPU model file.
+    ``progress`` is called with each epoch's line of mace's log as it is written."""
     if not train or not valid:
         raise ValueError(
             f"training needs labelled structures: got {len(train)} train, {len(valid)} validation"
@@ -314,13 +317,14 @@ def train_mace(
     log_file = workdir / "train.log"
     log.info("training MACE (seed %d, %d structures) in %s", seed, len(train), workdir)
     with open(log_file, "w") as out:
-        code = subprocess.call(
+        process = subprocess.Popen(
             [sys.executable, "-m", "calculators.models.mace_run", *args],
             cwd=workdir,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
+        code = _wait_reporting(process, log_file, progress)
     model = workdir / f"{name}.model"
     if code != 0 or not model.is_file():
         lines = log_file.read_text(errors="replace").splitlines()
@@ -328,6 +332,28 @@ def train_mace(
         tail = "\n".join([*reported, "...", *lines[-15:]])
         raise TrainingFailed(f"mace run_train exited with code {code} (log: {log_file}):\n{tail}")
     return TrainedModel(model, seed, args, log_file)
+
+
+def _wait_reporting(
+    process: subprocess.Popen, log_file: Path, progress: Callable[[str], None] | None
+) -> int:
+    """Wait for the trainer; pass each new epoch line of its log to ``progress``."""
+    if progress is None:
+        return process.wait()
+    seen = 0
+    while True:
+        code = process.poll()
+        with open(log_file, "rb") as handle:
+            handle.seek(seen)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        seen += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            if "Epoch" in line and "loss=" in line:
+                progress(line.split(" INFO: ")[-1].strip())
+        if code is not None:
+            return code
+        time.sleep(1.0)
 
 
 def model_heads(path: Path) -> list[str]:

@@ -7,15 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from calculators.oracles.base import Oracle
+from calculators.oracles.chgnet import ChgnetOracle
 from calculators.oracles.emt import EMTOracle
 from calculators.oracles.espresso import EspressoOracle
 from calculators.oracles.settings import OracleSettings, merge_settings
+from calculators.oracles.sevennet import SevennetOracle
 from calculators.oracles.vasp import VaspOracle
 from calculators.yaml_files import load_settings_file
 
 #: Oracle classes by code name. A new code is one class and one line here.
 ORACLES: dict[str, type[Oracle]] = {
-    oracle.code: oracle for oracle in (EMTOracle, EspressoOracle, VaspOracle)
+    oracle.code: oracle
+    for oracle in (EMTOracle, EspressoOracle, VaspOracle, ChgnetOracle, SevennetOracle)
 }
 
 

@@ -222,7 +222,61 @@ EMT = Kit(
     replays={"ok": _emt_label("Cu"), "crashed": _emt_label("Fe")},  # EMT has no Fe
 )
 
-KITS = {"emt": EMT, "espresso": ESPRESSO, "vasp": VASP}
+# -- universal potentials ------------------------------------------------------------------------
+
+
+def _universal_label(symbol: str, changes: dict[str, Any] | None = None) -> Replay:
+    """Label one fcc cell of ``symbol`` (Og: an element no universal potential knows)."""
+
+    def replay(oracle: Oracle, folder: Path) -> tuple[str, str]:
+        if changes:
+            oracle = type(oracle)(oracle.settings.merged(changes))
+        result = oracle.label(bulk(symbol, "fcc", a=3.6), folder)
+        if result.status == "ok":  # a real result, in ASE's units and signs
+            assert result.energy_eV is not None and result.forces_eV_A.shape == (1, 3)
+            assert result.stress_eV_A3.shape == (6,)
+            assert result.extra["weights_sha256"] == result.physics["weights_sha256"]
+        return result.status, result.error or ""
+
+    return replay
+
+
+CHGNET = Kit(
+    elements=["Ca", "Fe", "Ni"],
+    overrides=lambda root: {},
+    physics_changes=lambda root: [{"model": "r2scan"}, {"model": "0.2.0"}],
+    execution_changes=lambda root: [{"device": "cuda"}],  # hashed only, never run here
+    replays={"ok": _universal_label("Ni"), "crashed": _universal_label("Og")},
+)
+
+
+def _sevenn_python_elsewhere(root: Path) -> str:
+    """The same environment's interpreter under another name: an execution setting only."""
+    from calculators.oracles.sevennet import DEFAULT_PYTHON
+
+    return str(DEFAULT_PYTHON.with_name("python3"))
+
+
+SEVENNET = Kit(
+    elements=["Ca", "Fe", "Ni"],
+    overrides=lambda root: {},
+    physics_changes=lambda root: [
+        {"model": "7net-l3i5"},
+        {"model": "7net-mf-0", "modal": "R2SCAN"},
+    ],
+    execution_changes=lambda root: [
+        {"python": _sevenn_python_elsewhere(root)},
+        {"device": "cuda"},
+        {"wall_time_s": 60},
+    ],
+    replays={
+        "ok": _universal_label("Ni"),
+        "crashed": _universal_label("Og"),
+        "killed": _universal_label("Ni", {"wall_time_s": 1e-4}),  # past its wall time
+    },
+)
+
+KITS = {"emt": EMT, "espresso": ESPRESSO, "vasp": VASP, "chgnet": CHGNET, "sevennet": SEVENNET}
 
 
 @pytest.fixture(autouse=True)

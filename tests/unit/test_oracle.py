@@ -241,7 +241,7 @@ def test_oracle_result_carries_code_and_settings() -> None:
 
 
 def test_every_shipped_preset_is_usable_and_sets_every_key() -> None:
-    assert available_oracles() == ["emt", "espresso", "vasp"]
+    assert available_oracles() == ["chgnet", "emt", "espresso", "sevennet", "vasp"]
     for code in available_oracles():
         for name in available_presets(code):
             raw = preset_settings(code, name)
