@@ -273,6 +273,15 @@ def run(
                 _num(row["pressure_rmse_GPa"]),
             )
         console.print(curve)
+    zero = summary.get("foundation_zero_shot")
+    if zero:
+        console.print(
+            f"the foundation alone (zero-shot) on that set: energy RMSE "
+            f"{_num(zero['energy_rmse_meV_atom'])} meV/atom "
+            f"({_num(zero['energy_refit_rmse_meV_atom'])} with an energy zero per element fitted), "
+            f"force {_num(zero['force_rmse_eV_A'])} eV/Å, "
+            f"pressure {_num(zero['pressure_rmse_GPa'])} GPa"
+        )
     finished = summary["finished"]
     if finished is None:
         iteration, stage = summary.get("unfinished", (None, "label"))
@@ -463,18 +472,104 @@ def phase(
     campaign: CampaignFile,
     threads: Annotated[int | None, typer.Option(help="Torch threads for the model.")] = None,
     queue: QueueOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Relax with student, teacher or oracle (default: phase.model)."),
+    ] = None,
+    check: Annotated[
+        str | None,
+        typer.Option(
+            help="Then relax the same candidates with this model (oracle or teacher) and print "
+            "both models' transitions side by side, with the RMS of their ΔH(P)."
+        ),
+    ] = None,
+    target: Annotated[
+        float, typer.Option(help="--check: a transition within this many GPa is met.")
+    ] = 2.0,
 ) -> None:
     """Phase stability: every candidate relaxed on the pressure grid with the student (or the
     teacher, or the oracle: phase.model), enthalpy hulls, stable phases, transition pressures,
     plots."""
     from al_loop.loop import phase_campaign
+    from al_loop.phase.compare import with_phase
 
     config = _load(campaign)
+    for option, value in (("--model", model), ("--check", check)):
+        if value is not None and value not in PHASE_MODELS:
+            _fail(f"{option} {value!r}: give one of {', '.join(PHASE_MODELS)}")
+    if model is not None:
+        config = with_phase(config, model=model)
+    if check is not None and check == config.phase.model:
+        _fail(f"--check {check}: the map is already made with {check}; check it against another")
     if queue is not None:
         return _submit_command(ctx, config, queue)
     start = time.perf_counter()
     with _user_errors():
         result = phase_campaign(config, progress=_progress, threads=threads)
+    _print_phase(result)
+    if check is not None:
+        with _user_errors():
+            reference = phase_campaign(
+                with_phase(config, model=check), progress=_progress, threads=threads
+            )
+        _print_phase(reference)
+        _print_phase_check(config.phase.model, result, check, reference, target)
+    folder = Path(result["files"]["hull_csv"]).parent
+    console.print(f"tables and plots in {folder}; done in {time.perf_counter() - start:.1f} s")
+
+
+PHASE_MODELS = ("student", "teacher", "oracle")
+
+
+def _print_phase_check(
+    name: str, result: dict, reference_name: str, reference: dict, target: float
+) -> None:
+    """The two maps' transitions side by side and their ΔH RMS; kept as check-<ref>.json."""
+    from al_loop.phase.compare import delta_h_rms, transitions_against
+
+    rows = transitions_against({name: result}, reference, target)
+    table = Table(
+        "composition",
+        "from",
+        "to",
+        reference_name,
+        name,
+        "difference",
+        "verdict",
+        title=f"transitions: {name} against {reference_name} (target ±{target:g} GPa)",
+    )
+    for row in rows:
+        off = row.get(f"{name}_minus_reference_GPa")
+        verdict = (
+            f"spurious ({name} only)"
+            if row.get("spurious")
+            else "met"
+            if row.get(f"{name}_met")
+            else "[yellow]missed[/]"
+        )
+        table.add_row(
+            row["formula"],
+            row["from"],
+            row["to"],
+            _fmt(row["reference_GPa"], 2),
+            _fmt(row.get(f"{name}_GPa"), 2),
+            _fmt(off, 2),
+            verdict,
+        )
+    console.print(table if rows else "no transition in either map on the grid")
+    dh = delta_h_rms(result, reference)
+    console.print(
+        f"ΔH(P) of {name} against {reference_name}, RMS (max) meV/atom: "
+        + "; ".join(f"{f} {v['rms_meV_atom']:.1f} ({v['max_meV_atom']:.1f})" for f, v in dh.items())
+    )
+    folder = Path(result["files"]["hull_csv"]).parent
+    (folder / f"check-{reference_name}.json").write_text(
+        json.dumps({"transitions": rows, "delta_h": dh, "target_GPa": target}, indent=1)
+    )
+
+
+def _print_phase(result: dict) -> None:
+    """A phase map: its model, stable phases, transitions, what was left out."""
     model = result["model"]
     by = (
         f"the {model['code']} oracle"
@@ -521,8 +616,6 @@ def phase(
             f"disagrees[/] (limits {result['teacher_limits']}; |H(model) - H(teacher)| median "
             f"{_num(gap['median_abs'])} meV/atom, max {_num(gap['max_abs'])})"
         )
-    folder = Path(result["files"]["hull_csv"]).parent
-    console.print(f"tables and plots in {folder}; done in {time.perf_counter() - start:.1f} s")
 
 
 def _numbers(text: str, option: str) -> list[float]:
@@ -702,6 +795,13 @@ def foundation(
             "for Ca,Fe,Ni with EMT (which knows neither Ca nor Fe)."
         ),
     ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="A campaign file: store the source's labels in its dataset (campaign "
+            "<name>/foundation, under the source's physics identity)."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild if it exists.")] = False,
 ) -> None:
     """Pre-train a MACE foundation offline from a source (a universal potential whose weights
@@ -712,7 +812,7 @@ def foundation(
     from dataclasses import replace
 
     from al_loop.foundation import FOUNDATION_SETTINGS, FoundationRecipe, build_foundation
-    from al_loop.foundation.build import is_current
+    from al_loop.foundation.build import is_current, report_file
     from calculators.oracles import available_oracles, available_presets
 
     if source not in available_oracles():
@@ -738,16 +838,20 @@ def foundation(
         seed=seed,
         settings=settings,
     )
+    config = _load(store) if store is not None else None
     start = time.perf_counter()
+    say = lambda line: console.print(line, markup=False)  # noqa: E731
     with _user_errors():
         if not force and is_current(out, recipe):
             console.print(f"{out} exists, built by the same recipe (use --force to rebuild)")
+            if config is not None:
+                _store_foundation_labels(config, recipe, report_file(out), say)
             return
         if out.is_file():
             console.print(f"{out} was built by another recipe: rebuilding it")
-        report = build_foundation(
-            recipe, out, progress=lambda line: console.print(line, markup=False)
-        )
+        report = build_foundation(recipe, out, progress=say)
+        if config is not None:
+            _store_foundation_labels(config, recipe, report_file(out), say)
     held = report.held_out
     console.print(
         f"foundation {out} from {source} ({'-'.join(recipe.elements)}, 0-"
@@ -769,6 +873,23 @@ def foundation(
     console.print(table)
     for line in report.not_covered:
         console.print(f"[yellow]not covered:[/] {line}")
+
+
+def _store_foundation_labels(config: CampaignConfig, recipe: Any, report: Path, say: Any) -> None:
+    """The source labels of a built foundation (its label cache) into the campaign's dataset."""
+    from ase.io import read
+
+    from al_loop.campaign import open_campaign
+    from al_loop.foundation.dataset import store_source_labels
+
+    cache = Path(json.loads(report.read_text())["labels"]["cache"])
+    if not cache.is_file():
+        _fail(f"the source labels {cache} are gone: rebuild with --force to store them")
+    with open_campaign(config) as session:
+        new = store_source_labels(
+            session.store, recipe.make_source(), read(cache, index=":"), config.name, say
+        )
+    say(f"{new} source labels stored in the dataset of {config.name} ({config.name}/foundation)")
 
 
 def _symbols(text: str, option: str) -> list[str]:

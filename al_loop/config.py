@@ -363,8 +363,8 @@ class CommitteeConfig(_Section):
                 return str(_must_be_file(value, info))
             except ValueError as err:
                 raise ValueError(
-                    f"{err}; give a MACE .model file or a named model (medium-mpa-0), or build a "
-                    "tiny stand-in with `al-loop standin-foundation PATH --elements A,B`"
+                    f"{err}; give a MACE .model file or a named model (medium-mpa-0), or build "
+                    "one offline with `al-loop foundation PATH --elements A,B --source chgnet`"
                 ) from None
         if value is not None:
             from calculators.models.mace_train import foundation_names

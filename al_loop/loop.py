@@ -141,5 +141,7 @@ def summary(session: CampaignSession, finished: dict[str, Any] | None) -> dict[s
     stats["finished"] = finished
     stats["plots"] = str(session.workdir / "plots")
     evaluated = session.log.records("evaluate")
-    stats["learning_curve"] = evaluated[-1]["result"].get("learning_curve", []) if evaluated else []
+    last = evaluated[-1]["result"] if evaluated else {}
+    stats["learning_curve"] = last.get("learning_curve", [])
+    stats["foundation_zero_shot"] = last.get("foundation_zero_shot")
     return stats

@@ -1,8 +1,8 @@
 """An EMT campaign's final committee against the accuracy targets, on a fixed test set.
 
-Usage (after ``make demo``, which ran ``al-loop run configs/demo.yaml``)::
+Usage (after ``make demo``, which ran ``al-loop run configs/demo-emt.yaml``)::
 
-    python benchmarks/demo_accuracy.py [configs/demo.yaml]
+    python benchmarks/demo_accuracy.py [configs/demo-emt.yaml]
 
 The test set is independent of the campaign and the same on every run: EMT NPT frames of
 random cells of 4-16 atoms of the campaign's elements at its conditions, one held-out
@@ -63,7 +63,7 @@ def test_args(config: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    config = load_campaign(Path(args[0] if args else "configs/demo.yaml"))
+    config = load_campaign(Path(args[0] if args else "configs/demo-emt.yaml"))
     evaluator = ae.Evaluator(2, "float64")
     try:
         _, test = ae.make_pool(test_args(config), evaluator.pool)

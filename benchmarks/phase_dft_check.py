@@ -33,80 +33,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_record import record
 
-from al_loop.config import CampaignConfig, PhaseConfig, load_campaign
+from al_loop.config import load_campaign
 from al_loop.loop import phase_campaign
+from al_loop.phase.compare import delta_h_rms, transitions_against, with_phase
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 MODELS = ("student", "teacher", "oracle")
 WIDE = {"max_teacher_gap_meV_atom": 1e6, "max_teacher_spread_eV_A": 1e6}
-
-
-def with_phase(config: CampaignConfig, **values: Any) -> CampaignConfig:
-    merged = {**config.phase.model_dump(), **values}
-    return config.model_copy(update={"phase": PhaseConfig.model_validate(merged)})
-
-
-def enthalpies(result: dict[str, Any]) -> dict[tuple[str, float], float]:
-    return {(r["name"], float(r["pressure_GPa"])): r["enthalpy_eV_atom"] for r in result["hull"]}
-
-
-def delta_h_rms(model: dict[str, Any], oracle: dict[str, Any]) -> dict[str, Any]:
-    """Per composition, the RMS (meV/atom) over phases and pressures of ΔH_model - ΔH_oracle,
-    ΔH against the oracle's lowest phase at the lowest pressure; both must have the cell."""
-    mine, ref = enthalpies(model), enthalpies(oracle)
-    out: dict[str, Any] = {}
-    for formula in sorted({r["formula"] for r in oracle["hull"]}):
-        names = sorted({r["name"] for r in oracle["hull"] if r["formula"] == formula})
-        low = min(p for (n, p) in ref if n in names)
-        base = min(names, key=lambda n: ref.get((n, low), np.inf))
-        diffs = [
-            (mine[(n, p)] - mine[(base, p)]) - (ref[(n, p)] - ref[(base, p)])
-            for (n, p) in ref
-            if n in names and n != base and {(n, p), (base, p)} <= mine.keys() and (base, p) in ref
-        ]
-        if diffs:
-            out[formula] = {
-                "against": base,
-                "n": len(diffs),
-                "rms_meV_atom": round(1000 * float(np.sqrt(np.mean(np.square(diffs)))), 2),
-                "max_meV_atom": round(1000 * float(np.max(np.abs(diffs))), 2),
-            }
-    return out
-
-
-def compare(results: dict[str, dict[str, Any]], target: float) -> list[dict[str, Any]]:
-    """Every transition of the oracle, with the student's and the teacher's."""
-    rows = []
-    for t in results["oracle"]["transitions"]:
-        row: dict[str, Any] = {
-            "formula": t["formula"],
-            "from": t["from"],
-            "to": t["to"],
-            "oracle_GPa": t["pressure_GPa"],
-        }
-        for model in ("student", "teacher"):
-            same = [
-                u
-                for u in results[model]["transitions"]
-                if (u["formula"], u["from"], u["to"]) == (t["formula"], t["from"], t["to"])
-            ]
-            at = same[0]["pressure_GPa"] if same else None
-            row[f"{model}_GPa"] = at
-            off = None if at is None or t["pressure_GPa"] is None else at - t["pressure_GPa"]
-            row[f"{model}_minus_oracle_GPa"] = None if off is None else round(off, 2)
-        off = row["student_minus_oracle_GPa"]
-        row["target_GPa"] = target
-        row["met"] = off is not None and abs(off) <= target
-        rows.append(row)
-    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -147,7 +86,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {k: v for k, v in settings.items() if k not in WIDE},
         "transitions": {m: results[m]["transitions"] for m in MODELS},
         "unconverged": {m: results[m]["unconverged"] for m in MODELS},
-        "compared": compare(results, args.target_GPa),
+        "compared": transitions_against(
+            {m: results[m] for m in MODELS[:2]}, results["oracle"], args.target_GPa
+        ),
         "delta_h_vs_oracle": {m: delta_h_rms(results[m], results["oracle"]) for m in MODELS[:2]},
         "model_vs_teacher_enthalpy_meV_atom": {
             m: results[m]["model_vs_teacher_enthalpy_meV_atom"] for m in MODELS

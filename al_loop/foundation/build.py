@@ -33,7 +33,7 @@ from ase.io import read, write
 
 from al_loop.evaluation import errors, pressure_GPa, summary
 from al_loop.foundation.source import Source
-from al_loop.foundation.structures import Generator, generate, kind_counts
+from al_loop.foundation.structures import GENERATOR_VERSION, Generator, generate, kind_counts
 from al_loop.foundation.trust import TrustReport, measure_trust
 from calculators.models.mace_train import TrainSettings, labelled_atoms, train_mace
 from calculators.oracles.settings import digest
@@ -85,7 +85,7 @@ class FoundationRecipe:
         """What the labels depend on (the training settings do not)."""
         d = asdict(self)
         d.pop("settings")
-        return {**d, "source_identity": source}
+        return {**d, "source_identity": source, "generator_version": GENERATOR_VERSION}
 
     def document(self, source: dict[str, Any]) -> dict[str, Any]:
         return {**self.label_key(source), "settings": self.settings.to_document()}
@@ -281,7 +281,8 @@ def held_out_errors(model: Path, held: Sequence[Atoms], p_max: float) -> dict[st
     from calculators.models.committee import mace_calculator
 
     calc = mace_calculator([model], device="cpu")
-    bins = [b for b in REPORT_BINS_GPA if b < p_max] + [p_max]
+    bins = [b for b in REPORT_BINS_GPA if b < p_max]
+    bins += [next((b for b in REPORT_BINS_GPA if b >= p_max), p_max)]
     result = summary(errors(calc, held, bins))
     result["pressures_GPa"] = [pressure_GPa(a.get_stress()) for a in held]
     return result

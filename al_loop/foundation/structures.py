@@ -30,10 +30,12 @@ from al_loop.seeds import CELL_ATOMS, prototype
 
 log = logging.getLogger(__name__)
 
+#: Bumped whenever what :func:`generate` makes changes: part of the label cache's key.
+GENERATOR_VERSION = 2
 #: Share of each kind in the structures.
 KINDS = {"prototype": 0.25, "alloy": 0.25, "strained": 0.15, "rattled": 0.15, "md": 0.20}
 #: MD: steps per run, frames kept per run (evenly spaced, after a quarter of the run).
-MD_STEPS, MD_FRAMES = 40, 4
+MD_STEPS, MD_FRAMES = 32, 4
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,9 @@ def _md_frames(
     atoms = start.copy()
     atoms.calc = source.calculator()
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    dyn = Langevin(atoms, 2.0 * units.fs, temperature_K=temperature_K, friction=0.02, rng=rng)
+    dyn = Langevin(
+        atoms, 2.0 * units.fs, temperature_K=temperature_K, friction=0.02, fixcm=False, rng=rng
+    )
     frames = []
     every = MD_STEPS * 3 // 4 // MD_FRAMES
     for step in range(MD_STEPS):

@@ -18,11 +18,14 @@ from launchers.tasks import label_fields
 
 class DatasetLedger:
     """Labels of ``oracle``'s physics in ``store``, asked for by ``campaign`` (a name of its
-    own, e.g. ``<campaign>/phase``: the committee's training set is left as it is)."""
+    own, e.g. ``<campaign>/phase``: the committee's training set is left as it is); ``origin``
+    is recorded as each structure's source."""
 
-    def __init__(self, store: Store, oracle: Oracle, campaign: str, iteration: int) -> None:
+    def __init__(
+        self, store: Store, oracle: Oracle, campaign: str, iteration: int, origin: str = "phase"
+    ) -> None:
         self.store, self.oracle = store, oracle
-        self.campaign, self.iteration = campaign, iteration
+        self.campaign, self.iteration, self.origin = campaign, iteration, origin
 
     def _hash(self, atoms: Atoms) -> str:
         return self.oracle.physics_hash_for(atoms.get_chemical_symbols())
@@ -34,7 +37,9 @@ class DatasetLedger:
         return self.store.label_atoms(doc)
 
     def keep(self, atoms: Atoms, result: LabelResult) -> None:
-        sid = self.store.add_structure(atoms, self.campaign, self.iteration, {"source": "phase"})
+        sid = self.store.add_structure(
+            atoms, self.campaign, self.iteration, {"source": self.origin}
+        )
         worker: dict[str, Any] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),

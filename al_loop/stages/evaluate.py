@@ -46,6 +46,23 @@ def parity(held: dict[str, dict[str, Any]], path: Path, iteration: int) -> None:
     plots.parity_panels(panels, path, title=f"iteration {iteration}: {n} held-out labels")
 
 
+def energy_after_reference_refit(
+    structures: list, reference_eV_atom: np.ndarray, predicted_eV_atom: np.ndarray
+) -> dict[str, float]:
+    """Per-atom energy errors after one reference energy per element is fitted (least
+    squares) to the differences: what is left once the energy zero is the labels'."""
+    symbols = sorted({s for a in structures for s in a.get_chemical_symbols()})
+    counts = np.array([[a.get_chemical_symbols().count(s) for s in symbols] for a in structures])
+    n = counts.sum(axis=1)
+    difference = (np.asarray(reference_eV_atom) - np.asarray(predicted_eV_atom)) * n
+    shift, *_ = np.linalg.lstsq(counts.astype(float), difference, rcond=None)
+    left = (difference - counts @ shift) / n
+    return {
+        "energy_refit_rmse_meV_atom": float(1000 * np.sqrt(np.mean(left**2))),
+        "energy_refit_mae_meV_atom": float(1000 * np.mean(np.abs(left))),
+    }
+
+
 class EvaluateStage(Stage):
     name = "evaluate"
 
@@ -77,6 +94,9 @@ class EvaluateStage(Stage):
         )
         if calibration:
             result["calibration"] = calibration
+        zero_shot = self.zero_shot(result["fixed_structure_ids"], slices[FIXED])
+        if zero_shot is not None:
+            result["foundation_zero_shot"] = zero_shot
         result["learning_curve"] = curve = self.learning_curve(iteration, result, slices[FIXED])
         plots.learning_curve(
             [p["iteration"] for p in curve],
@@ -118,6 +138,32 @@ class EvaluateStage(Stage):
             "spread_eV_A": previous["force_spread_eV_A"],
             "max_force_error_eV_A": previous["max_force_error_eV_A"],
             "force_rmse_eV_A": previous["force_rmse_eV_A"],
+        }
+
+    def zero_shot(self, ids: list[str], fixed: list) -> dict[str, Any] | None:
+        """The foundation's own errors on the fixed held-out set, before any fine-tuning (a
+        file foundation only): taken from an earlier evaluation of the same set, else
+        measured. The energy is given as it comes and after refitting one reference energy
+        per element (what fine-tuning's estimated E0s do: another level of theory has another
+        energy zero)."""
+        path = self.session.config.committee.foundation_model
+        if not fixed or path is None or not Path(path).is_file():
+            return None
+        for record in self.session.log.records(self.name):
+            known = record["result"]
+            if known.get("fixed_structure_ids") == ids and "foundation_zero_shot" in known:
+                return known["foundation_zero_shot"]
+        from calculators.models.committee import mace_calculator
+
+        c = self.session.config.committee
+        measured = errors(
+            mace_calculator([path], device=c.device), fixed, c.error_pressure_bins_GPa
+        )
+        return {
+            **summary(measured),
+            **energy_after_reference_refit(
+                fixed, measured["energy_reference_eV_atom"], measured["energy_predicted_eV_atom"]
+            ),
         }
 
     def learning_curve(
@@ -169,6 +215,17 @@ class EvaluateStage(Stage):
             **{f"fixed_{key}": fixed.get(key) for key, _ in CURVE},
             "spread_error_rank_correlation": calibration.get("spearman"),
         }
+        zero_shot = result.get("foundation_zero_shot")
+        if zero_shot:
+            out["foundation_zero_shot"] = {
+                k: zero_shot.get(k)
+                for k in (
+                    "energy_rmse_meV_atom",
+                    "energy_refit_rmse_meV_atom",
+                    "force_rmse_eV_A",
+                    "pressure_rmse_GPa",
+                )
+            }
         if newest:
             out["newest_slice"] = newest[-1]
             out["newest_slice_force_rmse_eV_A"] = result["held_out"][newest[-1]].get(

@@ -50,7 +50,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, standin_model: Path) -> tuple
     server, real rockets and real MACE training from the stand-in foundation model."""
     tmp = tmp_path_factory.mktemp("demo")
     config = tiny_loop(
-        yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()), standin_model, iterations=2
+        yaml.safe_load((REPO / "configs" / "demo-emt.yaml").read_text()), standin_model, iterations=2
     )
     config["seeds"]["n_structures"] = 8
     config["committee"]["held_out_fraction"] = 0.3  # a few held-out labels in 14
@@ -301,7 +301,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(
     import pymongo
 
     config = tiny_loop(
-        yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()), standin_model, 1
+        yaml.safe_load((REPO / "configs" / "demo-emt.yaml").read_text()), standin_model, 1
     )
     config["seeds"]["n_structures"] = 12
     config["launcher"] = {"workers": 1, "batch_size": 1}
@@ -352,7 +352,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(
 
 
 def test_read_only_commands_refuse_a_campaign_without_data(tmp_path: Path) -> None:
-    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    config = yaml.safe_load((REPO / "configs" / "demo-emt.yaml").read_text())
     config["committee"]["foundation_model"] = None
     config["workdir"] = str(tmp_path / "nowhere")
     path = tmp_path / "demo.yaml"

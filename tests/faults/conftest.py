@@ -20,7 +20,7 @@ def campaign_file(tmp_path: Path, standin_model: Path) -> Callable[..., Path]:
     """Write the shrunk demo campaign (changes merged per section) and return its path."""
 
     def write(name: str = "faults.yaml", **sections: dict[str, Any]) -> Path:
-        config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+        config = yaml.safe_load((REPO / "configs" / "demo-emt.yaml").read_text())
         config["system"].update(pressures_GPa=[0, 50], temperatures_K=[600])
         config["seeds"].update(n_structures=8)
         config["committee"].update(

@@ -11,7 +11,7 @@ from ase.io import write
 
 from al_loop.config import CampaignConfig, ConfigError, load_campaign
 
-DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo-emt.yaml"
 MINIMAL = "name: t\nsystem:\n  elements: [Cu, Ni]\n"
 
 
@@ -254,7 +254,7 @@ BAD = [
         "missing-foundation-file",
         MINIMAL + "committee:\n  foundation_model: models/none.model\n",
         "committee.foundation_model",
-        "al-loop standin-foundation",
+        "al-loop foundation PATH --elements A,B --source chgnet",
     ),
     (
         "missing-replay-file",

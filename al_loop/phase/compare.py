@@ -1,0 +1,88 @@
+"""Two phase maps of the same candidates and pressures compared: a model's (the student's, the
+teacher's) against a reference's (the oracle's own relaxations)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from al_loop.config import CampaignConfig
+
+
+def with_phase(config: CampaignConfig, **values: Any) -> CampaignConfig:
+    """``config`` with ``values`` set in its phase section (validated)."""
+    from al_loop.config import PhaseConfig
+
+    merged = {**config.phase.model_dump(), **values}
+    return config.model_copy(update={"phase": PhaseConfig.model_validate(merged)})
+
+
+def enthalpies(result: dict[str, Any]) -> dict[tuple[str, float], float]:
+    return {(r["name"], float(r["pressure_GPa"])): r["enthalpy_eV_atom"] for r in result["hull"]}
+
+
+def delta_h_rms(model: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """Per composition, the RMS and max (meV/atom) over phases and pressures of ΔH_model -
+    ΔH_reference, each ΔH against the reference's lowest phase at the lowest pressure; a cell
+    counts where both relaxed it."""
+    mine, ref = enthalpies(model), enthalpies(reference)
+    out: dict[str, Any] = {}
+    for formula in sorted({r["formula"] for r in reference["hull"]}):
+        names = sorted({r["name"] for r in reference["hull"] if r["formula"] == formula})
+        low = min(p for (n, p) in ref if n in names)
+        base = min(names, key=lambda n: ref.get((n, low), np.inf))
+        diffs = [
+            (mine[(n, p)] - mine[(base, p)]) - (ref[(n, p)] - ref[(base, p)])
+            for (n, p) in ref
+            if n in names and n != base and {(n, p), (base, p)} <= mine.keys() and (base, p) in ref
+        ]
+        if diffs:
+            out[formula] = {
+                "against": base,
+                "n": len(diffs),
+                "rms_meV_atom": round(1000 * float(np.sqrt(np.mean(np.square(diffs)))), 2),
+                "max_meV_atom": round(1000 * float(np.max(np.abs(diffs))), 2),
+            }
+    return out
+
+
+def transitions_against(
+    models: dict[str, dict[str, Any]], reference: dict[str, Any], target_GPa: float
+) -> list[dict[str, Any]]:
+    """Every transition of ``reference``, with each model's pressure for the same transition
+    (None: the model does not find it) and whether it is within ``target_GPa``; then each
+    model's transitions that the reference does not have (``spurious``)."""
+    key = lambda t: (t["formula"], t["from"], t["to"])  # noqa: E731
+    rows = []
+    for t in reference["transitions"]:
+        row: dict[str, Any] = {
+            "formula": t["formula"],
+            "from": t["from"],
+            "to": t["to"],
+            "reference_GPa": t["pressure_GPa"],
+        }
+        for name, result in models.items():
+            same = [u for u in result["transitions"] if key(u) == key(t)]
+            at = same[0]["pressure_GPa"] if same else None
+            off = None if at is None or t["pressure_GPa"] is None else at - t["pressure_GPa"]
+            row[f"{name}_GPa"] = at
+            row[f"{name}_minus_reference_GPa"] = None if off is None else round(off, 2)
+            row[f"{name}_met"] = off is not None and abs(off) <= target_GPa
+        rows.append(row)
+    known = {key(t) for t in reference["transitions"]}
+    for name, result in models.items():
+        for u in result["transitions"]:
+            if key(u) not in known:
+                rows.append(
+                    {
+                        "formula": u["formula"],
+                        "from": u["from"],
+                        "to": u["to"],
+                        "reference_GPa": None,
+                        f"{name}_GPa": u["pressure_GPa"],
+                        "spurious": name,
+                    }
+                )
+    return rows
