@@ -50,7 +50,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, standin_model: Path) -> tuple
     server, real rockets and real MACE training from the stand-in foundation model."""
     tmp = tmp_path_factory.mktemp("demo")
     config = tiny_loop(
-        yaml.safe_load((REPO / "configs" / "demo-emt.yaml").read_text()), standin_model, iterations=2
+        yaml.safe_load((REPO / "configs" / "demo-emt.yaml").read_text()),
+        standin_model,
+        iterations=2,
     )
     config["seeds"]["n_structures"] = 8
     config["committee"]["held_out_fraction"] = 0.3  # a few held-out labels in 14

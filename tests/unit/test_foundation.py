@@ -55,7 +55,9 @@ def test_emt_measures_its_own_range_and_cells_follow_it() -> None:
     assert set(counts) == set(KINDS) and counts["md"] == 8
     assert all(0 <= p <= 50 for _, p, _ in made)
     again = [a for _, _, a in generate(gen, source, trust)]
-    assert all(np.allclose(a.positions, b.positions) for (_, _, a), b in zip(made, again))
+    assert all(
+        np.allclose(a.positions, b.positions) for (_, _, a), b in zip(made, again, strict=True)
+    )
 
 
 def test_surrogates_label_in_place_of_elements_emt_does_not_know() -> None:
