@@ -551,3 +551,33 @@ def test_firework_reserved_by_a_killed_launcher_is_made_ready(make_rig: Any) -> 
     rig.run(workers=1, timeout_s=120)
     assert rig.fw_states() == {fw_id: "COMPLETED"}
     assert {d["status"] for d in rig.labels()} == {"ok"} and len(rig.labels()) == 2
+
+
+# -- universal potentials through the same rockets -------------------------------------------------
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(("code", "preset"), [("chgnet", "r2scan"), ("sevennet", "r2scan")])
+def test_a_universal_potential_labels_through_rockets(
+    make_rig: Any, code: str, preset: str
+) -> None:
+    """CHGNet in the worker's process, SevenNet through its worker in .venv-sevenn: labels
+    stored with the model's identity (head and weights hash) and the values the oracle gives."""
+    rig = make_rig("uri")
+    rig.oracle = make_oracle(code, preset)
+    cells = random_cells(3, seed=7)
+    for atoms in cells:
+        atoms.symbols[:] = ["Ca" if s == "Al" else "Fe" if s == "Cu" else s for s in atoms.symbols]
+    ids = rig.store.add_structures(cells, CAMPAIGN, 0, {"kind": "seed"})
+    rig.submit(ids, batch_size=3)
+    rig.run(workers=1, timeout_s=180)
+    assert workflow_states(rig.lp, CAMPAIGN, 0) == {"COMPLETED": 1}
+    labels = {d["structure_id"]: d for d in rig.labels()}
+    assert {d["status"] for d in labels.values()} == {"ok"} and len(labels) == 3
+    physics = rig.oracle.physics_for(["Ca"])
+    assert {d["physics_hash"] for d in labels.values()} == {rig.oracle.physics_hash_for(["Ca"])}
+    assert len(physics["weights_sha256"]) == 64 and physics["model"] in {"r2scan", "7net-mf-0"}
+    for sid, atoms in zip(ids, cells, strict=True):
+        direct = rig.oracle.label(atoms, rig.root / "direct" / sid[:8])
+        assert labels[sid]["energy_eV"] == pytest.approx(direct.energy_eV, abs=1e-5)
+        assert labels[sid]["code"] == code

@@ -13,8 +13,6 @@ from ase.build import bulk
 
 from calculators.models.committee import mace_calculator
 from calculators.models.mace_train import (
-    ENERGY_KEY,
-    FORCES_KEY,
     TrainingFailed,
     command_line,
     train_mace,
@@ -23,7 +21,6 @@ from calculators.models.standin import (
     STANDIN_SETTINGS,
     emt_structures,
     replay_file,
-    surrogate_structures,
 )
 from database import Store
 
@@ -171,16 +168,6 @@ def test_models_are_stored_with_their_files(store: Store, standin_model: Path) -
     assert store.fs.exists(second) and not store.fs.exists(first)
 
 
-def test_surrogates_label_elements_emt_does_not_know() -> None:
-    """Ca, Fe, Ni labelled by EMT's Al, Cu, Ni: the same cells and labels, renamed one for one."""
-    renamed = surrogate_structures(["Ca", "Fe", "Ni"], ["Al", "Cu", "Ni"], 6, seed=3)
-    plain = emt_structures(["Al", "Cu", "Ni"], 6, seed=3)
-    names = {"Al": "Ca", "Cu": "Fe", "Ni": "Ni"}
-    for a, b in zip(renamed, plain, strict=True):
-        assert a.get_chemical_symbols() == [names[s] for s in b.get_chemical_symbols()]
-        assert a.info[ENERGY_KEY] == b.info[ENERGY_KEY]
-        assert np.array_equal(a.arrays[FORCES_KEY], b.arrays[FORCES_KEY])
-    with pytest.raises(ValueError, match="different EMT elements"):
-        surrogate_structures(["Ca", "Fe"], ["Al", "Al"], 2)
+def test_emt_structures_refuse_elements_emt_does_not_know() -> None:
     with pytest.raises(ValueError, match="--surrogates"):
         emt_structures(["Ca"], 1)
