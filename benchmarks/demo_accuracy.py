@@ -1,10 +1,16 @@
-"""An EMT campaign's final committee against the accuracy targets, on a fixed test set.
+"""A campaign's final committee against the accuracy targets, on a fixed test set.
 
-Usage (after ``make demo``, which ran ``al-loop run configs/demo-emt.yaml``)::
+Usage (after ``make demo``, which ran ``al-loop run configs/demo.yaml``)::
 
-    python benchmarks/demo_accuracy.py [configs/demo-emt.yaml]
+    python benchmarks/demo_accuracy.py [configs/demo.yaml] [--test-structures 120]
 
-The test set is independent of the campaign and the same on every run: EMT NPT frames of
+The test set is independent of the campaign and the same on every run. For a campaign whose
+oracle is not EMT (the Ca-Fe-Ni demo): ``--test-structures`` cells made by the foundation's
+generator (al_loop/foundation/structures.py: prototypes, alloys, strained, rattled cells and
+MD frames at the campaign's temperatures, pressures uniform over its range; seed 12345, so none
+is a campaign structure) labelled by the campaign's oracle; the foundation's own error on them
+(zero-shot, and with one energy zero per element refitted) is recorded beside the committee's.
+For an EMT campaign: EMT NPT frames of
 random cells of 4-16 atoms of the campaign's elements at its conditions, one held-out
 trajectory of 10 frames per (T, P) of ``al_efficiency.make_pool`` (seed 0, 5 trajectories per
 condition). For the demo (300/1200/2000 K x 0/50 GPa) that is ``training_bench.py``'s test set,
@@ -29,8 +35,13 @@ from bench_record import record
 
 from al_loop.campaign import open_campaign
 from al_loop.committee import load_committee
-from al_loop.config import load_campaign
+from al_loop.config import CampaignConfig, load_campaign
 from al_loop.evaluation import errors, summary
+from al_loop.foundation.source import Source
+from al_loop.foundation.structures import Generator, generate
+from al_loop.foundation.trust import measure_trust
+from al_loop.stages.evaluate import energy_after_reference_refit
+from calculators.models.committee import mace_calculator
 
 TARGETS = {"energy_rmse_meV_atom": 5.0, "force_rmse_eV_A": 0.05, "pressure_rmse_GPa": 0.5}
 
@@ -61,14 +72,59 @@ def test_args(config: Any) -> Any:
     )
 
 
+def oracle_test_set(config: CampaignConfig, n: int, seed: int = 12345) -> list[Any]:
+    """``n`` cells of the campaign's elements over its pressure range, labelled by its oracle."""
+    o = config.oracle
+    source = Source.make(o.code, o.preset, config.system.elements)
+    source.oracle = type(source.oracle)(o.settings)  # the campaign's overrides in
+    trust = measure_trust(source, config.system.elements, progress=lambda line: None)
+    gen = Generator(
+        tuple(config.system.elements),
+        max(config.system.pressures_GPa),
+        n,
+        max_atoms=config.seeds.max_atoms * 2,
+        temperatures_K=tuple(float(t) for t in config.system.temperatures_K),
+        seed=seed,
+    )
+    test = []
+    for _, _, atoms in generate(gen, source, trust):
+        labelled, result = source.label(atoms)
+        if result.status == "ok":
+            test.append(labelled)
+    return test
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    config = load_campaign(Path(args[0] if args else "configs/demo-emt.yaml"))
-    evaluator = ae.Evaluator(2, "float64")
-    try:
-        _, test = ae.make_pool(test_args(config), evaluator.pool)
-    finally:
-        evaluator.close()
+    n_test = 120
+    if "--test-structures" in args:
+        at = args.index("--test-structures")
+        n_test = int(args[at + 1])
+        args = args[:at] + args[at + 2 :]
+    config = load_campaign(Path(args[0] if args else "configs/demo.yaml"))
+    zero_shot = None
+    if config.oracle.code == "emt":
+        evaluator = ae.Evaluator(2, "float64")
+        try:
+            _, test = ae.make_pool(test_args(config), evaluator.pool)
+        finally:
+            evaluator.close()
+    else:
+        test = oracle_test_set(config, n_test)
+        foundation = config.committee.foundation_model
+        if foundation and Path(foundation).is_file():
+            bins = config.committee.error_pressure_bins_GPa
+            measured = errors(mace_calculator([foundation], device="cpu"), test, bins)
+            zero_shot = rounded(
+                {
+                    **summary(measured),
+                    **energy_after_reference_refit(
+                        test,
+                        measured["energy_reference_eV_atom"],
+                        measured["energy_predicted_eV_atom"],
+                    ),
+                }
+            )
     with open_campaign(config, create=False) as session:
         finished = session.log.records("finished")
         if not finished:
@@ -94,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "campaign_stage_wall_s": round(wall, 1),
         "test_frames": len(test),
         "test": result,
+        "foundation_zero_shot": zero_shot,
         "targets": verdict,
         "campaign_learning_curve": evaluated.get("learning_curve"),
     }
@@ -104,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {name} GPa: n {b['n']}, energy {b['energy_rmse_meV_atom']} meV/atom, force "
             f"{b['force_rmse_eV_A']} eV/Å, pressure {b['pressure_rmse_GPa']} GPa"
+        )
+    if zero_shot:
+        print(
+            f"  the foundation alone: energy {zero_shot['energy_rmse_meV_atom']} meV/atom "
+            f"({zero_shot['energy_refit_rmse_meV_atom']} with its energy zero refitted), force "
+            f"{zero_shot['force_rmse_eV_A']} eV/Å, pressure {zero_shot['pressure_rmse_GPa']} GPa"
         )
     print(f"  campaign wall time (stages): {wall:.0f} s")
     record(f"{config.name.replace('-', '_')}_accuracy", figures, args)

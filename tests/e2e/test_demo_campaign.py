@@ -31,6 +31,7 @@ def al_loop(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def tiny_loop(config: dict, foundation: Path, iterations: int) -> dict:
     """The demo campaign shrunk to minutes: small committee, short MD, a few labels a round.
     The trust window is wide so every iteration has candidates to select."""
+    config["name"] = "demo"
     config["system"].update(pressures_GPa=[0, 50], temperatures_K=[600])
     config["committee"].update(n_models=2, foundation_model=str(foundation), max_epochs=2)
     config["exploration"].update(steps=20, frame_interval=5)
@@ -355,6 +356,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_labels(
 
 def test_read_only_commands_refuse_a_campaign_without_data(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "configs" / "demo-emt.yaml").read_text())
+    config["name"] = "demo"
     config["committee"]["foundation_model"] = None
     config["workdir"] = str(tmp_path / "nowhere")
     path = tmp_path / "demo.yaml"

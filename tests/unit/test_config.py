@@ -47,7 +47,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_demo_loads_with_its_values(demo: Path) -> None:
     config = load_campaign(demo)
-    assert config.name == "demo"
+    assert config.name == "demo-emt"
     assert config.source_file == demo
     assert config.system.elements == ["Cu", "Ni", "Al"]
     assert config.system.pressures_GPa == [0.0, 50.0]
@@ -60,15 +60,29 @@ def test_demo_loads_with_its_values(demo: Path) -> None:
     assert (config.launcher.workers, config.launcher.batch_size) == (2, 4)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "demo-500gpa.yaml"])
+@pytest.mark.parametrize("name", ["demo-emt.yaml", "demo-500gpa.yaml"])
 def test_shipped_campaign_files_load(name: str, tmp_path: Path) -> None:
-    """Every campaign file in configs/ loads (beside the stand-in file `make demo` builds)."""
+    """Every EMT campaign file in configs/ loads (beside the stand-in file it names)."""
     (tmp_path / name).write_text((DEMO.parent / name).read_text())
     (tmp_path / "al-loop-runs").mkdir()
     (tmp_path / "al-loop-runs" / "standin-cu-ni-al.model").write_bytes(b"")
     config = load_campaign(tmp_path / name)
     assert config.committee.e0s == "foundation"  # EMT: the stand-in's own level of theory
     assert max(config.system.pressures_GPa) <= max(config.committee.error_pressure_bins_GPa)
+
+
+def test_the_demo_is_ca_fe_ni_labelled_by_another_model_than_its_foundation(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "demo.yaml").write_text((DEMO.parent / "demo.yaml").read_text())
+    (tmp_path / "al-loop-runs").mkdir()
+    (tmp_path / "al-loop-runs" / "foundation-cafeni-chgnet.model").write_bytes(b"")
+    config = load_campaign(tmp_path / "demo.yaml")
+    assert config.system.elements == ["Ca", "Fe", "Ni"]
+    assert (config.oracle.code, config.oracle.settings.model) == ("chgnet", "r2scan")
+    assert config.committee.e0s == "estimated"  # r2SCAN's energy zero is not PBE's
+    makefile = (DEMO.parents[1] / "Makefile").read_text()
+    assert "--source chgnet --preset pbe" in makefile  # the foundation's source: another model
 
 
 def test_the_ca_fe_ni_campaign_files_load(tmp_path: Path) -> None:
@@ -80,7 +94,7 @@ def test_the_ca_fe_ni_campaign_files_load(tmp_path: Path) -> None:
         (tmp_path / "al-loop-runs" / folder).mkdir(parents=True)
         for name in names:
             (tmp_path / "al-loop-runs" / folder / name).write_text(name)
-    (tmp_path / "al-loop-runs" / "standin-ca-fe-ni.model").write_bytes(b"")
+    (tmp_path / "al-loop-runs" / "foundation-cafeni-chgnet.model").write_bytes(b"")
     (tmp_path / "uri").write_text("mongodb://localhost:27017")
     small_file = tmp_path / "cafeni-small.yaml"
     small_file.write_text((DEMO.parent / "cafeni-small.yaml").read_text())
@@ -102,6 +116,7 @@ def test_every_campaign_file_in_configs_is_tested() -> None:
         "cafeni-small.yaml",
         "cafeni.yaml",
         "demo-500gpa.yaml",
+        "demo-emt.yaml",
         "demo.yaml",
     ]
 
