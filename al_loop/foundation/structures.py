@@ -48,6 +48,8 @@ class Generator:
     max_atoms: int = 16
     temperatures_K: tuple[float, ...] = (300.0, 1500.0, 3000.0)
     seed: int = 0
+    #: Share of each kind (the default: :data:`KINDS`).
+    kinds: tuple[tuple[str, float], ...] = tuple(KINDS.items())
 
 
 def _volume(atoms: Atoms, trust: TrustReport, p_GPa: float) -> Atoms:
@@ -110,8 +112,13 @@ def generate(
 ) -> Iterator[tuple[str, float, Atoms]]:
     """(kind, target pressure, unlabelled cell) for ``n_structures`` cells."""
     rng = np.random.default_rng(gen.seed)
-    counts = {k: round(share * gen.n_structures) for k, share in KINDS.items()}
-    counts["alloy"] += gen.n_structures - sum(counts.values())
+    shares = dict(gen.kinds)
+    unknown = sorted(set(shares) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
+    counts = {k: round(shares.get(k, 0.0) * gen.n_structures) for k in KINDS}
+    biggest = max(shares, key=shares.__getitem__)
+    counts[biggest] += gen.n_structures - sum(counts.values())
 
     def pressure() -> float:
         return float(rng.uniform(0.0, gen.pressure_max_GPa))
