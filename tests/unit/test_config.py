@@ -95,6 +95,7 @@ def test_the_ca_fe_ni_campaign_files_load(tmp_path: Path) -> None:
         for name in names:
             (tmp_path / "al-loop-runs" / folder / name).write_text(name)
     (tmp_path / "al-loop-runs" / "foundation-cafeni-chgnet.model").write_bytes(b"")
+    (tmp_path / "al-loop-runs" / "foundation-cafeni-chgnet.replay.xyz").write_text("")
     (tmp_path / "uri").write_text("mongodb://localhost:27017")
     small_file = tmp_path / "cafeni-small.yaml"
     small_file.write_text((DEMO.parent / "cafeni-small.yaml").read_text())
@@ -106,7 +107,8 @@ def test_the_ca_fe_ni_campaign_files_load(tmp_path: Path) -> None:
     text = text.replace("/path/to/pseudos", str(tmp_path / "al-loop-runs" / "pseudos"))
     (tmp_path / "cafeni.yaml").write_text(text)
     full = load_campaign(tmp_path / "cafeni.yaml")
-    assert full.committee.foundation_model == "medium-mpa-0"
+    assert full.committee.foundation_model.endswith("foundation-cafeni-chgnet.model")
+    assert full.committee.replay_file.endswith("foundation-cafeni-chgnet.replay.xyz")
     assert (full.oracle.preset, max(full.system.pressures_GPa)) == ("production", 500)
     assert max(full.phase.pressures_GPa or []) == 500
 
