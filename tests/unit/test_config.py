@@ -108,7 +108,7 @@ def test_the_ca_fe_ni_campaign_files_load(tmp_path: Path) -> None:
     (tmp_path / "cafeni.yaml").write_text(text)
     full = load_campaign(tmp_path / "cafeni.yaml")
     assert full.committee.foundation_model.endswith("foundation-cafeni-chgnet.model")
-    assert full.committee.replay_file.endswith("foundation-cafeni-chgnet.replay.xyz")
+    assert str(full.committee.replay_file).endswith("foundation-cafeni-chgnet.replay.xyz")
     assert (full.oracle.preset, max(full.system.pressures_GPa)) == ("production", 500)
     assert max(full.phase.pressures_GPa or []) == 500
 
