@@ -15,7 +15,7 @@ FOUNDATION := configs/al-loop-runs/foundation-cafeni-chgnet.model
 demo: setup
 	$(BIN)/al-loop foundation $(FOUNDATION) --elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25
 	$(BIN)/al-loop run configs/demo.yaml
-	$(BIN)/al-loop distil configs/demo.yaml
+	$(BIN)/al-loop distil configs/demo.yaml --allow-unconverged
 	$(BIN)/al-loop phase configs/demo.yaml --check oracle
 	$(BIN)/al-loop db query configs/demo.yaml --limit 10
 

@@ -828,6 +828,8 @@ def foundation(
         settings = replace(settings, max_epochs=epochs)
     if structures < 20:
         _fail("--structures must be at least 20 (a tenth is held out)")
+    if not 0 < pmax <= 1000:
+        _fail(f"--pmax {pmax:g}: give a highest pressure in GPa, above 0 and at most 1000")
     recipe = FoundationRecipe(
         elements=tuple(_symbols(elements, "--elements")),
         source=source,

@@ -93,6 +93,7 @@ def test_the_source_labels_go_to_the_dataset_once(built, store: Store) -> None:
         (["--elements", "Cu,Xx"], "--elements: Xx not element symbols"),
         (["--structures", "5"], "--structures must be at least 20"),
         (["--preset", "fast"], "--preset 'fast': emt has default"),
+        (["--pmax", "-5"], "--pmax -5: give a highest pressure in GPa"),
     ],
 )
 def test_bad_options_exit_2_naming_them(args: list[str], message: str, tmp_path: Path) -> None:
