@@ -100,9 +100,7 @@ def build_standin_foundation(
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model.path, out)
     write(replay_file(out), structures, format="extxyz")
-    recipe_file(out).write_text(
-        json.dumps(recipe(elements, n_structures, seed, settings))
-    )
+    recipe_file(out).write_text(json.dumps(recipe(elements, n_structures, seed, settings)))
     shutil.rmtree(workdir, ignore_errors=True)
     log.info("stand-in foundation model for %s written to %s", "-".join(elements), out)
     return out
