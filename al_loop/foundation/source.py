@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import CalculationFailed, Calculator, all_changes
+from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from calculators.oracles import Oracle, make_oracle
+from calculators.oracles.ase_calculator import OracleCalculator
 from calculators.oracles.base import LabelResult
 
 
@@ -95,28 +96,13 @@ class Source:
         return SourceCalculator(self)
 
 
-class SourceCalculator(Calculator):
-    """Energy, forces and stress of a :class:`Source`; a failed label raises."""
-
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+class SourceCalculator(OracleCalculator):
+    """The oracle calculator of a :class:`Source`: each run labelled as the source labels
+    (through its surrogates), no ledger."""
 
     def __init__(self, source: Source) -> None:
-        super().__init__()
+        super().__init__(source.oracle, Path(source._scratch.name))
         self.source = source
 
-    def calculate(
-        self,
-        atoms: Atoms | None = None,
-        properties: Any = ("energy",),
-        system_changes: Any = all_changes,
-    ) -> None:
-        super().calculate(atoms, properties, system_changes)
-        result = self.source.result(self.atoms)
-        if result.status != "ok" or result.energy_eV is None:
-            raise CalculationFailed(f"{result.code} {result.status}: {result.error}")
-        self.results = {
-            "energy": result.energy_eV,
-            "free_energy": result.energy_eV,
-            "forces": np.asarray(result.forces_eV_A),
-            "stress": np.asarray(result.stress_eV_A3),
-        }
+    def run(self, cell: Atoms) -> LabelResult:
+        return self.source.result(cell)

@@ -63,7 +63,7 @@ class OracleCalculator(Calculator):
             }
             return
         self.runs += 1
-        result = self.oracle.label(cell, self.workdir / structure_id(cell)[:16])
+        result = self.run(cell)
         if self.ledger is not None:
             self.ledger.keep(cell, result)  # before anything else: a failure loses no run
         if result.status != "ok" or result.energy_eV is None:
@@ -76,3 +76,7 @@ class OracleCalculator(Calculator):
             "forces": result.forces_eV_A,
             "stress": result.stress_eV_A3,
         }
+
+    def run(self, cell: Atoms) -> LabelResult:
+        """One run of the oracle on ``cell``, in a folder named after the structure."""
+        return self.oracle.label(cell, self.workdir / structure_id(cell)[:16])
