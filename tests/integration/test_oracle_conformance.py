@@ -225,13 +225,16 @@ EMT = Kit(
 # -- universal potentials ------------------------------------------------------------------------
 
 
-def _universal_label(symbol: str, changes: dict[str, Any] | None = None) -> Replay:
-    """Label one fcc cell of ``symbol`` (Og: an element no universal potential knows)."""
+def _universal_label(
+    symbol: str, changes: dict[str, Any] | None = None, repeat: int = 1
+) -> Replay:
+    """Label one fcc cell of ``symbol`` (Og: an element no universal potential knows),
+    repeated ``repeat`` times along each axis."""
 
     def replay(oracle: Oracle, folder: Path) -> tuple[str, str]:
         if changes:
             oracle = type(oracle)(oracle.settings.merged(changes))
-        result = oracle.label(bulk(symbol, "fcc", a=3.6), folder)
+        result = oracle.label(bulk(symbol, "fcc", a=3.6).repeat(repeat), folder)
         if result.status == "ok":  # a real result, in ASE's units and signs
             assert result.energy_eV is not None and result.forces_eV_A.shape == (1, 3)
             assert result.stress_eV_A3.shape == (6,)
@@ -272,7 +275,10 @@ SEVENNET = Kit(
     replays={
         "ok": _universal_label("Ni"),
         "crashed": _universal_label("Og"),
-        "killed": _universal_label("Ni", {"wall_time_s": 1e-4}),  # past its wall time
+        # past its wall time: 1,000 atoms take seconds against 0.05 s (a 1-atom cell answered
+        # within a 1e-4 s wall time on a loaded machine: the answer came before the timeout
+        # was noticed)
+        "killed": _universal_label("Ni", {"wall_time_s": 0.05}, repeat=10),
     },
 )
 
