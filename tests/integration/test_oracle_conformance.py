@@ -225,9 +225,7 @@ EMT = Kit(
 # -- universal potentials ------------------------------------------------------------------------
 
 
-def _universal_label(
-    symbol: str, changes: dict[str, Any] | None = None, repeat: int = 1
-) -> Replay:
+def _universal_label(symbol: str, changes: dict[str, Any] | None = None, repeat: int = 1) -> Replay:
     """Label one fcc cell of ``symbol`` (Og: an element no universal potential knows),
     repeated ``repeat`` times along each axis."""
 
