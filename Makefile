@@ -13,7 +13,7 @@ setup:
 FOUNDATION := configs/al-loop-runs/foundation-cafeni-chgnet.model
 
 demo: setup
-	$(BIN)/al-loop foundation $(FOUNDATION) --elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25
+	$(BIN)/al-loop foundation $(FOUNDATION) --elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25 --structures 400
 	$(BIN)/al-loop run configs/demo.yaml
 	$(BIN)/al-loop distil configs/demo.yaml --allow-unconverged
 	$(BIN)/al-loop phase configs/demo.yaml --check oracle
@@ -29,7 +29,7 @@ demo-emt: setup
 cafeni-small: setup
 	$(BIN)/al-loop setup pseudos configs/al-loop-runs/pseudos-fast --family fast
 	$(BIN)/al-loop foundation configs/al-loop-runs/foundation-cafeni-chgnet.model \
-		--elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25
+		--elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25 --structures 400
 	$(BIN)/al-loop run configs/cafeni-small.yaml
 	$(BIN)/al-loop distil configs/cafeni-small.yaml --allow-unconverged
 	$(BIN)/al-loop phase configs/cafeni-small.yaml

@@ -559,8 +559,14 @@ def _print_phase_check(
     console.print(table if rows else "no transition in either map on the grid")
     dh = delta_h_rms(result, reference)
     console.print(
-        f"ΔH(P) of {name} against {reference_name}, RMS (max) meV/atom: "
-        + "; ".join(f"{f} {v['rms_meV_atom']:.1f} ({v['max_meV_atom']:.1f})" for f, v in dh.items())
+        f"ΔH(P) of {name} against {reference_name} over the cells both relaxed, RMS (max) "
+        "meV/atom [cells; of them outside what the teacher trusts]: "
+        + "; ".join(
+            f"{f} {v['rms_meV_atom']:.1f} ({v['max_meV_atom']:.1f}) [{v['n']}; {v['distrusted']}]"
+            for f, v in dh.items()
+        )
+        if dh
+        else f"ΔH(P): no composition with two phases that both {name} and {reference_name} relaxed"
     )
     folder = Path(result["files"]["hull_csv"]).parent
     (folder / f"check-{reference_name}.json").write_text(
@@ -787,6 +793,12 @@ def foundation(
     ] = 50.0,
     structures: Annotated[int, typer.Option(help="Cells labelled by the source.")] = 500,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default 30).")] = None,
+    channels: Annotated[
+        int | None, typer.Option(help="MACE channels (default 16: sized for 2 cores).")
+    ] = None,
+    max_l: Annotated[
+        int | None, typer.Option("--max-l", help="MACE's max_L, 0-3 (default 0).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     surrogates: Annotated[
         str | None,
@@ -826,6 +838,14 @@ def foundation(
         if epochs < 1:
             _fail("--epochs must be at least 1")
         settings = replace(settings, max_epochs=epochs)
+    if channels is not None:
+        if channels < 1:
+            _fail("--channels must be at least 1")
+        settings = replace(settings, num_channels=channels)
+    if max_l is not None:
+        if not 0 <= max_l <= 3:
+            _fail(f"--max-l {max_l}: give 0, 1, 2 or 3")
+        settings = replace(settings, max_L=max_l)
     if structures < 20:
         _fail("--structures must be at least 20 (a tenth is held out)")
     if not 0 < pmax <= 1000:

@@ -19,29 +19,44 @@ def with_phase(config: CampaignConfig, **values: Any) -> CampaignConfig:
     return config.model_copy(update={"phase": PhaseConfig.model_validate(merged)})
 
 
-def enthalpies(result: dict[str, Any]) -> dict[tuple[str, float], float]:
-    return {(r["name"], float(r["pressure_GPa"])): r["enthalpy_eV_atom"] for r in result["hull"]}
+def enthalpies(result: dict[str, Any]) -> dict[tuple[str, float], tuple[float, bool]]:
+    """(name, pressure) -> (enthalpy per atom, trusted) of every converged cell of a phase
+    result (those the teacher distrusts included: they are left out of the map, not of a
+    check); a result of before that record: its hull's cells."""
+    rows = result.get("converged_enthalpies") or result["hull"]
+    return {
+        (r["name"], float(r["pressure_GPa"])): (r["enthalpy_eV_atom"], r.get("trusted", True))
+        for r in rows
+    }
 
 
 def delta_h_rms(model: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """Per composition, the RMS and max (meV/atom) over phases and pressures of ΔH_model -
     ΔH_reference, each ΔH against the reference's lowest phase at the lowest pressure; a cell
-    counts where both relaxed it."""
+    counts where both relaxed it to convergence (``distrusted``: how many of those the
+    model's teacher left out of its map)."""
     mine, ref = enthalpies(model), enthalpies(reference)
     out: dict[str, Any] = {}
-    for formula in sorted({r["formula"] for r in reference["hull"]}):
-        names = sorted({r["name"] for r in reference["hull"] if r["formula"] == formula})
+    formulas = {r["formula"] for r in reference.get("converged_enthalpies") or reference["hull"]}
+    for formula in sorted(formulas):
+        names = sorted({n for (n, _) in ref if n.split(":", 1)[0] == formula})
         low = min(p for (n, p) in ref if n in names)
-        base = min(names, key=lambda n: ref.get((n, low), np.inf))
-        diffs = [
-            (mine[(n, p)] - mine[(base, p)]) - (ref[(n, p)] - ref[(base, p)])
-            for (n, p) in ref
-            if n in names and n != base and {(n, p), (base, p)} <= mine.keys() and (base, p) in ref
-        ]
+        base = min(names, key=lambda n: ref.get((n, low), (np.inf,))[0])
+        diffs, distrusted = [], 0
+        for n, p in ref:
+            if n not in names or n == base or not {(n, p), (base, p)} <= mine.keys():
+                continue
+            if (base, p) not in ref:
+                continue
+            diffs.append(
+                (mine[(n, p)][0] - mine[(base, p)][0]) - (ref[(n, p)][0] - ref[(base, p)][0])
+            )
+            distrusted += not (mine[(n, p)][1] and mine[(base, p)][1])
         if diffs:
             out[formula] = {
                 "against": base,
                 "n": len(diffs),
+                "distrusted": distrusted,
                 "rms_meV_atom": round(1000 * float(np.sqrt(np.mean(np.square(diffs)))), 2),
                 "max_meV_atom": round(1000 * float(np.max(np.abs(diffs))), 2),
             }

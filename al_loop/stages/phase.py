@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: The analysis' version: a recorded result of another is analysed again from the stored
 #: curves (nothing is relaxed again).
-ANALYSIS = 5
+ANALYSIS = 6
 
 
 def pressure_grid(config: Any) -> list[float]:
@@ -376,12 +376,27 @@ class PhaseStage(Stage):
             "stability_ranges_GPa": ranges,
             "transitions": found,
             "hull": table,
+            # every converged cell, trusted or not: what a check against the oracle compares
+            "converged_enthalpies": [
+                {
+                    "name": r["name"],
+                    "formula": r["formula"],
+                    "pressure_GPa": r["pressure_GPa"],
+                    "enthalpy_eV_atom": r["enthalpy_eV_atom"],
+                    "trusted": (r["name"], r["pressure_GPa"]) not in unsure,
+                }
+                for r in converged
+            ],
             "files": {k: str(v) for k, v in files.items()},
             "software": software_versions(),
             **extra,
         }
         (folder / "phase.json").write_text(
-            json.dumps({k: v for k, v in result.items() if k != "hull"}, indent=1) + "\n"
+            json.dumps(
+                {k: v for k, v in result.items() if k not in ("hull", "converged_enthalpies")},
+                indent=1,
+            )
+            + "\n"
         )
         return result
 

@@ -94,6 +94,8 @@ def test_the_source_labels_go_to_the_dataset_once(built, store: Store) -> None:
         (["--structures", "5"], "--structures must be at least 20"),
         (["--preset", "fast"], "--preset 'fast': emt has default"),
         (["--pmax", "-5"], "--pmax -5: give a highest pressure in GPa"),
+        (["--max-l", "4"], "--max-l 4: give 0, 1, 2 or 3"),
+        (["--channels", "0"], "--channels must be at least 1"),
     ],
 )
 def test_bad_options_exit_2_naming_them(args: list[str], message: str, tmp_path: Path) -> None:
