@@ -217,6 +217,10 @@ class SeedsConfig(_Section):
         BeforeValidator(_pair),
         AfterValidator(_ordered),
     ] = (0.75, 1.05)
+    #: Also seed every prototype candidate of the phase stage (phase.prototypes on these
+    #: elements) this many times, at volumes spread over volume_scale_range: the committee then
+    #: learns the very cells whose enthalpies the phase map compares (0: none).
+    phase_candidates: Annotated[Int, Field(ge=0)] = 0
     files: list[Annotated[Path, AfterValidator(_seed_file)]] = Field(default_factory=list)
 
     @model_validator(mode="after")

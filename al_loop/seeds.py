@@ -123,6 +123,28 @@ def lattice_seeds(
     return seeds
 
 
+def candidate_seeds(
+    candidates: Sequence[tuple[str, Atoms]],
+    per_candidate: int,
+    rattle_A: float,
+    volume_scale_range: Sequence[float],
+    seed: int,
+) -> list[Seed]:
+    """Each named cell (the phase stage's prototype candidates) ``per_candidate`` times, at
+    volume factors spread evenly over ``volume_scale_range`` (its middle for one), rattled."""
+    rng = np.random.default_rng(seed + 1)
+    lo, hi = volume_scale_range
+    scales = [0.5 * (lo + hi)] if per_candidate == 1 else np.linspace(lo, hi, per_candidate)
+    seeds = []
+    for name, cell in candidates:
+        for scale in scales:
+            atoms = _finish(cell, cell.get_chemical_symbols(), float(scale), rattle_A, rng)
+            seeds.append(
+                Seed(atoms, {"kind": "phase", "candidate": name, "volume_scale": float(scale)})
+            )
+    return seeds
+
+
 def file_seeds(paths: Sequence[Path], elements: Sequence[str]) -> list[Seed]:
     """Structures from the user's files (CIF, extxyz, POSCAR, ...: anything ``ase.io`` reads)."""
     seeds = []

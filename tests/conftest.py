@@ -13,12 +13,11 @@ import pytest
 
 os.environ.pop("QUACC_WORKFLOW_ENGINE", None)
 # the suite's own model-signing key (database/model_signing.py), never the user's
-os.environ.setdefault(
-    "AL_LOOP_MODEL_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="al-loop-key-"), "model.key")
-)
+_KEY_DIR = tempfile.TemporaryDirectory(prefix="al-loop-key-")  # removed when the session ends
+os.environ.setdefault("AL_LOOP_MODEL_KEY_FILE", os.path.join(_KEY_DIR.name, "model.key"))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from database import EmbeddedServer, Store
+from database import EmbeddedServer, Store  # noqa: E402 (after the environment above)
 
 
 @pytest.fixture(scope="session")

@@ -45,14 +45,27 @@ class EquationOfState:
     trusted_min_volume_A3: float  # the volume where it is reached
     reason: str  # why it ends there
 
-    def volume_at(self, p_GPa: float) -> float:
-        """Volume per atom at ``p_GPa`` within the trusted range (log-interpolated)."""
+    def _trusted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ln V, P) of the trusted part of the scan, in increasing pressure."""
         v, p = np.array(self.volumes_A3), np.array(self.pressures_GPa)
         good = v >= self.trusted_min_volume_A3 - 1e-9
         if self.v0_A3 is not None:
             good &= v <= self.v0_A3 * 1.25
         order = np.argsort(p[good])
-        return float(np.exp(np.interp(p_GPa, p[good][order], np.log(v[good][order]))))
+        return np.log(v[good][order]), p[good][order]
+
+    def volume_at(self, p_GPa: float) -> float:
+        """Volume per atom at ``p_GPa`` within the trusted range (log-interpolated)."""
+        log_v, p = self._trusted()
+        return float(np.exp(np.interp(p_GPa, p, log_v)))
+
+    def bulk_modulus_at(self, p_GPa: float) -> float:
+        """B = -dP/d ln V (GPa) at ``p_GPa`` within the trusted range."""
+        log_v, p = self._trusted()
+        if len(p) < 2:
+            return float(self.b0_GPa or 100.0)
+        b = -np.diff(p) / np.diff(log_v)
+        return float(np.interp(p_GPa, (p[1:] + p[:-1]) / 2, b))
 
 
 def judge(
@@ -119,6 +132,12 @@ class TrustReport:
     def volume_at(self, element: str, p_GPa: float) -> float:
         """The element's volume per atom at ``p_GPa``: the mean over its lattices."""
         return float(np.mean([s.volume_at(p_GPa) for s in self.scans if s.element == element]))
+
+    def bulk_modulus_at(self, element: str, p_GPa: float) -> float:
+        """The element's bulk modulus (GPa) at ``p_GPa``: the mean over its lattices."""
+        return float(
+            np.mean([s.bulk_modulus_at(p_GPa) for s in self.scans if s.element == element])
+        )
 
     def to_document(self) -> dict:
         return asdict(self)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from al_loop.seeds import file_seeds, lattice_seeds
+from al_loop.phase.candidates import prototype_candidates
+from al_loop.seeds import candidate_seeds, file_seeds, lattice_seeds
 from al_loop.stages.base import Stage
 
 
@@ -23,6 +24,15 @@ class SeedStage(Stage):
             cfg.seeds.volume_scale_range,
             seed=cfg.seed,
         )
+        if cfg.seeds.phase_candidates:
+            found = prototype_candidates(list(cfg.system.elements), cfg.phase.prototypes)
+            seeds += candidate_seeds(
+                [(c.name, c.atoms) for c in found],
+                cfg.seeds.phase_candidates,
+                cfg.seeds.rattle_A,
+                cfg.seeds.volume_scale_range,
+                seed=cfg.seed,
+            )
         seeds += file_seeds(cfg.seeds.files, cfg.system.elements)
         store = self.session.store
         ids = [store.add_structure(s.atoms, self.session.name, iteration, s.source) for s in seeds]

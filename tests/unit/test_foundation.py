@@ -60,6 +60,23 @@ def test_emt_measures_its_own_range_and_cells_follow_it() -> None:
     )
 
 
+def test_cells_are_sized_to_their_pressure_by_the_source_itself() -> None:
+    """Al-Ni compounds are denser than the mix of the elements' volumes: with the mix alone
+    the median pressure error of these 40 cells was 3.8 GPa, biased +2.4 (62 % within 5 GPa);
+    the Newton step on the source's pressure: 1.9, +0.5 (90 %; the rattle's share stays)."""
+    from al_loop.evaluation import pressure_GPa
+
+    source = Source.make("emt", "default", ["Al", "Ni"])
+    trust = measure_trust(source, ["Al", "Ni"], progress=lambda line: None)
+    kinds = (("prototype", 0.5), ("alloy", 0.5))
+    gen = Generator(("Al", "Ni"), 50.0, 40, max_atoms=8, seed=1, kinds=kinds)
+    errors = []
+    for _, target, atoms in generate(gen, source, trust):
+        atoms.calc = source.calculator()
+        errors.append(pressure_GPa(atoms.get_stress()) - target)
+    assert np.median(np.abs(errors)) < 3.0 and abs(np.mean(errors)) < 2.0
+
+
 def test_surrogates_label_in_place_of_elements_emt_does_not_know() -> None:
     with pytest.raises(ValueError, match="cannot label"):
         Source.make("emt", "default", ["Ca", "Ni"])

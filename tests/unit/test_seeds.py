@@ -85,3 +85,20 @@ def test_file_seeds(tmp_path: Path) -> None:
     broken.write_text("this is not a CIF file\n")
     with pytest.raises(ValueError, match=r"broken\.cif: cannot read structures"):
         file_seeds([broken], ELEMENTS)
+
+
+def test_phase_candidates_are_seeded_at_volumes_spread_over_the_range() -> None:
+    from al_loop.phase.candidates import prototype_candidates
+    from al_loop.seeds import candidate_seeds
+
+    found = prototype_candidates(["Cu", "Ni"], ["fcc", "L1_2"])
+    seeds = candidate_seeds([(c.name, c.atoms) for c in found], 2, 0.0, (0.8, 1.0), seed=0)
+    assert len(seeds) == 2 * len(found) == 8
+    assert [s.source["candidate"] for s in seeds[:2]] == ["Cu:fcc", "Cu:fcc"]
+    for s, scale in zip(seeds[:2], (0.8, 1.0), strict=True):
+        volume = s.atoms.get_volume() / len(s.atoms)
+        assert volume == pytest.approx(scale * atomic_volume_A3("Cu"), rel=1e-9)
+    l12 = [s for s in seeds if s.source["candidate"].endswith(":L1_2")]
+    assert {s.atoms.get_chemical_formula() for s in l12} == {"Cu3Ni", "CuNi3"}
+    one = candidate_seeds([(found[0].name, found[0].atoms)], 1, 0.0, (0.8, 1.0), seed=0)
+    assert one[0].source["volume_scale"] == pytest.approx(0.9)
