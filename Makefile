@@ -13,10 +13,11 @@ setup:
 FOUNDATION := configs/al-loop-runs/foundation-cafeni-chgnet.model
 
 demo: setup
-	$(BIN)/al-loop foundation $(FOUNDATION) --elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25 --structures 400
+	$(BIN)/al-loop foundation $(FOUNDATION) --elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25 --structures 400 --epochs 60
 	$(BIN)/al-loop run configs/demo.yaml
 	$(BIN)/al-loop distil configs/demo.yaml --allow-unconverged
 	$(BIN)/al-loop phase configs/demo.yaml --check oracle
+	$(BIN)/al-loop phase configs/demo.yaml --model teacher --check oracle
 	$(BIN)/al-loop db query configs/demo.yaml --limit 10
 
 # The fast test configuration: Cu-Ni-Al labelled by EMT, from a foundation pre-trained on EMT.
@@ -29,7 +30,7 @@ demo-emt: setup
 cafeni-small: setup
 	$(BIN)/al-loop setup pseudos configs/al-loop-runs/pseudos-fast --family fast
 	$(BIN)/al-loop foundation configs/al-loop-runs/foundation-cafeni-chgnet.model \
-		--elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25 --structures 400
+		--elements Ca,Fe,Ni --source chgnet --preset pbe --pmax 25 --structures 400 --epochs 60
 	$(BIN)/al-loop run configs/cafeni-small.yaml
 	$(BIN)/al-loop distil configs/cafeni-small.yaml --allow-unconverged
 	$(BIN)/al-loop phase configs/cafeni-small.yaml

@@ -792,7 +792,9 @@ def foundation(
         typer.Option(help="Highest pressure wanted, GPa (cut to the source's trusted range)."),
     ] = 50.0,
     structures: Annotated[int, typer.Option(help="Cells labelled by the source.")] = 500,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 30).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs (default 30; the demo trains 60).")
+    ] = None,
     channels: Annotated[
         int | None, typer.Option(help="MACE channels (default 16: sized for 2 cores).")
     ] = None,

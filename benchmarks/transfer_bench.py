@@ -286,7 +286,13 @@ def cafeni_task(
         if foundation != DEMO_FOUNDATION:
             raise SystemExit(f"--foundation {foundation}: no such model with its replay set")
         print(f"foundation: building {foundation} (the demo's recipe)", flush=True)
-        recipe = FoundationRecipe(CAFENI, *SOURCE_A, pressure_max_GPa=25.0, n_structures=400)
+        recipe = FoundationRecipe(
+            CAFENI,
+            *SOURCE_A,
+            pressure_max_GPa=25.0,
+            n_structures=400,
+            settings=replace(FOUNDATION_SETTINGS, max_epochs=60),
+        )
         build_foundation(recipe, foundation, progress=print)
     started = time.perf_counter()
     target = labelled_cells(TARGET_B, 400 if not opts.quick else 40, seed=2)
