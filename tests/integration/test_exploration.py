@@ -119,6 +119,32 @@ def test_a_crashing_committee_or_driver_stops_the_trajectory_with_its_reason() -
     assert all(not f.info["stop_reason"] for f in frames[:-1])
 
 
+class RunawayStress(EMTWithSpread):
+    """EMT whose stress says 8,000 GPa from its ``after``-th evaluation on (a model outside its
+    data): the barostat expands the cell without end."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.calls = after, 0
+
+    def calculate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        super().calculate(*args, **kwargs)
+        if self.calls >= self.after:
+            self.results["stress"] = np.array([-50.0, -50.0, -50.0, 0.0, 0.0, 0.0])
+
+
+def test_a_cell_blown_up_by_the_barostat_stops_the_step_it_happens() -> None:
+    settings = MDSettings(steps=40, frame_interval=10, compression_steps=0)
+    driver = RunawayStress(after=15)  # within the second stride of 10 steps
+    frames = run_trajectory(copper(), EMTWithSpread(), "npt", 300.0, 0.0, settings, "t", 0, driver)
+    assert "MD failed" in frames[-1].info["stop_reason"]
+    reason = frames[-1].info["stop_reason"]
+    assert "the cell went to" in reason
+    # stopped the step it passed 3x (the volume grows ~1.36x a step), not at the next frame
+    assert 3.0 <= float(reason.split("went to ")[1].split("x")[0]) < 3.0 * 1.4
+
+
 def test_trajectory_stops_when_the_spread_passes_the_bound(committee_models: list[Path]) -> None:
     calc = CommitteeCalculator(committee_models, device="cpu", dtype="float32")
     settings = MDSettings(steps=100, frame_interval=10, max_spread_eV_A=1e-6)
