@@ -208,8 +208,7 @@ class DistilStage(Stage):
             on_epoch=fitting,
         )
         calc = routes.calculator(settings.route, files, elements)
-        # a 2e-4 Å step: students of compressed matter are stiff (h^2 truncation, tests)
-        checked = validate_model(calc, [test_frames[0]], tolerances=Tolerances(displacement_A=2e-4))
+        checked = validate_model(calc, [test_frames[0]], tolerances=Tolerances.stiff())
         if not checked.ok:
             raise ModelValidationError(checked.summary())
         agreement = routes.lammps_agreement(settings.route, files, elements, test_frames[0])
