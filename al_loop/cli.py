@@ -491,29 +491,25 @@ def phase(
     teacher, or the oracle: phase.model), enthalpy hulls, stable phases, transition pressures,
     plots."""
     from al_loop.loop import phase_campaign
-    from al_loop.phase.compare import with_phase
 
     config = _load(campaign)
     for option, value in (("--model", model), ("--check", check)):
         if value is not None and value not in PHASE_MODELS:
             _fail(f"{option} {value!r}: give one of {', '.join(PHASE_MODELS)}")
-    if model is not None:
-        config = with_phase(config, model=model)
-    if check is not None and check == config.phase.model:
+    relaxing = model or config.phase.model
+    if check is not None and check == relaxing:
         _fail(f"--check {check}: the map is already made with {check}; check it against another")
     if queue is not None:
         return _submit_command(ctx, config, queue)
     start = time.perf_counter()
     with _user_errors():
-        result = phase_campaign(config, progress=_progress, threads=threads)
+        result = phase_campaign(config, progress=_progress, threads=threads, model=relaxing)
     _print_phase(result)
     if check is not None:
         with _user_errors():
-            reference = phase_campaign(
-                with_phase(config, model=check), progress=_progress, threads=threads
-            )
+            reference = phase_campaign(config, progress=_progress, threads=threads, model=check)
         _print_phase(reference)
-        _print_phase_check(config.phase.model, result, check, reference, target)
+        _print_phase_check(relaxing, result, check, reference, target)
     folder = Path(result["files"]["hull_csv"]).parent
     console.print(f"tables and plots in {folder}; done in {time.perf_counter() - start:.1f} s")
 

@@ -110,15 +110,24 @@ def distil_campaign(
 
 
 def phase_campaign(
-    config: CampaignConfig, progress: Progress = log_progress, threads: int | None = None
+    config: CampaignConfig,
+    progress: Progress = log_progress,
+    threads: int | None = None,
+    **phase: Any,
 ) -> dict[str, Any]:
     """Phase stability with the campaign's student (its last distillation) or, with
-    ``phase.model: teacher``, its last committee (al_loop/stages/phase.py)."""
+    ``phase.model: teacher``, its last committee (al_loop/stages/phase.py). ``phase`` keys
+    override the campaign's phase section for this run only (``model="oracle"``): the
+    campaign file recorded in its log stays the user's."""
+    import dataclasses
+
+    from al_loop.phase.compare import with_phase
     from al_loop.stages.distil import teacher_iteration
     from al_loop.stages.phase import PhaseStage
 
-    with open_campaign(config, lock="phase") as session:
-        if config.phase.model == "student":
+    with open_campaign(config, lock="phase") as opened:
+        session = dataclasses.replace(opened, config=with_phase(config, **phase))
+        if session.config.phase.model == "student":
             distilled = session.log.records("distil")
             if not distilled:
                 raise ValueError(

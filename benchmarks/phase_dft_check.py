@@ -40,7 +40,7 @@ from bench_record import record
 
 from al_loop.config import load_campaign
 from al_loop.loop import phase_campaign
-from al_loop.phase.compare import delta_h_rms, transitions_against, with_phase
+from al_loop.phase.compare import delta_h_rms, transitions_against
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     walls: dict[str, float] = {}
     for model in (args.only,) if args.only else MODELS:
         started = time.perf_counter()
-        results[model] = phase_campaign(with_phase(base, model=model, **settings))
+        results[model] = phase_campaign(base, model=model, **settings)
         walls[model] = round(time.perf_counter() - started, 1)
     if args.only:
         print(json.dumps({"transitions": results[args.only]["transitions"], "wall_s": walls}))

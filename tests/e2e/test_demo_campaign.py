@@ -586,6 +586,29 @@ def test_phase_relaxes_candidates_stores_each_curve_and_resumes(demo: tuple[Path
         "recalled": runs["run"],
     }
 
+    # --model and --check from the command line: both maps side by side, the oracle's recalled,
+    # and the campaign file recorded in the log stays the user's (no "changed" entry)
+    def history() -> int:
+        with open_campaign(load_campaign(phase_file), create=False) as session:
+            return len(session.log.document().get("config_history", []))
+
+    before = history()
+    config["phase"]["model"] = "student"
+    phase_file.write_text(yaml.safe_dump(config))
+    both = al_loop("phase", str(phase_file), "--model", "teacher", "--check", "oracle", cwd=tmp)
+    assert both.returncode == 0, both.stdout + both.stderr
+    text = " ".join(both.stdout.split())
+    assert "relaxed by the teacher" in text and "relaxed by the emt oracle" in text
+    assert "0 runs of emt now" in text  # every oracle curve was stored by the run above
+    assert "ΔH(P) of teacher against oracle" in text
+    checked = json.loads((folder / "check-oracle.json").read_text())
+    assert set(checked) == {"transitions", "delta_h", "target_GPa"}
+    assert all(v["n"] >= 1 and "distrusted" in v for v in checked["delta_h"].values())
+    again = al_loop("phase", str(phase_file), "--model", "teacher", cwd=tmp)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "campaign file changed" not in again.stdout + again.stderr
+    assert history() == before + 1  # the edit to phase.model above, not the two --model runs
+
     # the default check: the teacher leaves out the cells where it disagrees, and says so
     config["phase"] = {"pressures_GPa": [0, 25, 50], "prototypes": ["fcc", "hcp", "B2"]}
     phase_file.write_text(yaml.safe_dump(config))
