@@ -543,6 +543,8 @@ def _print_phase_check(
             if row.get(f"{name}_met")
             else "[yellow]missed[/]"
         )
+        if row.get(f"{name}_from"):  # degenerate starting phases in the reference
+            verdict += f" (from {row[f'{name}_from']}, degenerate in {reference_name})"
         table.add_row(
             row["formula"],
             row["from"],

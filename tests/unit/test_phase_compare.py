@@ -66,3 +66,26 @@ def test_transitions_are_matched_missed_and_spurious() -> None:
     )
     assert fe["student_GPa"] is None and not fe["student_met"]
     assert ni["spurious"] == "student" and ni["reference_GPa"] is None
+
+
+def test_a_transition_from_a_phase_the_reference_puts_level_is_the_same_transition() -> None:
+    """The oracle's Ca fcc and hcp within 0.1 meV/atom at 0 GPa: its hcp -> bcc and the
+    model's fcc -> bcc at a nearby pressure are one transition; 30 meV/atom apart they are not."""
+    t = lambda a, p: {  # noqa: E731
+        "formula": "Ca",
+        "from": a,
+        "to": "Ca:bcc",
+        "pressure_GPa": p,
+        "bracket_GPa": [0.0, 5.0],
+    }
+    level = {("Ca:fcc", 0.0): -2.0000, ("Ca:hcp", 0.0): -2.0001, ("Ca:bcc", 0.0): -1.999}
+    reference = result(level, transitions=[t("Ca:hcp", 0.39)])
+    model = result(level, transitions=[t("Ca:fcc", 1.45)])
+    (row,) = transitions_against({"teacher": model}, reference, target_GPa=2.0)
+    assert row["teacher_met"] and row["teacher_from"] == "Ca:fcc"
+    assert row["teacher_minus_reference_GPa"] == pytest.approx(1.06)
+    apart = {**level, ("Ca:fcc", 0.0): -1.97}
+    rows = transitions_against(
+        {"teacher": model}, result(apart, transitions=[t("Ca:hcp", 0.39)]), 2.0
+    )
+    assert not rows[0]["teacher_met"] and rows[1]["spurious"] == "teacher"
