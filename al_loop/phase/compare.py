@@ -44,9 +44,7 @@ def delta_h_rms(model: dict[str, Any], reference: dict[str, Any]) -> dict[str, A
         base = min(names, key=lambda n: ref.get((n, low), (np.inf,))[0])
         diffs, distrusted = [], 0
         for n, p in ref:
-            if n not in names or n == base or not {(n, p), (base, p)} <= mine.keys():
-                continue
-            if (base, p) not in ref:
+            if n not in names or n == base or not {(n, p), (base, p)} <= mine.keys() & ref.keys():
                 continue
             diffs.append(
                 (mine[(n, p)][0] - mine[(base, p)][0]) - (ref[(n, p)][0] - ref[(base, p)][0])
