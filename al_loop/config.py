@@ -497,6 +497,9 @@ class StudentConfig(_Section):
     #: Cut the gradient's norm to this at each step (null: never). The fit records each
     #: epoch's largest norm and how many steps were cut.
     clip_grad_norm: Annotated[Float, Field(gt=0)] | None = None
+    #: Stop the fit after this many epochs without a better validation loss (null: run every
+    #: epoch); the best epoch's model is kept either way.
+    patience: Annotated[Int, Field(ge=1)] | None = 50
 
     @model_validator(mode="after")
     def _frames(self) -> StudentConfig:

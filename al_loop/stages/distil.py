@@ -242,7 +242,7 @@ class DistilStage(Stage):
             "elements": elements,
             "settings": settings_record(settings),
             "fit": {
-                "best_epoch": history.best_epoch,
+                **history.to_document(),
                 "wall_s": history.wall_s,
                 "final_validation_loss": history.validation_loss[history.best_epoch],
                 "grad_norm_max": max(history.grad_norm_max),

@@ -161,3 +161,40 @@ def test_the_fit_records_gradient_norms_and_clips_them_when_asked(limit: float |
     _, history = fit_student(emt_cells(10), ["Cu", "Ni"], settings)  # 9 fit: 3 steps
     assert len(history.grad_norm_max) == 2 and min(history.grad_norm_max) > 1e-3
     assert history.clipped_steps == ([0, 0] if limit is None else [3, 3])
+
+
+def test_the_fit_stops_after_patience_epochs_without_a_better_validation_loss() -> None:
+    from calculators.models.student.training import StudentSettings, fit_student
+
+    settings = StudentSettings(
+        cutoff=4.5, n_channels=2, hidden=(8,), epochs=40, learning_rate=3e-2, patience=2, seed=1
+    )
+    _, history = fit_student(emt_cells(12), ["Cu", "Ni"], settings)
+    run = len(history.validation_loss)
+    assert run - 1 - history.best_epoch <= 2  # never more than `patience` epochs past the best
+    assert history.stopped_early == (run < 40)
+    if history.stopped_early:
+        assert run - 1 - history.best_epoch == 2
+    document = history.to_document()
+    assert document["epochs_run"] == run and len(document["train_loss"]) == run
+
+
+def test_a_fit_that_never_beats_its_first_epoch_says_so() -> None:
+    from calculators.models.student.training import (
+        EPOCHS_TO_JUDGE,
+        StudentFitError,
+        StudentSettings,
+        fit_student,
+    )
+
+    frozen = StudentSettings(  # a rate so small the parameters cannot move in float32
+        cutoff=4.5,
+        n_channels=2,
+        hidden=(8,),
+        epochs=100,
+        learning_rate=1e-30,
+        final_learning_rate=1e-30,
+        patience=EPOCHS_TO_JUDGE,
+    )
+    with pytest.raises(StudentFitError, match=r"lowest at epoch 0 .* student\.learning_rate"):
+        fit_student(emt_cells(10), ["Cu", "Ni"], frozen)

@@ -4,7 +4,10 @@ Frames are ASE Atoms with a calculator holding ``energy``, ``forces`` and ``stre
 teacher's, or a label's), and an optional ``info["weight"]`` (DFT labels weigh more). The loss
 is a weighted sum of squared errors of energy per atom, force components and stress, each
 averaged per frame; Adam with an exponentially decaying rate; the model with the lowest
-validation loss is kept. The fit runs in ``settings.dtype`` (float32 by default: 72 -> 35 ms per
+validation loss is kept, and the fit stops once it has not improved for ``patience`` epochs. A
+fit of :data:`EPOCHS_TO_JUDGE` epochs or more whose validation loss never fell below its first
+epoch's raises :class:`StudentFitError` (it learnt nothing: the rate is too high or the data
+are inconsistent). The fit runs in ``settings.dtype`` (float32 by default: 72 -> 35 ms per
 step of 4 cells of 32 atoms, one thread); the normalisation and the model returned are float64.
 Everything is seeded.
 """
@@ -48,6 +51,7 @@ class StudentSettings:
     force_weight: float = 2.0  # on (eV/Å)^2
     stress_weight: float = 500.0  # on (eV/Å^3)^2
     clip_grad_norm: float | None = None  # the gradient's norm is cut to this (None: never)
+    patience: int | None = 50  # stop after this many epochs without a better validation loss
     validation_fraction: float = 0.1
     dtype: str = "float32"  # of the fit; the model is float64
     seed: int = 0
@@ -56,6 +60,14 @@ class StudentSettings:
     @property
     def spec(self) -> DescriptorSpec:
         return DescriptorSpec(self.cutoff, self.n_basis, self.n_channels, self.lmax, self.decay)
+
+
+class StudentFitError(ValueError):
+    """The fit did not learn: its validation loss never fell below the first epoch's."""
+
+
+#: A fit of at least this many epochs whose first epoch stayed its best learnt nothing.
+EPOCHS_TO_JUDGE = 10
 
 
 @dataclass
@@ -90,7 +102,18 @@ class FitHistory:
     grad_norm_max: list[float] = field(default_factory=list)
     clipped_steps: list[int] = field(default_factory=list)
     best_epoch: int = -1
+    stopped_early: bool = False
     wall_s: float = 0.0
+
+    def to_document(self) -> dict[str, Any]:
+        """The curve as stored with a student: losses per epoch, the best epoch, the stop."""
+        return {
+            "train_loss": [float(x) for x in self.train_loss],
+            "validation_loss": [float(x) for x in self.validation_loss],
+            "best_epoch": self.best_epoch,
+            "epochs_run": len(self.validation_loss),
+            "stopped_early": self.stopped_early,
+        }
 
 
 def targets_of(frames: Sequence[Atoms], dtype: torch.dtype) -> Targets:
@@ -191,8 +214,10 @@ def train(
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> FitHistory:
     """Fit ``model`` (normalised, float64) to ``frames`` in ``settings.dtype`` with Adam; it
-    ends float64 with the parameters of the epoch of lowest validation loss. ``batch`` makes a
-    model's inputs and targets from a chunk of ``settings.batch_size`` frames."""
+    ends float64 with the parameters of the epoch of lowest validation loss. It stops after
+    ``settings.patience`` epochs without a better validation loss, and raises
+    :class:`StudentFitError` if no epoch after the first was better. ``batch`` makes a model's
+    inputs and targets from a chunk of ``settings.batch_size`` frames."""
     if not frames:
         raise ValueError("student: no frames to fit")
     size = settings.batch_size
@@ -236,10 +261,23 @@ def train(
                 history.train_loss[-1],
                 val_loss,
             )
+        if settings.patience is not None and epoch - history.best_epoch >= settings.patience:
+            history.stopped_early = epoch < settings.epochs - 1
+            log.info("student: no better validation loss since epoch %d", history.best_epoch)
+            break
+    history.wall_s = time.perf_counter() - started
+    if history.best_epoch == 0 and len(history.validation_loss) >= EPOCHS_TO_JUDGE:
+        raise StudentFitError(
+            f"student fit: the validation loss was lowest at epoch 0 "
+            f"({history.validation_loss[0]:.4g}) and no later epoch of "
+            f"{len(history.validation_loss)} was better (last {history.validation_loss[-1]:.4g}): "
+            f"the fit learnt nothing. Lower student.learning_rate (now "
+            f"{settings.learning_rate:g}), or look for frames the teacher labelled "
+            f"inconsistently (student.max_teacher_spread_eV_A, student.label_weight)"
+        )
     model.to(torch.float64)
     if best is not None:
         model.load_state_dict(best)  # copied into the float64 parameters
-    history.wall_s = time.perf_counter() - started
     return history
 
 

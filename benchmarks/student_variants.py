@@ -1,0 +1,200 @@
+"""What limits the student: fits of one campaign's stored teacher sample with changed settings,
+side by side, measured against the teacher on the same held-out frames.
+
+Usage (after ``al-loop distil`` stored a sample, e.g. ``make demo``)::
+
+    python benchmarks/student_variants.py configs/demo.yaml \\
+        --variant demo: --variant slow:learning_rate=0.003,final_learning_rate=0.0001 \\
+        [--jobs 2] [--name student_variants]
+
+Each ``--variant NAME:KEY=VALUE,...`` changes keys of the campaign's ``student:`` section (values
+read as YAML, checked like the file's own); ``NAME:`` alone is the campaign's own settings. The
+sample is the campaign's newest stored one (read, never rebuilt); its frames are filtered and
+split exactly as the distil stage does (``student.max_teacher_spread_eV_A``,
+``student.test_fraction``, the campaign's seed), and the training DFT labels join the fit with
+``student.label_weight``, so a variant is the stage's fit and nothing else. The fits run in
+``--jobs`` processes of one torch thread each; every variant sees the same frames and seed.
+
+Printed and recorded (docs/results/<NAME>.json): per variant, the student against the teacher
+on the held-out frames (energy MAE, force RMSE, pressure MAE), per pressure bin and split into
+MD and crystal frames; against the held-out labels; the fit's best epoch, epochs run and wall
+time. Baseline: the first variant (ratios against it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ase import Atoms
+from bench_record import record
+
+from al_loop.config import CampaignConfig, StudentConfig, load_campaign
+
+FIGURES = ("energy_mae_meV_atom", "force_rmse_eV_A", "pressure_mae_GPa")
+
+
+def parse_variant(text: str, base: StudentConfig) -> tuple[str, StudentConfig]:
+    """``NAME:KEY=VALUE,...`` as (name, the student section with those keys changed)."""
+    name, _, body = text.partition(":")
+    if not name:
+        raise SystemExit(f"--variant {text!r}: give it a name (NAME:KEY=VALUE,...)")
+    changes: dict[str, Any] = {}
+    for item in filter(None, body.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant {text!r}: {item!r} is not KEY=VALUE")
+        changes[key.strip()] = yaml.safe_load(value)
+    return name, StudentConfig.model_validate({**base.model_dump(), **changes})
+
+
+def campaign_data(config: CampaignConfig) -> dict[str, list[Atoms]]:
+    """The stage's fit frames, test frames, training and held-out labels, from the stored
+    sample (the newest)."""
+    from al_loop.campaign import open_campaign
+    from al_loop.committee import labelled_structures
+    from al_loop.distillation import frames_read, split, usable
+
+    with open_campaign(config, create=False) as session:
+        stored = session.store.distillations(session.name, "sample")
+        if not stored:
+            raise SystemExit(f"campaign {config.name!r}: no stored sample; run `al-loop distil`")
+        frames = frames_read(session.store.read_file(stored[0]["file_id"]))
+        train_labels, held_labels = labelled_structures(session)
+    kept = [f for f in frames if not usable(f, config.student.max_teacher_spread_eV_A)]
+    fit, test = split(kept, config.student.test_fraction, config.seed)
+    return {"fit": fit, "test": test, "labels": train_labels, "held_labels": held_labels}
+
+
+def kind(frame: Atoms) -> str:
+    return "crystal" if str(frame.info.get("trajectory", "")).startswith("crystal") else "md"
+
+
+def one_variant(
+    name: str, student: StudentConfig, seed: int, elements: list[str], data: dict[str, Any]
+) -> dict[str, Any]:
+    """Fit one variant (one torch thread) and measure it against the teacher and the labels."""
+    import torch
+
+    from al_loop.distillation import student_settings
+    from al_loop.evaluation import errors, summary
+    from calculators.models.student import routes
+    from calculators.models.student.training import StudentFitError
+
+    torch.set_num_threads(1)
+    settings = student_settings(student, seed, threads=1)
+    labels = [a.copy() for a in data["labels"]]
+    for copy, atoms in zip(labels, data["labels"], strict=True):
+        copy.calc = atoms.calc
+        copy.info["weight"] = student.label_weight
+    out: dict[str, Any] = {"settings": student.model_dump(mode="json")}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            files, history = routes.fit(
+                data["fit"] + labels, elements, settings, Path(tmp) / f"student-{name}"
+            )
+        except StudentFitError as err:
+            return {**out, "error": str(err), "fit_wall_s": time.perf_counter() - started}
+        calc = routes.calculator(settings.route, files, elements)
+        out["fit"] = {**history.to_document(), "wall_s": history.wall_s}
+        out["vs_teacher"] = summary(errors(calc, data["test"]))
+        for part in ("md", "crystal"):
+            frames = [f for f in data["test"] if kind(f) == part]
+            if frames:
+                found = summary(errors(calc, frames))
+                out[f"vs_teacher_{part}"] = {k: found.get(k) for k in (*FIGURES, "n")}
+        if data["held_labels"]:
+            out["vs_labels"] = summary(errors(calc, data["held_labels"]))
+    for key in ("train_loss", "validation_loss"):
+        out["fit"][key] = [round(x, 6) for x in out["fit"][key]]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("config")
+    parser.add_argument("--variant", action="append", required=True, metavar="NAME:KEY=VALUE,...")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--name", default="student_variants")
+    opts = parser.parse_args(argv)
+    config = load_campaign(opts.config)
+    variants = dict(parse_variant(v, config.student) for v in opts.variant)
+    started = time.perf_counter()
+    data = campaign_data(config)
+    elements = list(config.system.elements)
+    print(
+        f"sample: {len(data['fit'])} fit frames, {len(data['test'])} test frames, "
+        f"{len(data['labels'])} labels (+{len(data['held_labels'])} held out)",
+        flush=True,
+    )
+    results: dict[str, Any] = {}
+    with concurrent.futures.ProcessPoolExecutor(opts.jobs) as pool:
+        futures = {
+            pool.submit(one_variant, name, st, config.seed, elements, data): name
+            for name, st in variants.items()
+        }
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            results[name] = future.result()
+            print(f"{name}: {json.dumps(headline(results[name]))}", flush=True)
+    base = next(iter(variants))
+    print(
+        f"\n{'variant':<14} {'E MAE':>8} {'F RMSE':>8} {'P MAE':>7} {'best':>5} {'run':>5} "
+        f"{'fit s':>6}   ratios to {base}"
+    )
+    first = headline(results[base])
+    for name in variants:
+        line = headline(results[name])
+        if "error" in line:
+            print(f"{name:<14} fit failed: {line['error']}")
+            continue
+        e, f, p = (number(line.get(k)) for k in FIGURES)
+        ratios = [number(line.get(k)) / number(first.get(k)) for k in FIGURES]
+        print(
+            f"{name:<14} {e:8.2f} {1000 * f:8.1f} {p:7.2f} {line['best_epoch']:5d} "
+            f"{line['epochs_run']:5d} {line['wall_s']:6.0f}   "
+            + " / ".join(f"{r:.2f}" for r in ratios)
+        )
+    figures = {
+        "campaign": config.name,
+        "frames": {k: len(v) for k, v in data.items()},
+        "baseline": base,
+        "variants": results,
+        "wall_s": time.perf_counter() - started,
+    }
+    print("(energy meV/atom, force meV/Å, pressure GPa; against the teacher on the test frames)")
+    record(opts.name, figures)
+    return 0
+
+
+def number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    if "error" in result:
+        return {"error": result["error"][:120]}
+    vs = result["vs_teacher"]
+    fit = result["fit"]
+    return {
+        **{k: vs.get(k) for k in FIGURES},
+        "best_epoch": fit["best_epoch"],
+        "epochs_run": fit["epochs_run"],
+        "wall_s": round(fit["wall_s"]),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
