@@ -18,7 +18,11 @@ split exactly as the distil stage does (``student.max_teacher_spread_eV_A``,
 Printed and recorded (docs/results/<NAME>.json): per variant, the student against the teacher
 on the held-out frames (energy MAE, force RMSE, pressure MAE), per pressure bin and split into
 MD and crystal frames; against the held-out labels; the fit's best epoch, epochs run and wall
-time. Baseline: the first variant (ratios against it).
+time; and where its equation of state holds: each element in fcc, bcc and hcp compressed from
+120 % to 50 % of its reference volume, judged as ``al-loop foundation`` judges a source (P must
+rise as V falls, B must not collapse), beside the teacher's. A student whose P(V) turns over at
+a few GPa collapses in the phase stage's relaxations. Baseline: the first variant (ratios
+against it).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np
 from ase import Atoms
 from bench_record import record
 
@@ -59,11 +65,11 @@ def parse_variant(text: str, base: StudentConfig) -> tuple[str, StudentConfig]:
     return name, StudentConfig.model_validate({**base.model_dump(), **changes})
 
 
-def campaign_data(config: CampaignConfig) -> dict[str, list[Atoms]]:
+def campaign_data(config: CampaignConfig) -> dict[str, Any]:
     """The stage's fit frames, test frames, training and held-out labels, from the stored
-    sample (the newest)."""
+    sample (the newest), and the teacher's :func:`eos_trust`."""
     from al_loop.campaign import open_campaign
-    from al_loop.committee import labelled_structures
+    from al_loop.committee import labelled_structures, load_committee
     from al_loop.distillation import frames_read, split, usable
 
     with open_campaign(config, create=False) as session:
@@ -72,9 +78,44 @@ def campaign_data(config: CampaignConfig) -> dict[str, list[Atoms]]:
             raise SystemExit(f"campaign {config.name!r}: no stored sample; run `al-loop distil`")
         frames = frames_read(session.store.read_file(stored[0]["file_id"]))
         train_labels, held_labels = labelled_structures(session)
+        teacher = load_committee(session, stored[0]["teacher_iteration"], "float64")
+        teacher_eos = eos_trust(teacher, list(config.system.elements))
     kept = [f for f in frames if not usable(f, config.student.max_teacher_spread_eV_A)]
     fit, test = split(kept, config.student.test_fraction, config.seed)
-    return {"fit": fit, "test": test, "labels": train_labels, "held_labels": held_labels}
+    return {
+        "fit": fit,
+        "test": test,
+        "labels": train_labels,
+        "held_labels": held_labels,
+        "teacher_eos": teacher_eos,
+    }
+
+
+#: Volumes of the equation-of-state check, as fractions of each element's reference volume.
+EOS_SCALES = tuple(float(x) for x in np.geomspace(1.2, 0.5, 24))
+
+
+def eos_trust(calc: Any, elements: Sequence[str]) -> dict[str, Any]:
+    """Per element and lattice, the highest pressure (GPa) up to which ``calc``'s P(V) holds
+    (:func:`al_loop.foundation.trust.judge`), its reason, and the lowest of them all."""
+    from al_loop.evaluation import pressure_GPa
+    from al_loop.foundation.trust import LATTICES, judge
+    from al_loop.seeds import atomic_volume_A3, prototype
+
+    out: dict[str, Any] = {}
+    for element in elements:
+        for lattice in LATTICES:
+            volumes, pressures = [], []
+            for scale in EOS_SCALES:
+                atoms = prototype(lattice, atomic_volume_A3(element) * scale)
+                atoms.set_chemical_symbols([element] * len(atoms))
+                atoms.calc = calc
+                volumes.append(atoms.get_volume() / len(atoms))
+                pressures.append(pressure_GPa(atoms.get_stress()))
+            _, _, trusted, _, reason = judge(np.array(volumes), np.array(pressures))
+            out[f"{element} {lattice}"] = {"trusted_GPa": round(trusted, 1), "reason": reason}
+    out["lowest_GPa"] = min(v["trusted_GPa"] for v in out.values())
+    return out
 
 
 def kind(frame: Atoms) -> str:
@@ -117,6 +158,7 @@ def one_variant(
                 out[f"vs_teacher_{part}"] = {k: found.get(k) for k in (*FIGURES, "n")}
         if data["held_labels"]:
             out["vs_labels"] = summary(errors(calc, data["held_labels"]))
+        out["eos"] = eos_trust(calc, elements)
     for key in ("train_loss", "validation_loss"):
         out["fit"][key] = [round(x, 6) for x in out["fit"][key]]
     return out
@@ -150,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = future.result()
             print(f"{name}: {json.dumps(headline(results[name]))}", flush=True)
     base = next(iter(variants))
+    print(f"teacher: P(V) holds to {data['teacher_eos']['lowest_GPa']} GPa (lowest lattice)")
     print(
-        f"\n{'variant':<14} {'E MAE':>8} {'F RMSE':>8} {'P MAE':>7} {'best':>5} {'run':>5} "
-        f"{'fit s':>6}   ratios to {base}"
+        f"\n{'variant':<14} {'E MAE':>8} {'F RMSE':>8} {'P MAE':>7} {'EOS':>6} {'best':>5} "
+        f"{'run':>5} {'fit s':>6}   ratios to {base}"
     )
     first = headline(results[base])
     for name in variants:
@@ -163,18 +206,23 @@ def main(argv: list[str] | None = None) -> int:
         e, f, p = (number(line.get(k)) for k in FIGURES)
         ratios = [number(line.get(k)) / number(first.get(k)) for k in FIGURES]
         print(
-            f"{name:<14} {e:8.2f} {1000 * f:8.1f} {p:7.2f} {line['best_epoch']:5d} "
+            f"{name:<14} {e:8.2f} {1000 * f:8.1f} {p:7.2f} {line['eos_GPa']:6.1f} "
+            f"{line['best_epoch']:5d} "
             f"{line['epochs_run']:5d} {line['wall_s']:6.0f}   "
             + " / ".join(f"{r:.2f}" for r in ratios)
         )
     figures = {
         "campaign": config.name,
-        "frames": {k: len(v) for k, v in data.items()},
+        "frames": {k: len(v) for k, v in data.items() if k != "teacher_eos"},
+        "teacher_eos": data["teacher_eos"],
         "baseline": base,
         "variants": results,
         "wall_s": time.perf_counter() - started,
     }
-    print("(energy meV/atom, force meV/Å, pressure GPa; against the teacher on the test frames)")
+    print(
+        "(energy meV/atom, force meV/Å, pressure GPa against the teacher on the test frames; "
+        "EOS: the lowest pressure where a lattice's P(V) stops holding)"
+    )
     record(opts.name, figures)
     return 0
 
@@ -190,6 +238,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     fit = result["fit"]
     return {
         **{k: vs.get(k) for k in FIGURES},
+        "eos_GPa": result["eos"]["lowest_GPa"],
         "best_epoch": fit["best_epoch"],
         "epochs_run": fit["epochs_run"],
         "wall_s": round(fit["wall_s"]),
