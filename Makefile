@@ -38,7 +38,7 @@ cafeni-small: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20
 
 lint: setup
 	$(BIN)/ruff check .

@@ -470,9 +470,11 @@ class StudentConfig(_Section):
     sample_trajectories_per_condition: Annotated[Int, Field(ge=1)] = 2
     sample_min_atoms: Annotated[Int, Field(ge=1)] = 32
     #: The phase stage's candidates (phase.prototypes and phase.files) join the sample: each at
-    #: this many volumes spanning seeds.volume_scale_range, ideal and rattled by
-    #: seeds.rattle_A, labelled by the teacher (0: none). The student relaxes them later; MD of
-    #: the campaign's cells never shows it a perfect Laves or CaCu5 crystal.
+    #: this many volumes, evenly spaced between those where the teacher's own P(V) reaches the
+    #: lowest and highest of the campaign's and the phase grid's pressures (widened by a fifth
+    #: of their span and 2 GPa), ideal and rattled by seeds.rattle_A, labelled by the teacher
+    #: (0: none). The student relaxes them later; MD of the campaign's cells never shows it a
+    #: perfect Laves or CaCu5 crystal, nor calcium at its 20 GPa volume.
     sample_crystal_volumes: Annotated[Int, Field(ge=0, le=50)] = 6
     #: Frames where the committee's force spread exceeds this are left out (the teacher is
     #: unsure there).

@@ -4,11 +4,12 @@ The sample is MD with the teacher at every (ensemble, T, P) of the campaign (``h
 melt the cell), from labelled structures repeated to ``student.sample_min_atoms``; every frame
 carries the committee's mean energy, forces and stress (the teacher's label) and its spread.
 The phase stage's candidate crystals join it (``student.sample_crystal_volumes``): each at
-several volumes, ideal and rattled, labelled by the teacher, so that the student has seen the
-perfect crystals it will relax. Frames where the spread passes
-``student.max_teacher_spread_eV_A`` (or that stopped a trajectory) are left out. The student
-is fitted to the rest and to every training DFT label (weight ``student.label_weight``); a
-held-out share of the sample and the held-out DFT labels measure it (:func:`report`).
+volumes spanning the campaign's pressures on the teacher's own P(V), ideal and rattled,
+labelled by the teacher, so that the student has seen the perfect crystals it will relax.
+Frames where the spread passes ``student.max_teacher_spread_eV_A`` (or that stopped a
+trajectory) are left out. The student is fitted to the rest and to every training DFT label
+(weight ``student.label_weight``); a held-out share of the sample and the held-out DFT labels
+measure it (:func:`report`).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ TARGETS = {
 
 
 #: The stored sample's format: samples of another format are not reused (format 1 wrote an empty
-#: ``stop_reason`` that extxyz could not read back).
-SAMPLE_FORMAT = 2
+#: ``stop_reason`` that extxyz could not read back; format 2 put the crystals at the seeds'
+#: volume factors, not at the teacher's volumes of the campaign's pressures).
+SAMPLE_FORMAT = 3
 
 
 def sample_conditions(config: CampaignConfig) -> list[tuple[str, float, float]]:
@@ -59,26 +61,79 @@ def grown(atoms: Atoms, min_atoms: int) -> Atoms:
     return big
 
 
-def crystal_factors(config: CampaignConfig) -> list[float]:
-    """The volume factors of the crystal frames: ``student.sample_crystal_volumes`` of them
-    spanning ``seeds.volume_scale_range`` (the campaign's compression range)."""
-    lo, hi = config.seeds.volume_scale_range
-    n = config.student.sample_crystal_volumes
-    return [float(f) for f in np.linspace(lo, hi, n)] if n > 1 else [hi] * n
+#: Volume factors (of a crystal's reference cell) at which the teacher's P(V) is read to size
+#: its frames: from 125 % down to 30 %.
+SCAN_FACTORS = tuple(float(f) for f in np.geomspace(1.25, 0.3, 24))
+
+
+def crystal_window_GPa(config: CampaignConfig) -> tuple[float, float]:
+    """The pressures (GPa) the crystal frames span: the campaign's and the phase stage's grid,
+    widened either side by a fifth of their span and 2 GPa (a relaxation passes beyond them)."""
+    phase = config.phase.pressures_GPa or [0.0, max(config.system.pressures_GPa)]
+    pressures = [*config.system.pressures_GPa, *phase]
+    lo, hi = min(pressures), max(pressures)
+    margin = 0.2 * (hi - lo) + 2.0
+    return lo - margin, hi + margin
+
+
+def crystal_factors(
+    teacher: Any, atoms: Atoms, window_GPa: tuple[float, float], n: int
+) -> list[float]:
+    """``n`` volume factors of ``atoms``' cell, evenly spaced in volume, between those where
+    the teacher's pressure is ``window_GPa``, read on :data:`SCAN_FACTORS` along
+    :func:`stable_branch`. A window beyond the branch ends at the branch's end. The range
+    reaches the candidate's own cell (factor 1) in any case: the phase stage's relaxations
+    start there."""
+    from ase import units
+
+    cells = [_scaled(atoms, f) for f in SCAN_FACTORS]
+    pressures = [-float(np.mean(got["stress"][:3])) / units.GPa for got in predict(teacher, cells)]
+    start, end = stable_branch(pressures, int(np.argmin(np.abs(np.log(SCAN_FACTORS)))))
+    p, f = np.array(pressures[start:end]), np.array(SCAN_FACTORS[start:end])
+    big, small = (float(np.interp(x, p, f)) for x in window_GPa)
+    big = max(big, 1.0)
+    if n == 1:
+        return [small]
+    return [float(x) for x in np.linspace(big, small, n)]
+
+
+def stable_branch(pressures: Sequence[float], near: int) -> tuple[int, int]:
+    """The slice [start, end) of a scan from large to small volumes where P rises as V falls,
+    the one at or next below scan point ``near`` (the candidate's own cell): from the limit of
+    tension (larger cells come apart: P falls again) to where P stops rising (the model's P(V)
+    turns over). A cell beyond the limit of tension first goes down to it; a model that is
+    wild far from ``near`` (millions of GPa at a third of the volume) is never reached."""
+    start, n = near, len(pressures)
+    falls_before = start == 0 or pressures[start - 1] >= pressures[start]
+    if falls_before and start + 1 < n and pressures[start + 1] <= pressures[start]:
+        while start + 1 < n and pressures[start + 1] <= pressures[start]:
+            start += 1  # beyond the limit of tension: down to it
+    else:
+        while start > 0 and pressures[start - 1] < pressures[start]:
+            start -= 1  # on the branch: up in volume to the limit of tension
+    end = start + 1
+    while end < n and pressures[end] > pressures[end - 1]:
+        end += 1
+    return start, end
+
+
+def _scaled(atoms: Atoms, factor: float) -> Atoms:
+    cell = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=True)
+    cell.set_cell(atoms.cell * factor ** (1 / 3), scale_atoms=True)
+    return cell
 
 
 def crystal_cells(
-    candidates: Sequence[tuple[str, Atoms]], factors: Sequence[float], rattle_A: float, seed: int
+    candidates: Sequence[tuple[str, Atoms, Sequence[float]]], rattle_A: float, seed: int
 ) -> list[Atoms]:
-    """Each named candidate at each volume factor: the ideal cell, and a distorted copy (grown
-    to at least 8 atoms, strained by up to 2 % and rattled by ``rattle_A`` Å: forces and shear
-    stress, which a one-atom cell cannot have); ``info["trajectory"]`` names it."""
+    """Each named candidate at each of its volume factors: the ideal cell, and a distorted copy
+    (grown to at least 8 atoms, strained by up to 2 % and rattled by ``rattle_A`` Å: forces and
+    shear stress, which a one-atom cell cannot have); ``info["trajectory"]`` names it."""
     rng = np.random.default_rng(seed)
     out = []
-    for name, atoms in candidates:
+    for name, atoms, factors in candidates:
         for factor in factors:
-            ideal = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=True)
-            ideal.set_cell(atoms.cell * factor ** (1 / 3), scale_atoms=True)
+            ideal = _scaled(atoms, factor)
             rattled = grown(ideal, 8)
             strain = rng.uniform(-0.02, 0.02, (3, 3))
             rattled.set_cell(rattled.cell[:] @ (np.eye(3) + (strain + strain.T) / 2), True)
@@ -123,7 +178,7 @@ def sample_key(
     settings = {k: v for k, v in st.model_dump().items() if k.startswith("sample")}
     parts = [SAMPLE_FORMAT, list(teacher_sha256), settings, config.seed, sample_conditions(config)]
     if crystals:
-        parts.append([list(crystals), crystal_factors(config), config.seeds.rattle_A])
+        parts.append([list(crystals), crystal_window_GPa(config), config.seeds.rattle_A])
     text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

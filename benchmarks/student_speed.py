@@ -4,7 +4,7 @@ classical and machine-learned potentials LAMMPS ships; how its cost and memory g
 Usage::
 
     python benchmarks/student_speed.py [--quick] [--record NAME] [--one-rank-million]
-                                       [--threads 2] [--keep DIR]
+                                       [--threads 2] [--keep DIR] [--students RECORD]
 
 The system is fcc Cu (a = 3.615 Å), ``4 N^3`` atoms (N = 10: 4,000), 600 K, 1 fs steps. Figures
 per run: atom-steps per second and µs per atom-step per core (wall time x cores / atom-steps).
@@ -43,6 +43,14 @@ Ratios are against baselines measured in the same run: the student against ML-IA
 linear SNAP, EAM and the teacher; <= 2 kB (2,000 bytes) per atom at 1,000,000 atoms (the whole
 process's peak). Anchors: the µs per atom-step of LAMMPS's own single-core example logs.
 
+``--students RECORD``: the speed-accuracy curve instead. RECORD is a
+``benchmarks/student_variants.py --keep DIR`` record (students of several shapes fitted to a
+campaign's teacher sample, each with its errors against the teacher); each student runs NVE in
+LAMMPS on 1 rank, 4,000 Ni atoms on the fcc Cu lattice (the Cu baselines' neighbour count),
+beside EAM, linear SNAP and ML-IAP nn on Cu in the same run. Recorded as
+``docs/results/<--record>.json`` (default ``student_speed_accuracy``) and its PNG: µs per
+atom-step per core against force RMSE, and ML-IAP nn's cost over each student's (aim 10x).
+
 ``--quick``: tiny sizes and few steps (the 1M run becomes 4,000 atoms), a smoke test; it
 records nothing unless ``--record`` is given. The full run writes
 ``docs/results/<--record>.json`` (default ``student_speed``) and ``docs/results/student_speed.png``.
@@ -52,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import logging
 import multiprocessing
 import re
@@ -105,7 +114,8 @@ def potentials() -> Path:
     return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
 
 
-def pair_lines(style: str, student_file: Path) -> list[str]:
+def pair_lines(style: str, student_file: Path, element: str = "Cu") -> list[str]:
+    """The pair commands of ``style``; the student's atoms are ``element``."""
     from calculators.models.student.lammps_run import pair_commands
 
     pot = potentials()
@@ -121,7 +131,7 @@ def pair_lines(style: str, student_file: Path) -> list[str]:
             "pair_coeff * * Cu",
         ]
     if style == "student":
-        return pair_commands(student_file, ["Cu"])
+        return pair_commands(student_file, [element])
     raise ValueError(style)
 
 
@@ -218,8 +228,11 @@ def run_lammps(
 class Lammps:
     """LAMMPS runs with their 32-atom baselines (cached per style, ranks, ensemble)."""
 
-    def __init__(self, folder: Path, student_file: Path, seconds: float) -> None:
+    def __init__(
+        self, folder: Path, student_file: Path, seconds: float, element: str = "Cu"
+    ) -> None:
         self.folder, self.student_file, self.seconds = folder, student_file, seconds
+        self.element = element  # the student's species on the fcc Cu lattice
         self.baselines: dict[tuple[str, int, bool], float] = {}
         self.count = 0
 
@@ -236,7 +249,7 @@ class Lammps:
             return {"style": style, "skipped": f"over {MLIAP_MAX_PER_RANK} atoms per rank"}
         steps = steps or self.steps(style, atoms, ranks)
         warmup = max(1, steps // 10)
-        pair = pair_lines(style, self.student_file)
+        pair = pair_lines(style, self.student_file, self.element)
         self.count += 1
         print(f"  {label}: {steps} steps ...", flush=True)
         try:
@@ -616,6 +629,94 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- trained students
+
+
+def speed_accuracy(record: Path, folder: Path, n_cells: int, seconds: float) -> dict[str, Any]:
+    """Trained students of a ``student_variants.py --keep`` record, each timed in LAMMPS (1 rank,
+    NVE, ``4 n_cells^3`` atoms of :data:`TRAINED_ELEMENT` on the fcc Cu lattice: the neighbour
+    count of the Cu baselines) beside EAM, linear SNAP and ML-IAP nn measured in the same run;
+    each with its force RMSE against the teacher from the record."""
+    variants = json.loads(record.read_text())["figures"]["variants"]
+    runs: dict[str, Any] = {}
+    for style in ("eam", "snap", "mliap-nn"):
+        runs[style] = Lammps(folder / style, Path(), seconds).run(style, n_cells, 1)
+    for name, result in variants.items():
+        if not result.get("files") or result["settings"]["route"] != "pair":
+            continue
+        timing = Lammps(folder / name, Path(result["files"][0]), seconds, TRAINED_ELEMENT)
+        st = result["settings"]
+        vs = result["vs_teacher"]
+        runs[name] = {
+            **timing.run("student", n_cells, 1),
+            "shape": {k: st[k] for k in ("cutoff", "n_basis", "n_channels", "lmax", "hidden")},
+            **{
+                k: vs.get(k) for k in ("energy_mae_meV_atom", "force_rmse_eV_A", "pressure_mae_GPa")
+            },
+        }
+    mliap = us(runs["mliap-nn"])
+    for run in runs.values():
+        run["mliap_nn_over_this"] = ratio(mliap, us(run))
+    return runs
+
+
+#: The trained students' species in the timing runs (a Ca-Fe-Ni student on the Cu lattice).
+TRAINED_ELEMENT = "Ni"
+
+
+def plot_speed_accuracy(runs: dict[str, Any], path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 5.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    students = {k: v for k, v in runs.items() if v.get("force_rmse_eV_A") and us(v)}
+    xs = [us(v) for v in students.values()]
+    ys = [1000 * v["force_rmse_eV_A"] for v in students.values()]
+    ax.plot(xs, ys, "o", color="tab:blue", label="trained students (LAMMPS, 1 rank)")
+    for (name, _), x, y in zip(students.items(), xs, ys, strict=True):
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for style, color in (("eam", "grey"), ("snap", "tab:green"), ("mliap-nn", "tab:red")):
+        if us(runs.get(style)):
+            ax.axvline(us(runs[style]), ls="--", color=color, label=f"{style} (fcc Cu, same run)")
+    ax.set_xscale("log")
+    ax.set_xlabel("µs per atom-step per core (4,000 atoms)")
+    ax.set_ylabel("force RMSE against the teacher (meV/Å)")
+    ax.set_title("The student: speed against accuracy (demo's test frames)")
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+def main_students(record: Path, name: str, keep: Path | None) -> None:
+    folder = keep or Path(tempfile.mkdtemp(prefix="student_speed-"))
+    start = time.perf_counter()
+    try:
+        runs = speed_accuracy(record, folder, 10, 8.0)
+    finally:
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"\n{'run':<24} {'µs/atom-step':>13} {'F RMSE meV/Å':>13} {'ML-IAP nn / it':>15}")
+    for key, run in runs.items():
+        force = run.get("force_rmse_eV_A")
+        print(
+            f"{key:<24} {us(run) or float('nan'):13.2f} "
+            f"{1000 * force if force else float('nan'):13.1f} {run.get('mliap_nn_over_this')!s:>15}"
+        )
+    figures = {
+        "record": str(record),
+        "system": f"fcc lattice a={A_CU} Å, 4,000 atoms, {TEMPERATURE_K:g} K NVE, 1 rank; "
+        f"students on {TRAINED_ELEMENT}, baselines on Cu",
+        "target_vs_mliap_nn": TARGETS["vs_mliap_aim"],
+        "runs": runs,
+        "total_s": round(time.perf_counter() - start),
+    }
+    record_path = record(name, figures)
+    print(f"recorded {record_path}; plot {plot_speed_accuracy(runs, RESULTS / f'{name}.png')}")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -626,7 +727,16 @@ def main() -> None:
     parser.add_argument("--one-rank-million", action="store_true", help="the 1M run on 1 rank")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, ASE routes")
     parser.add_argument("--keep", type=Path, default=None, help="keep LAMMPS inputs/logs here")
+    parser.add_argument(
+        "--students",
+        type=Path,
+        default=None,
+        help="a student_variants.py --keep record: time its trained students (speed-accuracy)",
+    )
     opts = parser.parse_args()
+    if opts.students:
+        main_students(opts.students, opts.record or "student_speed_accuracy", opts.keep)
+        return
     quick = opts.quick
     name = opts.record or (None if quick else "student_speed")
     # cells per edge: the 4,000-atom comparison, the scaling series, the million, EAM large

@@ -5,7 +5,7 @@ Usage (after ``al-loop distil`` stored a sample, e.g. ``make demo``)::
 
     python benchmarks/student_variants.py configs/demo.yaml \\
         --variant demo: --variant slow:learning_rate=0.003,final_learning_rate=0.0001 \\
-        [--jobs 2] [--name student_variants]
+        [--seeds 0,1,2] [--jobs 2] [--keep DIR] [--name student_variants]
 
 Each ``--variant NAME:KEY=VALUE,...`` changes keys of the campaign's ``student:`` section (values
 read as YAML, checked like the file's own); ``NAME:`` alone is the campaign's own settings. The
@@ -13,7 +13,10 @@ sample is the campaign's newest stored one (read, never rebuilt); its frames are
 split exactly as the distil stage does (``student.max_teacher_spread_eV_A``,
 ``student.test_fraction``, the campaign's seed), and the training DFT labels join the fit with
 ``student.label_weight``, so a variant is the stage's fit and nothing else. The fits run in
-``--jobs`` processes of one torch thread each; every variant sees the same frames and seed.
+``--jobs`` processes of one torch thread each; every variant sees the same frames, and is
+fitted once per ``--seeds`` seed (default: the campaign's; the split stays the campaign's), its
+spread over the seeds reported. ``--keep DIR`` keeps each student's files (``DIR/<run>/``,
+listed in the record): ``benchmarks/student_speed.py --students`` times them.
 
 Printed and recorded (docs/results/<NAME>.json): per variant, the student against the teacher
 on the held-out frames (energy MAE, force RMSE, pressure MAE), per pressure bin and split into
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -123,9 +127,15 @@ def kind(frame: Atoms) -> str:
 
 
 def one_variant(
-    name: str, student: StudentConfig, seed: int, elements: list[str], data: dict[str, Any]
+    name: str,
+    student: StudentConfig,
+    seed: int,
+    elements: list[str],
+    data: dict[str, Any],
+    keep: Path | None = None,
 ) -> dict[str, Any]:
-    """Fit one variant (one torch thread) and measure it against the teacher and the labels."""
+    """Fit one variant (one torch thread) and measure it against the teacher and the labels;
+    its files are copied to ``keep`` when given (recorded as ``files``)."""
     import torch
 
     from al_loop.distillation import student_settings
@@ -159,6 +169,9 @@ def one_variant(
         if data["held_labels"]:
             out["vs_labels"] = summary(errors(calc, data["held_labels"]))
         out["eos"] = eos_trust(calc, elements)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            out["files"] = [str(shutil.copy(f, keep / f.name)) for f in files]
     for key in ("train_loss", "validation_loss"):
         out["fit"][key] = [round(x, 6) for x in out["fit"][key]]
     return out
@@ -168,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("config")
     parser.add_argument("--variant", action="append", required=True, metavar="NAME:KEY=VALUE,...")
+    parser.add_argument("--seeds", help="fit seeds, comma-separated (default: the campaign's)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="copy each fitted student's files here")
     parser.add_argument("--name", default="student_variants")
     opts = parser.parse_args(argv)
     config = load_campaign(opts.config)
@@ -181,24 +196,31 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(data['labels'])} labels (+{len(data['held_labels'])} held out)",
         flush=True,
     )
+    seeds = [int(x) for x in opts.seeds.split(",")] if opts.seeds else [config.seed]
+    runs = {
+        (f"{name}@{seed}" if len(seeds) > 1 else name): (name, st, seed)
+        for name, st in variants.items()
+        for seed in seeds
+    }
     results: dict[str, Any] = {}
     with concurrent.futures.ProcessPoolExecutor(opts.jobs) as pool:
         futures = {
-            pool.submit(one_variant, name, st, config.seed, elements, data): name
-            for name, st in variants.items()
+            pool.submit(one_variant, name, st, seed, elements, data, keep_of(opts.keep, run)): run
+            for run, (name, st, seed) in runs.items()
         }
         for future in concurrent.futures.as_completed(futures):
-            name = futures[future]
-            results[name] = future.result()
-            print(f"{name}: {json.dumps(headline(results[name]))}", flush=True)
-    base = next(iter(variants))
+            run = futures[future]
+            results[run] = {**future.result(), "seed": runs[run][2]}
+            print(f"{run}: {json.dumps(headline(results[run]))}", flush=True)
+    results = {run: results[run] for run in runs}
+    base = next(iter(runs))
     print(f"teacher: P(V) holds to {data['teacher_eos']['lowest_GPa']} GPa (lowest lattice)")
     print(
         f"\n{'variant':<14} {'E MAE':>8} {'F RMSE':>8} {'P MAE':>7} {'EOS':>6} {'best':>5} "
         f"{'run':>5} {'fit s':>6}   ratios to {base}"
     )
     first = headline(results[base])
-    for name in variants:
+    for name in runs:
         line = headline(results[name])
         if "error" in line:
             print(f"{name:<14} fit failed: {line['error']}")
@@ -211,8 +233,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{line['epochs_run']:5d} {line['wall_s']:6.0f}   "
             + " / ".join(f"{r:.2f}" for r in ratios)
         )
+    spread = seed_spread(results, runs) if len(seeds) > 1 else {}
+    for name, spread_of in spread.items():
+        found = ", ".join(
+            f"{k} {v['mean']:.4g} ({v['min']:.4g}-{v['max']:.4g})"
+            for k, v in spread_of["figures"].items()
+        )
+        print(f"{name} over seeds {seeds}: {found}; failed fits {spread_of['failed_fits']}")
     figures = {
         "campaign": config.name,
+        "seeds": seeds,
+        "seed_spread": spread,
         "frames": {k: len(v) for k, v in data.items() if k != "teacher_eos"},
         "teacher_eos": data["teacher_eos"],
         "baseline": base,
@@ -225,6 +256,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     record(opts.name, figures)
     return 0
+
+
+def seed_spread(
+    results: dict[str, Any], runs: dict[str, tuple[str, StudentConfig, int]]
+) -> dict[str, dict[str, Any]]:
+    """Per variant, each headline figure's mean, min and max over its seeds, and how many of
+    its fits failed (left out of the figures)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(v[0] for v in runs.values()):
+        lines = [headline(results[r]) for r, v in runs.items() if v[0] == name]
+        ok = [line for line in lines if "error" not in line]
+        figures = {}
+        for key in (*FIGURES, "eos_GPa") if ok else ():
+            values = [number(line[key]) for line in ok]
+            figures[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+        out[name] = {"figures": figures, "failed_fits": len(lines) - len(ok)}
+    return out
+
+
+def keep_of(folder: Path | None, run: str) -> Path | None:
+    return None if folder is None else folder / run.replace("@", "-seed")
 
 
 def number(value: Any) -> float:

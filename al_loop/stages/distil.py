@@ -23,6 +23,7 @@ from al_loop.committee import labelled_structures, load_committee
 from al_loop.distillation import (
     crystal_cells,
     crystal_factors,
+    crystal_window_GPa,
     frames_bytes,
     frames_read,
     grown,
@@ -140,10 +141,13 @@ class DistilStage(Stage):
             report_trajectory,
             teacher.first_member(),
         )
+        factors: dict[str, list[float]] = {}
         if crystals:
-            cells = crystal_cells(
-                crystals, crystal_factors(cfg), cfg.seeds.rattle_A, cfg.seed * 1000 + 600
-            )
+            window = crystal_window_GPa(cfg)
+            n = st.sample_crystal_volumes
+            factors = {name: crystal_factors(teacher, atoms, window, n) for name, atoms in crystals}
+            named = [(name, atoms, factors[name]) for name, atoms in crystals]
+            cells = crystal_cells(named, cfg.seeds.rattle_A, cfg.seed * 1000 + 600)
             frames += teacher_frames(teacher, cells)
             self.emit(iteration, "step", crystals=len(crystals), crystal_frames=len(cells))
         session.store.add_distillation(
@@ -158,6 +162,7 @@ class DistilStage(Stage):
                 "settings": {k: v for k, v in st.model_dump().items() if k.startswith("sample")},
                 "conditions": todo,
                 "crystals": [name for name, _ in crystals],
+                "crystal_volume_factors": factors,
                 "software": software_versions(),
             },
             frames_bytes(frames),

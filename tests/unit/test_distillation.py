@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_loop.config import load_campaign
+from al_loop.config import CampaignConfig, load_campaign
 from al_loop.distillation import (
     by_teacher_spread,
     crystal_cells,
@@ -82,16 +82,16 @@ def test_errors_by_the_teachers_spread_name_the_worst_frame() -> None:
 
 
 def test_the_phase_candidates_join_the_sample_as_labelled_crystals(tmp_path: Path) -> None:
-    """Each candidate at every volume of the campaign's compression range, ideal and rattled,
-    with the teacher's (here EMT's) energy, forces and pressure; the sample's key names them."""
+    """Each candidate at each of its volumes, ideal and rattled, with the teacher's (here EMT's)
+    energy, forces and pressure; the sample's key names them."""
     (tmp_path / "c.yaml").write_text(
-        "name: t\nsystem:\n  elements: [Cu, Ni]\nseeds:\n  volume_scale_range: [0.8, 1.0]\n"
+        "name: t\nsystem:\n  elements: [Cu, Ni]\n  pressures_GPa: [0, 20]\n"
         "student:\n  sample_crystal_volumes: 3\n"
     )
     config = load_campaign(tmp_path / "c.yaml")
-    assert crystal_factors(config) == pytest.approx([0.8, 0.9, 1.0])
     fcc, hcp = bulk("Cu", "fcc", a=3.6), bulk("Ni", "hcp", a=2.5, c=4.1)
-    cells = crystal_cells([("Cu:fcc", fcc), ("Ni:hcp", hcp)], crystal_factors(config), 0.05, 1)
+    named = [("Cu:fcc", fcc, [0.8, 0.9, 1.0]), ("Ni:hcp", hcp, [0.7, 0.8, 0.9])]
+    cells = crystal_cells(named, 0.05, 1)
     assert len(cells) == 2 * 3 * 2
     volumes = [c.get_volume() / fcc.get_volume() for c in cells[:6:2]]
     assert volumes == pytest.approx([0.8, 0.9, 1.0])
@@ -99,7 +99,7 @@ def test_the_phase_candidates_join_the_sample_as_labelled_crystals(tmp_path: Pat
     assert len(cells[1]) == 8 and cells[1].get_volume() / 8 == pytest.approx(
         cells[0].get_volume(), rel=0.07
     )  # the distorted copy: grown, strained, rattled
-    assert cells[7].info["trajectory"] == "crystal Ni:hcp x0.800"
+    assert cells[7].info["trajectory"] == "crystal Ni:hcp x0.700"
     frames = teacher_frames(EMT(), cells)
     for cell, got in zip(cells, frames, strict=True):
         cell.calc = EMT()
@@ -111,3 +111,43 @@ def test_the_phase_candidates_join_the_sample_as_labelled_crystals(tmp_path: Pat
     assert np.abs(frames[0].get_forces()).max() < 1e-9 < np.abs(frames[1].get_forces()).max()
     bare = sample_key(["a"], config)
     assert sample_key(["a"], config, ["Cu:fcc:x"]) not in (bare, sample_key(["a"], config, ["y"]))
+
+
+def test_the_crystals_span_the_campaigns_pressures_on_the_teachers_own_p_of_v() -> None:
+    """The volume factors are those where the teacher's pressure is the window's ends (EMT
+    copper: 0 and 20 GPa read back within the scan's interpolation), evenly spaced in volume;
+    a window past what the scan reaches ends at the scan's smallest volume; the candidate's own
+    cell is always in the range."""
+    from ase.units import GPa
+
+    from al_loop.distillation import SCAN_FACTORS, crystal_window_GPa
+
+    fcc = bulk("Cu", "fcc", a=3.6)
+    factors = crystal_factors(EMT(), fcc, (0.0, 20.0), 4)
+    assert len(factors) == 4 and factors[0] > factors[-1]
+    assert np.diff(factors) == pytest.approx([np.diff(factors)[0]] * 3)
+    for factor, target in ((factors[0], 0.0), (factors[-1], 20.0)):
+        cell = fcc.copy()
+        cell.set_cell(fcc.cell * factor ** (1 / 3), scale_atoms=True)
+        cell.calc = EMT()
+        assert -cell.get_stress()[:3].mean() / GPa == pytest.approx(target, abs=1.5)
+    assert 0.8 < factors[-1] < 0.95  # copper's bulk modulus: ~140 GPa
+    assert crystal_factors(EMT(), fcc, (0.0, 1e6), 2)[-1] == pytest.approx(min(SCAN_FACTORS))
+    assert crystal_factors(EMT(), fcc, (10.0, 20.0), 2)[0] == 1.0  # where relaxations start
+    config = CampaignConfig.model_validate(
+        {"name": "t", "system": {"elements": ["Cu"], "pressures_GPa": [10, 50]}}
+    )
+    assert crystal_window_GPa(config) == pytest.approx((-12.0, 62.0))  # phase grid: 0-50
+
+
+def test_the_stable_branch_is_the_one_of_the_candidates_own_cell() -> None:
+    """From the limit of tension to where P turns over, around the candidate's cell; a cell
+    beyond the limit of tension goes down to it first; wild values far away are not reached."""
+    from al_loop.distillation import stable_branch
+
+    # large -> small volume: tension limit at 1, rising to 4, turning over, then wild
+    scan = [-3.0, -5.0, 0.0, 10.0, 30.0, 20.0, -9e6, 5e6]
+    assert stable_branch(scan, 2) == (1, 5)
+    assert stable_branch(scan, 0) == (1, 5)  # beyond the limit of tension: down to it
+    assert stable_branch(scan, 4) == (1, 5)
+    assert stable_branch([0.0, 1.0, 2.0], 1) == (0, 3)
