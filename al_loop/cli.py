@@ -448,6 +448,14 @@ def distil(
             if name != "worst_frame" and v.get("force_rmse_eV_A") is not None
         ]
         console.print("force RMSE against the teacher, by its own spread: " + "; ".join(parts))
+    by_phase = rep.get("student_vs_teacher_by_phase") or {}
+    if by_phase:
+        parts = [
+            f"{name} {_num(v.get('energy_mae_meV_atom'))} meV/atom, "
+            f"{_num(v.get('pressure_mae_GPa'))} GPa ({v['n']})"
+            for name, v in by_phase.items()
+        ]
+        console.print("against the teacher, by structure type: " + "; ".join(parts))
     verdicts = ", ".join(
         f"{k}: {'met' if v else 'missed' if v is not None else 'n/a'}"
         for k, v in rep["verdicts"].items()

@@ -502,6 +502,9 @@ class StudentConfig(_Section):
     #: Stop the fit after this many epochs without a better validation loss (null: run every
     #: epoch); the best epoch's model is kept either way.
     patience: Annotated[Int, Field(ge=1)] | None = 50
+    #: Validate and keep an exponential moving average of the weights, updated each step with
+    #: this decay (null: the raw weights).
+    ema_decay: Annotated[Float, Field(gt=0, lt=1)] | None = None
 
     @model_validator(mode="after")
     def _frames(self) -> StudentConfig:

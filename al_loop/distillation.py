@@ -284,6 +284,28 @@ def by_teacher_spread(student: Any, frames: Sequence[Atoms]) -> dict[str, Any]:
     return out
 
 
+def phase_of(frame: Atoms) -> str:
+    """The structure type a sample frame shows: a crystal frame's prototype (or file) name,
+    ``md`` for the teacher's MD."""
+    trajectory = str(frame.info.get("trajectory", ""))
+    if not trajectory.startswith("crystal "):
+        return "md"
+    name = trajectory.removeprefix("crystal ").rsplit(" x", 1)[0]
+    return name.split(":", 1)[-1]
+
+
+def by_phase(student: Any, frames: Sequence[Atoms]) -> dict[str, Any]:
+    """The student's errors against the teacher on ``frames``, per :func:`phase_of`."""
+    groups: dict[str, list[Atoms]] = {}
+    for atoms in frames:
+        groups.setdefault(phase_of(atoms), []).append(atoms)
+    out = {}
+    for name in sorted(groups, key=lambda n: (n != "md", n)):
+        figures = summary(errors(student, groups[name]))
+        out[name] = {k: v for k, v in figures.items() if not isinstance(v, list | dict)}
+    return out
+
+
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -292,7 +314,8 @@ def report(
     student: Any, teacher: Any, test_frames: Sequence[Atoms], labels: Sequence[Atoms]
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The student against the teacher (on ``test_frames``) and, beside the teacher's own, against
-    the held-out DFT ``labels``: overall and per pressure bin, with verdicts on :data:`TARGETS`.
+    the held-out DFT ``labels``: overall, per pressure bin, per teacher spread and per structure
+    type (:func:`by_phase`), with verdicts on :data:`TARGETS`.
     Returns (the JSON-able report, the full errors with their per-value arrays for plots)."""
     full = {"student_vs_teacher": errors(student, test_frames)}
     if labels:
@@ -301,6 +324,7 @@ def report(
     result: dict[str, Any] = {name: summary(value) for name, value in full.items()}
     vs_teacher = result["student_vs_teacher"]
     result["student_vs_teacher_by_spread"] = by_teacher_spread(student, test_frames)
+    result["student_vs_teacher_by_phase"] = by_phase(student, test_frames)
     result["targets"] = TARGETS
     result["verdicts"] = _verdicts(vs_teacher, TARGETS)
     if labels:

@@ -680,6 +680,19 @@ def plot_speed_accuracy(runs: dict[str, Any], path: Path) -> Path:
     for style, color in (("eam", "grey"), ("snap", "tab:green"), ("mliap-nn", "tab:red")):
         if us(runs.get(style)):
             ax.axvline(us(runs[style]), ls="--", color=color, label=f"{style} (fcc Cu, same run)")
+    for name in ("ACE", "POD", "UF3"):
+        value = float(np.sqrt(np.prod(ANCHORS_US[name])))
+        ax.axvline(value, ls=":", lw=0.8, color="grey")
+        ax.text(
+            value,
+            0.98,
+            f" {name} (example log)",
+            transform=ax.get_xaxis_transform(),
+            fontsize=7,
+            color="grey",
+            rotation=90,
+            va="top",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("µs per atom-step per core (4,000 atoms)")
     ax.set_ylabel("force RMSE against the teacher (meV/Å)")
@@ -690,11 +703,11 @@ def plot_speed_accuracy(runs: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def main_students(record: Path, name: str, keep: Path | None) -> None:
+def main_students(source: Path, name: str, keep: Path | None) -> None:
     folder = keep or Path(tempfile.mkdtemp(prefix="student_speed-"))
     start = time.perf_counter()
     try:
-        runs = speed_accuracy(record, folder, 10, 8.0)
+        runs = speed_accuracy(source, folder, 10, 8.0)
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -705,11 +718,14 @@ def main_students(record: Path, name: str, keep: Path | None) -> None:
             f"{key:<24} {us(run) or float('nan'):13.2f} "
             f"{1000 * force if force else float('nan'):13.1f} {run.get('mliap_nn_over_this')!s:>15}"
         )
+    anchors = ", ".join(f"{k} {np.sqrt(np.prod(ANCHORS_US[k])):.0f}" for k in ("ACE", "POD", "UF3"))
+    print(f"LAMMPS example logs, µs/atom-step on 1 core: {anchors}")
     figures = {
-        "record": str(record),
+        "record": str(source),
         "system": f"fcc lattice a={A_CU} Å, 4,000 atoms, {TEMPERATURE_K:g} K NVE, 1 rank; "
         f"students on {TRAINED_ELEMENT}, baselines on Cu",
         "target_vs_mliap_nn": TARGETS["vs_mliap_aim"],
+        "anchors_us_per_atom_step_1_core": ANCHORS_US,
         "runs": runs,
         "total_s": round(time.perf_counter() - start),
     }

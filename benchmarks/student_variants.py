@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -61,7 +62,7 @@ def parse_variant(text: str, base: StudentConfig) -> tuple[str, StudentConfig]:
     if not name:
         raise SystemExit(f"--variant {text!r}: give it a name (NAME:KEY=VALUE,...)")
     changes: dict[str, Any] = {}
-    for item in filter(None, body.split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", body)):  # not inside [...]
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--variant {text!r}: {item!r} is not KEY=VALUE")
@@ -138,7 +139,7 @@ def one_variant(
     its files are copied to ``keep`` when given (recorded as ``files``)."""
     import torch
 
-    from al_loop.distillation import student_settings
+    from al_loop.distillation import by_phase, student_settings
     from al_loop.evaluation import errors, summary
     from calculators.models.student import routes
     from calculators.models.student.training import StudentFitError
@@ -166,6 +167,7 @@ def one_variant(
             if frames:
                 found = summary(errors(calc, frames))
                 out[f"vs_teacher_{part}"] = {k: found.get(k) for k in (*FIGURES, "n")}
+        out["vs_teacher_by_phase"] = by_phase(calc, data["test"])
         if data["held_labels"]:
             out["vs_labels"] = summary(errors(calc, data["held_labels"]))
         out["eos"] = eos_trust(calc, elements)

@@ -151,3 +151,31 @@ def test_the_stable_branch_is_the_one_of_the_candidates_own_cell() -> None:
     assert stable_branch(scan, 0) == (1, 5)  # beyond the limit of tension: down to it
     assert stable_branch(scan, 4) == (1, 5)
     assert stable_branch([0.0, 1.0, 2.0], 1) == (0, 3)
+
+
+def test_the_report_splits_the_test_frames_by_structure_type() -> None:
+    """MD frames are ``md``; a crystal frame is its prototype (or file) name, all volumes and
+    elements together; each group has its own errors."""
+    from al_loop.distillation import by_phase, phase_of
+
+    frames = []
+    for k, name in enumerate(
+        ["000-npt-300K-0GPa", "crystal Cu:fcc x0.900", "crystal CuNi:B2 x1.000"]
+    ):
+        atoms = bulk("Cu", "fcc", a=3.6) * 2
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(
+            atoms,
+            energy=atoms.get_potential_energy() + 0.01 * k * len(atoms),
+            forces=atoms.get_forces(),
+            stress=atoms.get_stress(),
+        )
+        atoms.info.update(trajectory=name, P_GPa=0.0)
+        frames.append(atoms)
+    assert [phase_of(f) for f in frames] == ["md", "fcc", "B2"]
+    split_up = by_phase(EMT(), frames)
+    assert list(split_up) == ["md", "B2", "fcc"]
+    assert split_up["md"]["energy_mae_meV_atom"] == pytest.approx(0.0, abs=1e-9)
+    assert split_up["fcc"]["energy_mae_meV_atom"] == pytest.approx(10.0)
+    assert split_up["B2"]["energy_mae_meV_atom"] == pytest.approx(20.0)

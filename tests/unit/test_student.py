@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,31 @@ def test_a_fit_that_never_beats_its_first_epoch_says_so() -> None:
     )
     with pytest.raises(StudentFitError, match=r"lowest at epoch 0 .* student\.learning_rate"):
         fit_student(emt_cells(10), ["Cu", "Ni"], frozen)
+
+
+def test_the_weight_average_follows_each_step_and_is_what_the_fit_keeps() -> None:
+    """The average moves by (1 - decay) of the gap per step; swapped in and out, the model's
+    own weights come back; a fit with it returns the average (not the last raw weights)."""
+    from calculators.models.student.training import StudentSettings, WeightAverage, fit_student
+
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(model, 0.9)
+    old = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.update(model)
+    assert torch.allclose(average.values["weight"], old + 0.1)
+    raw = average.swap_in(model)
+    assert torch.allclose(model.weight, old + 0.1)
+    model.load_state_dict(raw)
+    assert torch.allclose(model.weight, old + 1.0)
+
+    settings = StudentSettings(
+        cutoff=4.5, n_channels=2, hidden=(8,), epochs=6, learning_rate=1e-2, seed=2
+    )
+    plain, _ = fit_student(emt_cells(12), ["Cu", "Ni"], settings)
+    averaged, history = fit_student(
+        emt_cells(12), ["Cu", "Ni"], dataclasses.replace(settings, ema_decay=0.99)
+    )
+    assert len(history.validation_loss) == 6
+    assert not torch.allclose(plain.mixing, averaged.mixing)  # same seed, same steps

@@ -52,6 +52,7 @@ class StudentSettings:
     stress_weight: float = 500.0  # on (eV/Å^3)^2
     clip_grad_norm: float | None = None  # the gradient's norm is cut to this (None: never)
     patience: int | None = 50  # stop after this many epochs without a better validation loss
+    ema_decay: float | None = None  # validate and keep an exponential average of the weights
     validation_fraction: float = 0.1
     dtype: str = "float32"  # of the fit; the model is float64
     seed: int = 0
@@ -229,6 +230,7 @@ def train(
     gamma = (settings.final_learning_rate / settings.learning_rate) ** (1 / steps)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma)
     limit = settings.clip_grad_norm or float("inf")
+    average = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
     history = FitHistory()
     best: dict[str, Any] | None = None
     best_loss = float("inf")
@@ -242,16 +244,21 @@ def train(
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit)))
             optimiser.step()
             scheduler.step()
+            if average is not None:
+                average.update(model)
             total += float(value.detach())
         history.train_loss.append(total / len(batches))
         history.grad_norm_max.append(max(norms))
         history.clipped_steps.append(sum(n > limit for n in norms))
+        current = average.swap_in(model) if average is not None else None
         val = [float(loss(model, b, settings, create_graph=False).detach()) for b in val_batches]
         val_loss = float(np.mean(val)) if val else history.train_loss[-1]
         history.validation_loss.append(val_loss)
         if val_loss < best_loss:
             best_loss, history.best_epoch = val_loss, epoch
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if current is not None:
+            model.load_state_dict(current)  # the raw weights go on training
         if on_epoch is not None:
             on_epoch(epoch, history.train_loss[-1], val_loss)
         if epoch % 20 == 0 or epoch == settings.epochs - 1:
@@ -279,6 +286,29 @@ def train(
     if best is not None:
         model.load_state_dict(best)  # copied into the float64 parameters
     return history
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters, updated after every step
+    (``decay`` per step; MACE's habit): validating and keeping the average smooths the noise
+    of small-batch steps out of the kept model."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.values = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for name, value in model.named_parameters():
+            self.values[name].mul_(self.decay).add_(value.detach(), alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def swap_in(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Put the average into ``model``; returns the state it had (to load back)."""
+        current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for name, value in model.named_parameters():
+            value.copy_(self.values[name])
+        return current
 
 
 def settings_record(settings: StudentSettings) -> dict[str, Any]:
