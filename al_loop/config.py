@@ -479,7 +479,10 @@ class StudentConfig(_Section):
     #: Frames where the committee's force spread exceeds this are left out (the teacher is
     #: unsure there).
     max_teacher_spread_eV_A: Annotated[Float, Field(gt=0)] = 0.3
-    #: Weight of each DFT (oracle) label against a teacher frame's 1.
+    #: The campaign's training labels join the fit, each weighing label_weight against a
+    #: teacher frame's 1, with their DFT (oracle) results (``dft``) or the teacher's at the
+    #: same structures (``teacher``: one target, the teacher, everywhere).
+    label_source: Literal["dft", "teacher"] = "dft"
     label_weight: Annotated[Float, Field(ge=0)] = 5.0
     #: Share of the sample held out for the validation report.
     test_fraction: Annotated[Float, Field(gt=0, lt=0.5)] = 0.1

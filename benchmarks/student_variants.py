@@ -11,8 +11,9 @@ Each ``--variant NAME:KEY=VALUE,...`` changes keys of the campaign's ``student:`
 read as YAML, checked like the file's own); ``NAME:`` alone is the campaign's own settings. The
 sample is the campaign's newest stored one (read, never rebuilt); its frames are filtered and
 split exactly as the distil stage does (``student.max_teacher_spread_eV_A``,
-``student.test_fraction``, the campaign's seed), and the training DFT labels join the fit with
-``student.label_weight``, so a variant is the stage's fit and nothing else. The fits run in
+``student.test_fraction``, the campaign's seed), and the training labels join the fit with
+``student.label_weight`` (their DFT results, or the teacher's: ``student.label_source``), so a
+variant is the stage's fit and nothing else. The fits run in
 ``--jobs`` processes of one torch thread each; every variant sees the same frames, and is
 fitted once per ``--seeds`` seed (default: the campaign's; the split stays the campaign's), its
 spread over the seeds reported. ``--keep DIR`` keeps each student's files (``DIR/<run>/``,
@@ -75,7 +76,7 @@ def campaign_data(config: CampaignConfig) -> dict[str, Any]:
     sample (the newest), and the teacher's :func:`eos_trust`."""
     from al_loop.campaign import open_campaign
     from al_loop.committee import labelled_structures, load_committee
-    from al_loop.distillation import frames_read, split, usable
+    from al_loop.distillation import frames_read, split, teacher_frames, usable
 
     with open_campaign(config, create=False) as session:
         stored = session.store.distillations(session.name, "sample")
@@ -85,12 +86,14 @@ def campaign_data(config: CampaignConfig) -> dict[str, Any]:
         train_labels, held_labels = labelled_structures(session)
         teacher = load_committee(session, stored[0]["teacher_iteration"], "float64")
         teacher_eos = eos_trust(teacher, list(config.system.elements))
+        labels_by_teacher = teacher_frames(teacher, train_labels) if train_labels else []
     kept = [f for f in frames if not usable(f, config.student.max_teacher_spread_eV_A)]
     fit, test = split(kept, config.student.test_fraction, config.seed)
     return {
         "fit": fit,
         "test": test,
         "labels": train_labels,
+        "labels_by_teacher": labels_by_teacher,
         "held_labels": held_labels,
         "teacher_eos": teacher_eos,
     }
@@ -146,8 +149,9 @@ def one_variant(
 
     torch.set_num_threads(1)
     settings = student_settings(student, seed, threads=1)
-    labels = [a.copy() for a in data["labels"]]
-    for copy, atoms in zip(labels, data["labels"], strict=True):
+    source = data["labels"] if student.label_source == "dft" else data["labels_by_teacher"]
+    labels = [a.copy() for a in source]
+    for copy, atoms in zip(labels, source, strict=True):
         copy.calc = atoms.calc
         copy.info["weight"] = student.label_weight
     out: dict[str, Any] = {"settings": student.model_dump(mode="json")}

@@ -185,6 +185,8 @@ class DistilStage(Stage):
             )
         fit_frames, test_frames = split(kept, st.test_fraction, cfg.seed)
         train_labels, held_labels = labelled_structures(session)
+        if st.label_source == "teacher" and train_labels:
+            train_labels = teacher_frames(teacher, train_labels)
         for atoms in train_labels:
             atoms.info["weight"] = st.label_weight
         settings = student_settings(st, cfg.seed, self.threads)
@@ -235,7 +237,7 @@ class DistilStage(Stage):
         data = files[0].read_bytes()
         document = {
             "campaign": session.name,
-            "key": student_key(key, settings_record(settings)),
+            "key": student_key(key, fit_record(st, settings)),
             "teacher_iteration": iteration,
             "teacher_models": [str(d["_id"]) for d in docs],
             "sample_key": key,
@@ -245,7 +247,7 @@ class DistilStage(Stage):
             # are small text, kept here
             "companion_files": {p.name: p.read_text() for p in files[1:]},
             "elements": elements,
-            "settings": settings_record(settings),
+            "settings": fit_record(st, settings),
             "fit": {
                 **history.to_document(),
                 "wall_s": history.wall_s,
@@ -279,7 +281,7 @@ class DistilStage(Stage):
         """A recorded student holds while the teacher, the sample settings and the fit settings
         are the same (a changed ``student:`` section distils again; ``threads`` aside)."""
         cfg = self.session.config
-        settings = settings_record(student_settings(cfg.student, cfg.seed))
+        settings = fit_record(cfg.student, student_settings(cfg.student, cfg.seed))
         teacher = teacher_iteration_of(self.session, result["teacher_iteration"])
         docs = self.session.store.models(self.session.name, teacher)
         key = self.sample_key(docs, self.crystals())
@@ -293,6 +295,16 @@ class DistilStage(Stage):
             "force_rmse_eV_A": vs.get("force_rmse_eV_A"),
             "pressure_mae_GPa": vs.get("pressure_mae_GPa"),
         }
+
+
+def fit_record(st: Any, settings: Any) -> dict[str, Any]:
+    """The fit's settings as stored and keyed: the fit's own and what the stage adds to its
+    frames (the labels' source and weight)."""
+    return {
+        **settings_record(settings),
+        "label_source": st.label_source,
+        "label_weight": st.label_weight,
+    }
 
 
 def student_key(sample: str, settings: dict[str, Any]) -> str:
