@@ -4,7 +4,7 @@ classical and machine-learned potentials LAMMPS ships; how its cost and memory g
 Usage::
 
     python benchmarks/student_speed.py [--quick] [--record NAME] [--one-rank-million]
-                                       [--threads 2] [--keep DIR] [--students RECORD]
+                                       [--threads 2] [--keep DIR] [--students RECORD ...]
 
 The system is fcc Cu (a = 3.615 Å), ``4 N^3`` atoms (N = 10: 4,000), 600 K, 1 fs steps. Figures
 per run: atom-steps per second and µs per atom-step per core (wall time x cores / atom-steps).
@@ -43,7 +43,7 @@ Ratios are against baselines measured in the same run: the student against ML-IA
 linear SNAP, EAM and the teacher; <= 2 kB (2,000 bytes) per atom at 1,000,000 atoms (the whole
 process's peak). Anchors: the µs per atom-step of LAMMPS's own single-core example logs.
 
-``--students RECORD``: the speed-accuracy curve instead. RECORD is a
+``--students RECORD [RECORD ...]``: the speed-accuracy curve instead. Each RECORD is a
 ``benchmarks/student_variants.py --keep DIR`` record (students of several shapes fitted to a
 campaign's teacher sample, each with its errors against the teacher); each student runs NVE in
 LAMMPS on 1 rank, 4,000 Ni atoms on the fcc Cu lattice (the Cu baselines' neighbour count),
@@ -632,12 +632,16 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> Path:
 # ---------------------------------------------------------------- trained students
 
 
-def speed_accuracy(record: Path, folder: Path, n_cells: int, seconds: float) -> dict[str, Any]:
-    """Trained students of a ``student_variants.py --keep`` record, each timed in LAMMPS (1 rank,
+def speed_accuracy(
+    records: list[Path], folder: Path, n_cells: int, seconds: float
+) -> dict[str, Any]:
+    """Trained students of ``student_variants.py --keep`` records, each timed in LAMMPS (1 rank,
     NVE, ``4 n_cells^3`` atoms of :data:`TRAINED_ELEMENT` on the fcc Cu lattice: the neighbour
     count of the Cu baselines) beside EAM, linear SNAP and ML-IAP nn measured in the same run;
     each with its force RMSE against the teacher from the record."""
-    variants = json.loads(record.read_text())["figures"]["variants"]
+    variants = {}
+    for path in records:
+        variants.update(json.loads(path.read_text())["figures"]["variants"])
     runs: dict[str, Any] = {}
     for style in ("eam", "snap", "mliap-nn"):
         runs[style] = Lammps(folder / style, Path(), seconds).run(style, n_cells, 1)
@@ -703,11 +707,11 @@ def plot_speed_accuracy(runs: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def main_students(source: Path, name: str, keep: Path | None) -> None:
+def main_students(sources: list[Path], name: str, keep: Path | None) -> None:
     folder = keep or Path(tempfile.mkdtemp(prefix="student_speed-"))
     start = time.perf_counter()
     try:
-        runs = speed_accuracy(source, folder, 10, 8.0)
+        runs = speed_accuracy(sources, folder, 10, 8.0)
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -721,7 +725,7 @@ def main_students(source: Path, name: str, keep: Path | None) -> None:
     anchors = ", ".join(f"{k} {np.sqrt(np.prod(ANCHORS_US[k])):.0f}" for k in ("ACE", "POD", "UF3"))
     print(f"LAMMPS example logs, µs/atom-step on 1 core: {anchors}")
     figures = {
-        "record": str(source),
+        "records": [str(p) for p in sources],
         "system": f"fcc lattice a={A_CU} Å, 4,000 atoms, {TEMPERATURE_K:g} K NVE, 1 rank; "
         f"students on {TRAINED_ELEMENT}, baselines on Cu",
         "target_vs_mliap_nn": TARGETS["vs_mliap_aim"],
@@ -746,8 +750,9 @@ def main() -> None:
     parser.add_argument(
         "--students",
         type=Path,
+        nargs="+",
         default=None,
-        help="a student_variants.py --keep record: time its trained students (speed-accuracy)",
+        help="student_variants.py --keep records: time their trained students (speed-accuracy)",
     )
     opts = parser.parse_args()
     if opts.students:
