@@ -508,8 +508,9 @@ class StudentConfig(_Section):
     #: epoch); the best epoch's model is kept either way.
     patience: Annotated[Int, Field(ge=1)] | None = 50
     #: Validate and keep an exponential moving average of the weights, updated each step with
-    #: this decay (null: the raw weights).
-    ema_decay: Annotated[Float, Field(gt=0, lt=1)] | None = None
+    #: this decay (null: the raw weights). Measured on the demo's sample, 3 seeds: 0.99 gave
+    #: 6.9-9.2 meV/atom against the teacher, the raw weights 8.0-11.0 (lower at every seed).
+    ema_decay: Annotated[Float, Field(gt=0, lt=1)] | None = 0.99
 
     @model_validator(mode="after")
     def _frames(self) -> StudentConfig:
