@@ -444,11 +444,6 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     again = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
     assert again.returncode == 0 and student["sha256"][:12] in again.stdout  # recorded: reused
     assert "distil start" not in again.stdout
-    config["student"] = {**TINY_STUDENT, "epochs": 4}  # another fit: the sample is reused
-    distil_file.write_text(yaml.safe_dump(config))
-    refit = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
-    assert refit.returncode == 0, refit.stdout + refit.stderr
-    assert "sample reused" in refit.stdout and "trajectory" not in refit.stdout
 
     # NVE in LAMMPS from the include file al-loop wrote, from a sample cell repeated to ~8 Å:
     # the total energy is conserved
@@ -487,6 +482,13 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     assert len(energies) >= 40
     drift = (max(energies) - min(energies)) / len(start)
     assert drift < 1e-3, f"total energy moved by {1000 * drift:.3f} meV/atom in 200 fs"
+
+    # another fit (4 epochs, after the MD above: its include file replaces the student's)
+    config["student"] = {**TINY_STUDENT, "epochs": 4}
+    distil_file.write_text(yaml.safe_dump(config))
+    refit = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
+    assert refit.returncode == 0, refit.stdout + refit.stderr
+    assert "sample reused" in refit.stdout and "trajectory" not in refit.stdout
 
     # route 1: the same sample distilled into an ML-IAP nn on SNAP, stored with its descriptor
     config["student"] = {**TINY_STUDENT, "route": "mliap", "epochs": 20}
