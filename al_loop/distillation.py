@@ -7,8 +7,9 @@ The phase stage's candidate crystals join it (``student.sample_crystal_volumes``
 volumes spanning the campaign's pressures on the teacher's own P(V), ideal and rattled,
 labelled by the teacher, so that the student has seen the perfect crystals it will relax.
 Frames where the spread passes ``student.max_teacher_spread_eV_A`` (or that stopped a
-trajectory) are left out. The student is fitted to the rest and to every training DFT label
-(weight ``student.label_weight``); a held-out share of the sample and the held-out DFT labels
+trajectory) are left out. The student is fitted to the rest and to every training label's
+structure (weight ``student.label_weight``), with the teacher's results there or the label's
+own (``student.label_source``); a held-out share of the sample and the held-out DFT labels
 measure it (:func:`report`).
 """
 

@@ -3,8 +3,9 @@
 Frames are ASE Atoms with a calculator holding ``energy``, ``forces`` and ``stress`` (the
 teacher's, or a label's), and an optional ``info["weight"]`` (DFT labels weigh more). The loss
 is a weighted sum of squared errors of energy per atom, force components and stress, each
-averaged per frame; Adam with an exponentially decaying rate; the model with the lowest
-validation loss is kept, and the fit stops once it has not improved for ``patience`` epochs. A
+averaged per frame; Adam with an exponentially decaying rate; the model (or, with
+``ema_decay``, the moving average of its weights) with the lowest validation loss is kept,
+and the fit stops once it has not improved for ``patience`` epochs. A
 fit of :data:`EPOCHS_TO_JUDGE` epochs or more whose validation loss never fell below its first
 epoch's raises :class:`StudentFitError` (it learnt nothing: the rate is too high or the data
 are inconsistent). The fit runs in ``settings.dtype`` (float32 by default: 72 -> 35 ms per
