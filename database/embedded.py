@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pymongo
@@ -219,7 +219,7 @@ class EmbeddedServer:
                 return False
             if ping(uri, timeout_s=0.5):
                 return True
-            time.sleep(0.2)
+            time.sleep(0.05)
         return False
 
     def _watch(self) -> None:
@@ -244,12 +244,12 @@ class EmbeddedServer:
     def _terminate(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        process = self.process
+        process.terminate()
+        port = int(self.uri.rsplit(":", 1)[1]) if self.uri else None
+        if not _wait_stopped(lambda: process.poll() is not None, port, 30.0):
+            process.kill()
+        process.wait()
         self.process = None
 
     def join(self) -> str | None:
@@ -301,7 +301,7 @@ class EmbeddedServer:
             if self.process is not None and state and state["pid"] == self.process.pid:
                 self._terminate()
             elif state is not None and pid_alive(int(state["pid"])):
-                _kill(int(state["pid"]))
+                _kill(int(state["pid"]), int(state["port"]))
             self.process = None
             self.state_path.unlink(missing_ok=True)
         log.info("embedded server stopped")
@@ -314,11 +314,25 @@ class EmbeddedServer:
         self.stop()
 
 
-def _kill(pid: int, timeout_s: float = 30.0) -> None:
+def _kill(pid: int, port: int | None = None, timeout_s: float = 30.0) -> None:
     """Stop a server this process did not start (SIGTERM, then SIGKILL)."""
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if pid_alive(pid):
+    if not _wait_stopped(lambda: not pid_alive(pid), port, timeout_s):
         os.kill(pid, signal.SIGKILL)
+
+
+def _wait_stopped(stopped: Callable[[], bool], port: int | None, timeout_s: float) -> bool:
+    """Wait until ``stopped()`` after a SIGTERM; True if it stopped in time.
+
+    The server's stop closes its listening socket and joins its accept thread for 2 s, but on
+    Linux a close does not wake a thread blocked in accept(): every stop took 2.1 s. A
+    connection to the port wakes it, and the server is gone in ~0.1 s."""
+    deadline = time.monotonic() + timeout_s
+    while not stopped():
+        if time.monotonic() > deadline:
+            return False
+        if port is not None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+                pass
+        time.sleep(0.02)
+    return True

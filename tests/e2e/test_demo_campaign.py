@@ -391,6 +391,9 @@ TINY_STUDENT = {
     "learning_rate": 0.01,
     "final_learning_rate": 0.0005,
 }
+#: The pair-style student the phase and dynamics tests relax and run with: the distil test's
+#: last fit, with the crystals ``phase.prototypes: [fcc, B2]`` add to its sample.
+RELAXING_STUDENT = {**TINY_STUDENT, "epochs": 4}
 
 
 def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path]) -> None:
@@ -483,13 +486,6 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     drift = (max(energies) - min(energies)) / len(start)
     assert drift < 1e-3, f"total energy moved by {1000 * drift:.3f} meV/atom in 200 fs"
 
-    # another fit (4 epochs, after the MD above: its include file replaces the student's)
-    config["student"] = {**TINY_STUDENT, "epochs": 4}
-    distil_file.write_text(yaml.safe_dump(config))
-    refit = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
-    assert refit.returncode == 0, refit.stdout + refit.stderr
-    assert "sample reused" in refit.stdout and "trajectory" not in refit.stdout
-
     # route 1: the same sample distilled into an ML-IAP nn on SNAP, stored with its descriptor
     config["student"] = {**TINY_STUDENT, "route": "mliap", "epochs": 20}
     distil_file.write_text(yaml.safe_dump(config))
@@ -507,6 +503,24 @@ def test_distil_stores_a_student_that_runs_md_in_lammps(demo: tuple[Path, Path])
     include = (folder / "lammps" / "student.lmp").read_text()
     assert "pair_style mliap model nn" in include and "pair_coeff * * Cu Ni Al" in include
 
+    # another fit (4 epochs, after the MD above: its include file replaces the student's); the
+    # phase and dynamics tests below take this student (RELAXING_STUDENT): recorded, not refitted
+    config["student"] = RELAXING_STUDENT
+    distil_file.write_text(yaml.safe_dump(config))
+    refit = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
+    assert refit.returncode == 0, refit.stdout + refit.stderr
+    assert "sample reused" in refit.stdout and "trajectory" not in refit.stdout
+
+
+def distil_student(config: dict, path: Path, tmp: Path) -> None:
+    """Write ``config`` with :data:`RELAXING_STUDENT` to ``path`` and distil it: recorded by
+    the distil test when it ran before (the stage is skipped), fitted here when it did not."""
+    config["student"] = RELAXING_STUDENT
+    config["phase"] = {"prototypes": ["fcc", "B2"]}
+    path.write_text(yaml.safe_dump(config))
+    distilled = al_loop("distil", str(path), "--allow-unconverged", cwd=tmp)
+    assert distilled.returncode == 0, distilled.stdout + distilled.stderr
+
 
 def test_phase_relaxes_candidates_stores_each_curve_and_resumes(demo: tuple[Path, Path]) -> None:
     """The tiny campaign's student (pair route) relaxes elemental and binary candidates at 0,
@@ -517,15 +531,13 @@ def test_phase_relaxes_candidates_stores_each_curve_and_resumes(demo: tuple[Path
 
     path, tmp = demo
     config = yaml.safe_load(path.read_text())
-    config["student"] = {**TINY_STUDENT, "epochs": 4}
+    phase_file = tmp / "demo-phase.yaml"
+    distil_student(config, phase_file, tmp)
     # a 4-epoch student: the teacher disagrees with it everywhere (median 236 meV/atom,
     # measured), so its check is opened wide here to test the stage's mechanics
     wide = {"max_teacher_gap_meV_atom": 1e5, "max_teacher_spread_eV_A": 100.0}
     config["phase"] = {"pressures_GPa": [0, 25, 50], "prototypes": ["fcc", "hcp", "B2"], **wide}
-    phase_file = tmp / "demo-phase.yaml"
     phase_file.write_text(yaml.safe_dump(config))
-    distilled = al_loop("distil", str(phase_file), "--allow-unconverged", cwd=tmp)
-    assert distilled.returncode == 0, distilled.stdout + distilled.stderr
     done = al_loop("phase", str(phase_file), cwd=tmp)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stable phases" in done.stdout and "relaxed by the student" in done.stdout
@@ -634,12 +646,8 @@ def test_liquid_and_melting_runs_with_the_student_are_stored_and_resumed(
 
     path, tmp = demo
     config = yaml.safe_load(path.read_text())
-    config["student"] = {**TINY_STUDENT, "epochs": 4}
-    config["phase"] = {"prototypes": ["fcc", "B2"]}
     distil_file = tmp / "demo-dynamics.yaml"
-    distil_file.write_text(yaml.safe_dump(config))
-    distilled = al_loop("distil", str(distil_file), "--allow-unconverged", cwd=tmp)
-    assert distilled.returncode == 0, distilled.stdout + distilled.stderr
+    distil_student(config, distil_file, tmp)
     quick = ["--solid-steps", "100", "--melt-steps", "100"]
     short = ["--atoms", "32", "--steps", "200", "--melt-steps", "100"]
     args = ["--composition", "CuNi", "--temperatures", "600,900", *short]
