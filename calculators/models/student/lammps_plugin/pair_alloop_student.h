@@ -49,7 +49,7 @@ class PairAlloopStudent : public Pair {
 
   // scratch, grown as needed
   int max_pairs = 0;
-  std::vector<double> pr, pu, pradial, pdradial;    // per pair: r, r_ij; u; R_c; dR_c/dr
+  std::vector<double> pr, pu, pradial, pdradial;    // per pair: 1/r, r_ij; u; R_c; dR_c/dr
   std::vector<int> pj;
   std::vector<double> moments, grad_moments, feats, grad_feats, work, mono, dmono;
   std::vector<double> amono, bmono;
@@ -57,6 +57,7 @@ class PairAlloopStudent : public Pair {
   void read_file(const std::string &path);
   void allocate();
   double atom_energy(int element, double *grad_moments_out);
+  void accumulate(int eflag);    // the body of compute(), one clone per instruction set
 };
 
 }    // namespace LAMMPS_NS
