@@ -36,9 +36,13 @@ cafeni-small: setup
 	$(BIN)/al-loop phase configs/cafeni-small.yaml
 	$(BIN)/python benchmarks/phase_dft_check.py configs/cafeni-small.yaml
 
+# Two pytest-xdist workers: the suite is mostly one process waiting on another (rockets, pw.x,
+# SLURM jobs), so a second worker uses the second core (tests/conftest.py groups the files).
+TEST_WORKERS ?= 2
+
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,7 +1,13 @@
-"""Shared fixtures: one real MongoDB-protocol server (secantusdb) for the whole test session."""
+"""Shared fixtures: one real MongoDB-protocol server (secantusdb) per test process; the
+expensive builds (the stand-in foundation, its committee, the pseudopotentials) once per run.
+
+``make test`` runs two pytest-xdist workers (``-n 2 --dist loadgroup``): the tests of one file
+stay on one worker (their module fixtures are built once), and every file that uses the SLURM
+cluster is on the same worker (one queue on this machine's cores)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import uuid
@@ -18,6 +24,37 @@ os.environ.setdefault("AL_LOOP_MODEL_KEY_FILE", os.path.join(_KEY_DIR.name, "mod
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from database import EmbeddedServer, Store  # noqa: E402 (after the environment above)
+
+#: Test files that use the test SLURM cluster: one worker runs them all.
+SLURM_FILES = {"test_slurm.py", "test_demo_campaign.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group each file's tests for ``--dist loadgroup`` (unit tests stay spread out)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "unit" in path.parts:
+            continue
+        group = "slurm" if path.name in SLURM_FILES else path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]
+) -> Path:
+    """``build(folder)`` once for the whole run: each xdist worker is a session of its own,
+    so the first to come builds under a lock in the run's shared temporary folder and the
+    others take its result."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.path"
+    with open(root / f"shared-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            done.write_text(str(build(folder)))
+        return Path(done.read_text())
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +91,15 @@ def standin_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from calculators.models.standin import STANDIN_SETTINGS, build_standin_foundation
 
-    out = tmp_path_factory.mktemp("foundation") / "standin.model"
     # r_max 4 Å, not the stand-in's 5.5: every training and MD step of the suite is cheaper
     settings = replace(STANDIN_SETTINGS, max_epochs=8, r_max_A=4.0)
-    return build_standin_foundation(["Cu", "Ni", "Al"], out, n_structures=60, settings=settings)
+    return built_once(
+        tmp_path_factory,
+        "foundation",
+        lambda folder: build_standin_foundation(
+            ["Cu", "Ni", "Al"], folder / "standin.model", n_structures=60, settings=settings
+        ),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -68,21 +110,17 @@ def committee_models(standin_model: Path, tmp_path_factory: pytest.TempPathFacto
     from calculators.models.mace_train import train_mace
     from calculators.models.standin import STANDIN_SETTINGS, emt_structures
 
-    root = tmp_path_factory.mktemp("committee")
     settings = replace(STANDIN_SETTINGS, max_epochs=1)
-    models = []
-    for member in range(2):
-        data = emt_structures(["Cu", "Ni", "Al"], 12, seed=100 + member)
-        trained = train_mace(
-            data[2:],
-            data[:2],
-            root / f"m{member}",
-            seed=member,
-            settings=settings,
-            foundation=standin_model,
+
+    def member(index: int) -> Callable[[Path], Path]:
+        data = emt_structures(["Cu", "Ni", "Al"], 12, seed=100 + index)
+        return lambda folder: (
+            train_mace(
+                data[2:], data[:2], folder, seed=index, settings=settings, foundation=standin_model
+            ).path
         )
-        models.append(trained.path)
-    return models
+
+    return [built_once(tmp_path_factory, f"committee-m{i}", member(i)) for i in range(2)]
 
 
 @pytest.fixture(scope="session")
@@ -91,9 +129,11 @@ def fast_pseudos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (installs Debian's Quantum ESPRESSO first when pw.x is missing and we are root)."""
     from calculators.oracles.pseudos import build_pseudo_dir
 
-    out = tmp_path_factory.mktemp("pseudos")
-    build_pseudo_dir(out, "fast", check=True)
-    return out
+    def build(folder: Path) -> Path:
+        build_pseudo_dir(folder, "fast", check=True)
+        return folder
+
+    return built_once(tmp_path_factory, "pseudos", build)
 
 
 #: Stand-in POTCARs: VASP's are licensed, so tests write files with a real POTCAR's header
