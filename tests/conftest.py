@@ -1,7 +1,7 @@
 """Shared fixtures: one real MongoDB-protocol server (secantusdb) per test process; the
 expensive builds (the stand-in foundation, its committee, the pseudopotentials) once per run.
 
-``make test`` runs two pytest-xdist workers (``-n 2 --dist loadgroup``): the tests of one file
+``make test`` runs two pytest-xdist workers (``-n 2 --dist loadscope``): the tests of one file
 stay on one worker (their module fixtures are built once), and every file that uses the SLURM
 cluster is on the same worker (one queue on this machine's cores)."""
 
@@ -29,14 +29,23 @@ from database import EmbeddedServer, Store  # noqa: E402 (after the environment 
 SLURM_FILES = {"test_slurm.py", "test_demo_campaign.py"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each file's tests for ``--dist loadgroup`` (unit tests stay spread out)."""
-    for item in items:
-        path = Path(str(item.fspath))
-        if "unit" in path.parts:
-            continue
-        group = "slurm" if path.name in SLURM_FILES else path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadscope``: one work unit per test file (its module fixtures are built
+    once), one for every file that uses the SLURM cluster, and each unit test on its own.
+    (``--dist loadgroup`` cannot do this here: pytest-xdist 3.8 marks the groups on
+    ``item._nodeid``, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if "/unit/" in path:
+                return nodeid
+            return "slurm" if path.rsplit("/", 1)[-1] in SLURM_FILES else path
+
+    return FileScheduling(config, log)
 
 
 def built_once(
