@@ -235,10 +235,12 @@ void PairAlloopStudent::read_file(const std::string &path)
 
 /* ---------------------------------------------------------------------- the computation */
 
-/* The hot functions are built twice on x86-64 (GCC or Clang): for AVX2 with FMA (x86-64-v3) and
-   for the baseline; the loader picks the one the CPU runs (a plugin built on a login node still
-   runs on older compute nodes, where -march=native would die with an illegal instruction). */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ALLOOP_NO_CLONES)
+/* The hot functions are built twice on x86-64 by GCC 11 or later (the first to name x86-64-v3):
+   for AVX2 with FMA and for the baseline; the loader picks the one the CPU runs (a plugin built
+   on a login node still runs on older compute nodes, where -march=native would die with an
+   illegal instruction). Other compilers build the baseline only. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && \
+    !defined(ALLOOP_NO_CLONES)
 #define ALLOOP_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define ALLOOP_HOT
