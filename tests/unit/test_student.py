@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from calculators.models import Tolerances, validate_model
 from calculators.models.student.calculator import StudentCalculator
-from calculators.models.student.descriptor import DescriptorSpec
+from calculators.models.student.descriptor import DescriptorSpec, features
 from calculators.models.student.model_file import StudentFileError, read_student, write_student
 from calculators.models.student.network import StudentModel, build_graph
 
@@ -66,6 +66,57 @@ def test_student_passes_the_model_validator(random_student) -> None:
         tolerances=Tolerances.stiff(),
     )
     assert report.ok, report.summary()
+
+
+def autograd_reference(model: StudentModel, graph, create_graph: bool):
+    """Energy, forces and stress by autograd through the pair vectors of the reference
+    descriptor (``features``): what the model's written-out chain rule must equal."""
+    vectors = graph.vectors().detach().requires_grad_(True)
+    species = graph.numbers_index
+    pairs = species[graph.centre] * len(model.elements) + species[graph.neighbour]
+    g = features(vectors, graph.centre, pairs, model.mixing, len(species), model.spec)
+    atom_e = model.e0[species] + model.networks.energies(g, species, model.shift, model.scale)
+    energy = atom_e.new_zeros(graph.n_structures).index_add(0, graph.structure, atom_e)
+    (d_vectors,) = torch.autograd.grad(energy.sum(), vectors, create_graph=create_graph)
+    forces = torch.zeros_like(graph.positions).index_add(0, graph.centre, d_vectors)
+    forces = forces.index_add(0, graph.neighbour, -d_vectors)
+    virial = torch.zeros((graph.n_structures, 3, 3), dtype=forces.dtype).index_add(
+        0, graph.pair_structure, vectors.detach().unsqueeze(2) * d_vectors.unsqueeze(1)
+    )
+    return energy, forces, virial / graph.volumes[:, None, None]
+
+
+def test_the_chain_rule_equals_autograd_through_the_descriptor() -> None:
+    elements = ["Ca", "Fe", "Ni"]
+    cells = []
+    for seed in range(2):
+        atoms = bulk("Fe", "bcc", a=2.8, cubic=True) * (2, 2, 2)
+        atoms.symbols[[1, 5, 9 + seed]] = "Ni"
+        atoms.symbols[[2, 7]] = "Ca"
+        atoms.rattle(0.1, seed=seed)
+        atoms.set_cell(atoms.cell.array @ [[1.02, 0.01, 0], [0, 0.97, 0], [0, 0, 1]], True)
+        cells.append(atoms)
+    model = StudentModel(elements, DescriptorSpec(n_channels=4, lmax=3), (8, 8), seed=3)
+    graph = build_graph(cells, elements, model.spec.cutoff, torch.float64)
+    model.set_normalisation(graph)
+    for ours, reference in zip(model(graph), autograd_reference(model, graph, False), strict=True):
+        np.testing.assert_allclose(ours.detach(), reference.detach(), rtol=1e-10, atol=1e-11)
+    # and the fit's gradients of a force and stress loss, through the second derivative
+    parameters = [p for p in model.parameters()]
+
+    def loss_gradient(outputs) -> list[torch.Tensor]:
+        _, forces, stress = outputs
+        value = (forces**2).sum() + 100 * (stress**2).sum()
+        grads = torch.autograd.grad(value, parameters, allow_unused=True)
+        return [
+            torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads, strict=True)
+        ]
+
+    ours = loss_gradient(model(graph, create_graph=True))
+    reference = loss_gradient(autograd_reference(model, graph, True))
+    assert max(float(r.abs().max()) for r in reference) > 1e-3  # not all zero
+    for a, b in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
 
 
 def test_file_reads_back_to_the_same_numbers(tmp_path: Path, random_student) -> None:

@@ -72,6 +72,22 @@ class DescriptorSpec:
     def degrees(self) -> list[int]:
         return [sum(m) for m in self.monomials]
 
+    @cached_property
+    def lowered(self) -> tuple[list[list[int]], list[list[float]]]:
+        """For each axis a and monomial m: the index of m with its exponent of u_a lowered by
+        one, and that exponent (0, pointing at the constant, where u_a is absent): the partial
+        derivative is ``d(u^m)/du_a = exponent * u^lowered``."""
+        index = {m: k for k, m in enumerate(self.monomials)}
+        lower, exponent = [], []
+        for axis in range(3):
+            lower.append([]), exponent.append([])
+            for m in self.monomials:
+                e = m[axis]
+                reduced = tuple(x - (k == axis) for k, x in enumerate(m)) if e else (0, 0, 0)
+                lower[axis].append(index[reduced])
+                exponent[axis].append(float(e))
+        return lower, exponent
+
     @property
     def n_features(self) -> int:
         c = self.n_channels
@@ -89,6 +105,24 @@ def chebyshev_basis(r: torch.Tensor, spec: DescriptorSpec) -> torch.Tensor:
         terms.append(2.0 * t * terms[-1] - terms[-2])
     envelope = (1.0 - x * x) ** 2 / x**spec.decay
     return torch.stack(terms, dim=1) * envelope.unsqueeze(1)
+
+
+def chebyshev_basis_slope(r: torch.Tensor, spec: DescriptorSpec) -> torch.Tensor:
+    """``dB_k/dr`` for every pair distance, shape (pairs, n_basis)."""
+    x = r / spec.cutoff
+    t = 2.0 * x - 1.0
+    terms, slopes = [torch.ones_like(t)], [torch.zeros_like(t)]
+    if spec.n_basis > 1:
+        terms.append(t)
+        slopes.append(torch.ones_like(t))
+    for _ in range(2, spec.n_basis):
+        slopes.append(2.0 * terms[-1] + 2.0 * t * slopes[-1] - slopes[-2])
+        terms.append(2.0 * t * terms[-1] - terms[-2])
+    one_less = 1.0 - x * x
+    envelope = one_less**2 / x**spec.decay
+    envelope_slope = -4.0 * x * one_less / x**spec.decay - spec.decay * envelope / x
+    value = torch.stack(terms, dim=1) * envelope_slope.unsqueeze(1)
+    return (value + 2.0 * torch.stack(slopes, dim=1) * envelope.unsqueeze(1)) / spec.cutoff
 
 
 def monomial_values(u: torch.Tensor, spec: DescriptorSpec) -> torch.Tensor:
@@ -121,9 +155,13 @@ def features(
     radial = torch.einsum("pck,pk->pc", mixing[pair_species], chebyshev_basis(r, spec))
     contributions = radial.unsqueeze(2) * monomial_values(u, spec).unsqueeze(1)
     moments = vectors.new_zeros((n_atoms, spec.n_channels, len(spec.monomials)))
-    moments = moments.index_add(0, centre, contributions)
-    weights = vectors.new_tensor(spec.multiplicities)
-    rows, cols = torch.triu_indices(spec.n_channels, spec.n_channels, device=vectors.device)
+    return invariants(moments.index_add(0, centre, contributions), spec)
+
+
+def invariants(moments: torch.Tensor, spec: DescriptorSpec) -> torch.Tensor:
+    """The invariants of the moments ``M[atom, c, m]``, shape (atoms, n_features)."""
+    weights = moments.new_tensor(spec.multiplicities)
+    rows, cols = torch.triu_indices(spec.n_channels, spec.n_channels, device=moments.device)
     parts = [moments[:, :, 0]]
     degrees = spec.degrees
     for degree in range(spec.lmax + 1):

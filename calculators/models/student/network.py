@@ -1,7 +1,11 @@
 """The student: one fully connected network per element on the descriptor's invariants.
 
 ``E = sum_i (e0[a_i] + NN_{a_i}((G_i - shift_a) / scale_a))``; forces and stress are exact
-derivatives of E (autograd through the pair vectors). The model is saved as one text file
+derivatives of E, by the chain rule the LAMMPS pair style uses: autograd gives dE/dM for the
+per-atom moments M, and dE/dr_ij = sum_cm dE/dM[i,c,m] d(R_c u^m)/dr_ij is written out on
+the pair geometry (:class:`PairTerms`), which holds no parameters and is computed once per
+graph. The moments are batched matrix products over each atom's neighbours, so a fit step
+never builds a (pairs x channels x monomials) tensor. The model is saved as one text file
 (:mod:`calculators.models.student.model_file`) that the LAMMPS pair style reads too.
 """
 
@@ -9,14 +13,21 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.neighborlist import primitive_neighbor_list
 
-from calculators.models.student.descriptor import DescriptorSpec, features
+from calculators.models.student.descriptor import (
+    DescriptorSpec,
+    chebyshev_basis,
+    chebyshev_basis_slope,
+    features,
+    invariants,
+    monomial_values,
+)
 
 #: Activations the LAMMPS pair style implements, by name.
 ACTIVATIONS = {"tanh": torch.tanh}
@@ -34,6 +45,7 @@ class Graph:
     structure: torch.Tensor  # (atoms,) index of each atom's structure
     pair_structure: torch.Tensor  # (pairs,)
     volumes: torch.Tensor  # (structures,)
+    terms: dict[tuple[DescriptorSpec, int], PairTerms] = field(default_factory=dict, repr=False)
 
     @property
     def n_structures(self) -> int:
@@ -41,6 +53,88 @@ class Graph:
 
     def vectors(self) -> torch.Tensor:
         return self.positions[self.neighbour] - self.positions[self.centre] + self.offsets
+
+    def pair_terms(self, spec: DescriptorSpec, n_elements: int) -> PairTerms:
+        """The pair geometry for ``spec``, computed on first use and kept."""
+        key = (spec, n_elements)
+        if key not in self.terms:
+            self.terms[key] = PairTerms.of(self, spec, n_elements)
+        return self.terms[key]
+
+
+@dataclass
+class PairTerms:
+    """A graph's pair geometry for one descriptor: no parameters, so computed once per graph.
+
+    Pairs are sorted by element pair (``segments``: species, start, stop), so that each
+    species' radial channels are one matrix product; ``slot`` places each pair in a padded
+    (atoms x ``width``) layout of its centre's neighbours, where the moments and their
+    derivatives are batched matrix products."""
+
+    centre: torch.Tensor  # (pairs,)
+    neighbour: torch.Tensor  # (pairs,)
+    pair_structure: torch.Tensor  # (pairs,)
+    vectors: torch.Tensor  # (pairs, 3) r_ij
+    direction: torch.Tensor  # (pairs, 3) u = r_ij / r
+    basis: torch.Tensor  # (pairs, n_basis)
+    slope: torch.Tensor  # (pairs, n_basis) dB/dr
+    monomial_slopes: torch.Tensor  # (pairs, 3, n_monomials) d(u^m)/dr_ij
+    padded_monomials: torch.Tensor  # (atoms, width, n_monomials), zero in empty slots
+    slot: torch.Tensor  # (pairs,) index into the flattened (atoms * width) layout
+    segments: list[tuple[int, int, int]]
+
+    @classmethod
+    def of(cls, graph: Graph, spec: DescriptorSpec, n_elements: int) -> PairTerms:
+        with torch.no_grad():
+            species = graph.numbers_index
+            pair_species = species[graph.centre] * n_elements + species[graph.neighbour]
+            order = torch.argsort(pair_species, stable=True)
+            centre = graph.centre[order]
+            vectors = graph.vectors()[order]
+            r = torch.linalg.vector_norm(vectors, dim=1)
+            u = vectors / r.unsqueeze(1)
+            monomials = monomial_values(u, spec)
+            n_atoms = len(species)
+            counts = torch.bincount(centre, minlength=n_atoms)
+            width = int(counts.max()) if len(centre) else 1
+            first = torch.cumsum(counts, 0) - counts  # each centre's first pair, by centre
+            by_centre = torch.argsort(centre, stable=True)
+            rank = torch.empty_like(centre)
+            rank[by_centre] = torch.arange(len(centre)) - first[centre[by_centre]]
+            slot = centre * width + rank
+            padded = monomials.new_zeros((n_atoms * width, len(spec.monomials)))
+            padded[slot] = monomials
+            found = torch.bincount(pair_species, minlength=n_elements**2).tolist()
+            bounds = [0, *itertools.accumulate(found)]
+            segments = [(s, bounds[s], bounds[s + 1]) for s in range(n_elements**2) if found[s]]
+            return cls(
+                centre=centre,
+                neighbour=graph.neighbour[order],
+                pair_structure=graph.pair_structure[order],
+                vectors=vectors,
+                direction=u,
+                basis=chebyshev_basis(r, spec),
+                slope=chebyshev_basis_slope(r, spec),
+                monomial_slopes=monomial_slopes(monomials, u, r, spec),
+                padded_monomials=padded.view(n_atoms, width, -1),
+                slot=slot,
+                segments=segments,
+            )
+
+    def radial(self, mixing: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """``sum_k W[s, c, k] basis[p, k]`` for every pair: (pairs, n_channels)."""
+        parts = [basis[a:b] @ mixing[s].T for s, a, b in self.segments]
+        return torch.cat(parts) if parts else basis.new_zeros((0, mixing.shape[1]))
+
+    def padded(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-pair ``values`` (pairs, k) in the padded layout (atoms, width, k)."""
+        n_atoms, width = self.padded_monomials.shape[:2]
+        out = values.new_zeros((n_atoms * width, values.shape[1]))
+        return out.index_copy(0, self.slot, values).view(n_atoms, width, -1)
+
+    def unpadded(self, values: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`padded`: (pairs, k)."""
+        return values.reshape(-1, values.shape[-1])[self.slot]
 
 
 def element_indices(atoms: Atoms, elements: Sequence[str]) -> np.ndarray:
@@ -59,7 +153,7 @@ def build_graph(
     structures: Sequence[Atoms], elements: Sequence[str], cutoff: float, dtype: torch.dtype
 ) -> Graph:
     """The pairs of every structure (periodic images included), concatenated."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in Graph.__dataclass_fields__}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in GRAPH_ARRAYS}
     start = 0
     for k, atoms in enumerate(structures):
         i, j, shift = primitive_neighbor_list(
@@ -81,6 +175,29 @@ def build_graph(
             for key, value in parts.items()
         }
     )
+
+
+def monomial_slopes(
+    monomials: torch.Tensor, u: torch.Tensor, r: torch.Tensor, spec: DescriptorSpec
+) -> torch.Tensor:
+    """``d(u^m)/dr_ij = (d(u^m)/du - l u^m u) / r`` for the monomials u^m of degree l (Euler:
+    u . d(u^m)/du = l u^m), shape (pairs, 3, n_monomials)."""
+    lower, exponent = spec.lowered
+    partial = monomials.new_tensor(exponent) * monomials[:, torch.tensor(lower)]
+    radial = monomials.new_tensor(spec.degrees) * monomials
+    return (partial - u.unsqueeze(2) * radial.unsqueeze(1)) / r[:, None, None]
+
+
+GRAPH_ARRAYS = (
+    "numbers_index",
+    "centre",
+    "neighbour",
+    "offsets",
+    "positions",
+    "structure",
+    "pair_structure",
+    "volumes",
+)
 
 
 class ElementNetworks(torch.nn.ModuleList):
@@ -162,35 +279,53 @@ class StudentModel(torch.nn.Module):
         pair_species = species[graph.centre] * len(self.elements) + species[graph.neighbour]
         return features(vectors, graph.centre, pair_species, self.mixing, len(species), self.spec)
 
-    def atom_energies(self, graph: Graph, vectors: torch.Tensor) -> torch.Tensor:
-        """E_i of every atom, eV."""
-        g = self.atom_features(graph, vectors)
-        species = graph.numbers_index
+    def atom_energies(self, moments: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """E_i of every atom from its moments (atoms, n_channels, n_monomials), eV."""
+        g = invariants(moments, self.spec)
         return self.e0[species] + self.networks.energies(g, species, self.shift, self.scale)
 
     def forward(
         self, graph: Graph, create_graph: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Energy (structures,), forces (atoms, 3) and stress (structures, 3, 3), ASE's sign:
-        ``sigma = (1/V) sum_pairs r_ij (x) dE/dr_ij``."""
-        vectors = graph.vectors().detach().requires_grad_(True)
-        atom_energies = self.atom_energies(graph, vectors)
-        energy = vectors.new_zeros(graph.n_structures).index_add(0, graph.structure, atom_energies)
-        (d_vectors,) = torch.autograd.grad(
-            energy.sum(), vectors, create_graph=create_graph, allow_unused=True
+        ``sigma = (1/V) sum_pairs r_ij (x) dE/dr_ij``. With ``create_graph`` the forces and
+        stress can be differentiated again (for a fit)."""
+        terms = graph.pair_terms(self.spec, len(self.elements))
+        species = graph.numbers_index
+        with torch.enable_grad():
+            radial = terms.padded(terms.radial(self.mixing, terms.basis))
+            moments = radial.transpose(1, 2) @ terms.padded_monomials
+            if not moments.requires_grad:  # frozen parameters: forces still need dE/dM
+                moments.requires_grad_(True)
+            atom_energies = self.atom_energies(moments, species)
+            energy = atom_energies.new_zeros(graph.n_structures)
+            energy = energy.index_add(0, graph.structure, atom_energies)
+            (d_moments,) = torch.autograd.grad(
+                atom_energies.sum(), moments, create_graph=create_graph
+            )
+        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+            d_vectors = self.pair_gradient(terms, radial, d_moments)
+        n_atoms = len(species)
+        forces = d_vectors.new_zeros((n_atoms, 3))
+        forces = forces.index_add(0, terms.centre, d_vectors).index_add(
+            0, terms.neighbour, -d_vectors
         )
-        if d_vectors is None:  # no pairs at all
-            d_vectors = torch.zeros_like(vectors)
-        n_atoms = len(graph.numbers_index)
-        forces = vectors.new_zeros((n_atoms, 3))
-        forces = forces.index_add(0, graph.centre, d_vectors).index_add(
-            0, graph.neighbour, -d_vectors
-        )
-        virial = vectors.new_zeros((graph.n_structures, 3, 3)).index_add(
-            0, graph.pair_structure, vectors.unsqueeze(2) * d_vectors.unsqueeze(1)
+        virial = d_vectors.new_zeros((graph.n_structures, 3, 3)).index_add(
+            0, terms.pair_structure, terms.vectors.unsqueeze(2) * d_vectors.unsqueeze(1)
         )
         volumes = graph.volumes.clamp_min(1e-12)
         return energy, forces, virial / volumes[:, None, None]
+
+    def pair_gradient(
+        self, terms: PairTerms, radial: torch.Tensor, d_moments: torch.Tensor
+    ) -> torch.Tensor:
+        """dE/dr_ij of every pair (pairs, 3) from dE/dM (atoms, n_channels, n_monomials):
+        ``sum_c dE/dR_c R_c'(r) u + sum_m dE/du^m d(u^m)/dr_ij``."""
+        d_radial = terms.unpadded(terms.padded_monomials @ d_moments.transpose(1, 2))
+        d_monomial = terms.unpadded(radial @ d_moments)  # (pairs, n_monomials)
+        along = (terms.radial(self.mixing, terms.slope) * d_radial).sum(1, keepdim=True)
+        across = (terms.monomial_slopes * d_monomial.unsqueeze(1)).sum(2)
+        return terms.direction * along + across
 
     def set_normalisation(self, graph: Graph) -> None:
         """Feature shift and scale per element from ``graph``'s atoms (the training set).
