@@ -181,14 +181,25 @@ def lmp_peaks(root: psutil.Process, peaks: dict[int, int]) -> None:
 
 
 def run_lammps(
-    pair: list[str], n_cells: int, ranks: int, steps: int, warmup: int, npt: bool, folder: Path
+    pair: list[str],
+    n_cells: int,
+    ranks: int,
+    steps: int,
+    warmup: int,
+    npt: bool,
+    folder: Path,
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """One LAMMPS run in ``folder``: timing from its log, peak RSS summed over ranks."""
+    """One LAMMPS run in ``folder``: timing from its log, peak RSS summed over ranks; with
+    ``threads`` > 1 the /omp styles on that many OpenMP threads per rank (``-sf omp -pk omp``);
+    a core is a rank's thread."""
     from calculators.models.student.lammps_run import lammps_env, lammps_executable
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "in.lmp").write_text(lammps_input(pair, n_cells, steps, warmup, npt))
     command = [str(lammps_executable()), "-in", "in.lmp", "-log", "log.lammps", "-screen", "none"]
+    if threads > 1:
+        command += ["-sf", "omp", "-pk", "omp", str(threads)]
     if ranks > 1:
         command = [str(Path(sys.prefix) / "bin" / "mpirun"), "-np", str(ranks), *command]
     start = time.perf_counter()
@@ -209,15 +220,17 @@ def run_lammps(
         raise RuntimeError(f"lmp exited {proc.returncode}: {' | '.join(tail)}")
     loop_s, procs, n_steps, atoms = float(loops[-1][0]), *(int(v) for v in loops[-1][1:])
     memories = MEMORY.findall(log)
+    cores = procs * threads
     return {
         "atoms": atoms,
         "ranks": procs,
+        "threads_per_rank": threads,
         "steps": n_steps,
         "ensemble": "NPT" if npt else "NVE",
         "loop_s": loop_s,
         "wall_s": round(wall, 2),
         "atom_steps_per_s": atoms * n_steps / loop_s,
-        "us_per_atom_step_core": loop_s * procs / (atoms * n_steps) * 1e6,
+        "us_per_atom_step_core": loop_s * cores / (atoms * n_steps) * 1e6,
         "steps_per_s": n_steps / loop_s,
         "peak_rss_MB": sum(peaks.values()) / 1024,
         "ranks_seen": len(peaks),
@@ -241,13 +254,21 @@ class Lammps:
         return int(min(2000, max(3, round(wanted))))
 
     def run(
-        self, style: str, n_cells: int, ranks: int, npt: bool = False, steps: int | None = None
+        self,
+        style: str,
+        n_cells: int,
+        ranks: int,
+        npt: bool = False,
+        steps: int | None = None,
+        threads: int = 1,
     ) -> dict[str, Any]:
         atoms = 4 * n_cells**3
         label = f"{style}{' NPT' if npt else ''} {ranked(ranks)} {atoms} atoms"
+        if threads > 1:
+            label += f" x {threads} OpenMP threads"
         if style == "mliap-nn" and atoms / ranks > MLIAP_MAX_PER_RANK:
             return {"style": style, "skipped": f"over {MLIAP_MAX_PER_RANK} atoms per rank"}
-        steps = steps or self.steps(style, atoms, ranks)
+        steps = steps or self.steps(style, atoms, ranks * threads)
         warmup = max(1, steps // 10)
         pair = pair_lines(style, self.student_file, self.element)
         self.count += 1
@@ -258,7 +279,7 @@ class Lammps:
                 tiny = run_lammps(pair, 2, ranks, 1, 1, npt, self.folder / f"{self.count}-base")
                 self.baselines[key] = tiny["peak_rss_MB"]
             out = run_lammps(
-                pair, n_cells, ranks, steps, warmup, npt, self.folder / f"{self.count}-run"
+                pair, n_cells, ranks, steps, warmup, npt, self.folder / f"{self.count}-run", threads
             )
         except RuntimeError as error:
             print(f"    failed: {error}")
@@ -651,8 +672,12 @@ def speed_accuracy(
         timing = Lammps(folder / name, Path(result["files"][0]), seconds, TRAINED_ELEMENT)
         st = result["settings"]
         vs = result["vs_teacher"]
+        one, two = timing.run("student", n_cells, 1), timing.run("student", n_cells, 1, threads=2)
         runs[name] = {
-            **timing.run("student", n_cells, 1),
+            **one,
+            "us_per_atom_step_core_2_threads": us(two),
+            # wall time on 1 thread over wall time on 2 (2.0: perfect scaling)
+            "speedup_1_to_2_threads": ratio(us(one), us(two) / 2 if us(two) else None),
             "shape": {k: st[k] for k in ("cutoff", "n_basis", "n_channels", "lmax", "hidden")},
             **{
                 k: vs.get(k) for k in ("energy_mae_meV_atom", "force_rmse_eV_A", "pressure_mae_GPa")
@@ -715,12 +740,16 @@ def main_students(sources: list[Path], name: str, keep: Path | None) -> None:
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"\n{'run':<24} {'µs/atom-step':>13} {'F RMSE meV/Å':>13} {'ML-IAP nn / it':>15}")
+    print(
+        f"\n{'run':<24} {'µs/atom-step':>13} {'F RMSE meV/Å':>13} {'ML-IAP nn / it':>15} "
+        f"{'1->2 threads':>13}"
+    )
     for key, run in runs.items():
         force = run.get("force_rmse_eV_A")
         print(
             f"{key:<24} {us(run) or float('nan'):13.2f} "
-            f"{1000 * force if force else float('nan'):13.1f} {run.get('mliap_nn_over_this')!s:>15}"
+            f"{1000 * force if force else float('nan'):13.1f} "
+            f"{run.get('mliap_nn_over_this')!s:>15} {run.get('speedup_1_to_2_threads')!s:>13}"
         )
     anchors = ", ".join(f"{k} {np.sqrt(np.prod(ANCHORS_US[k])):.0f}" for k in ("ACE", "POD", "UF3"))
     print(f"LAMMPS example logs, µs/atom-step on 1 core: {anchors}")

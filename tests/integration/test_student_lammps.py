@@ -100,6 +100,56 @@ def test_one_and_two_mpi_ranks_give_the_pytorch_energy(model_file: Path, tmp_pat
         assert relative(expected, lmp_energy(inputs, tmp_path, ranks)) < 1e-10, ranks
 
 
+def test_the_openmp_style_gives_the_serial_numbers_on_two_threads(
+    model_file: Path, tmp_path: Path
+) -> None:
+    """``-sf omp -pk omp 2`` runs alloop/student/omp on two threads: the same energy, pressure
+    and forces as alloop/student (sums in another order: 1e-10)."""
+    atoms = bulk("Ni", "fcc", a=3.4, cubic=True) * (4, 4, 3)
+    atoms.symbols[::3] = "Al"
+    atoms.symbols[1::5] = "Cu"
+    atoms.rattle(0.15, seed=2)
+    atoms.write(tmp_path / "cell.data", format="lammps-data", specorder=ELEMENTS)
+    include = routes.write_lammps_inputs("pair", [model_file], ELEMENTS, tmp_path / "student")
+    (tmp_path / "in.lmp").write_text(
+        "\n".join(
+            [
+                "units metal",
+                "atom_style atomic",
+                "read_data cell.data",
+                *(f"mass {k + 1} 1.0" for k in range(3)),
+                f"include {include}",
+                "variable e equal pe",
+                "variable p equal press",
+                "compute peratom all pe/atom",
+                "run 0",
+                'print "${e} ${p}" file pe.txt',
+                "write_dump all custom forces.txt id fx fy fz c_peratom modify sort id",
+            ]
+        )
+    )
+    results = {}
+    for name, extra in (("serial", []), ("omp", ["-sf", "omp", "-pk", "omp", "2"])):
+        done = subprocess.run(
+            [str(lammps_executable()), "-in", "in.lmp", "-log", "none", *extra],
+            cwd=tmp_path,
+            env=lammps_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        energy, pressure = map(float, (tmp_path / "pe.txt").read_text().split())
+        rows = np.loadtxt(tmp_path / "forces.txt", skiprows=9)
+        results[name] = (energy, pressure, rows[:, 1:4], rows[:, 4], done.stdout)
+    assert "alloop/student/omp" in results["omp"][4]
+    assert "set 2 OpenMP thread(s)" in results["omp"][4]
+    serial, omp = results["serial"], results["omp"]
+    assert abs(serial[2]).max() > 0.1  # a cell with forces to compare
+    for k in range(4):
+        assert relative(serial[k], omp[k]) < 1e-10, k
+
+
 def test_the_include_file_reads_back(model_file: Path, tmp_path: Path) -> None:
     include = routes.write_lammps_inputs("pair", [model_file], ELEMENTS, tmp_path)
     lines = include.read_text().splitlines()

@@ -10,13 +10,18 @@
 #include "neigh_list.h"
 #include "neighbor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 using namespace LAMMPS_NS;
 
-PairAlloopStudent::PairAlloopStudent(LAMMPS *lmp) : Pair(lmp)
+PairAlloopStudent::PairAlloopStudent(LAMMPS *lmp, bool threaded) : Pair(lmp), threaded(threaded)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -219,18 +224,35 @@ void PairAlloopStudent::read_file(const std::string &path)
   }
   r.word("end");
   if (r.at != r.tokens.size()) r.fail("has tokens after 'end'");
-  std::size_t widest = n_features;
-  for (long w : widths) widest = std::max<std::size_t>(widest, w);
-  max_pairs = 0;    // the per-pair scratch is sized for this model at the next compute
-  moments.assign((std::size_t) n_channels * n_mono, 0.0);
-  grad_moments.assign(moments.size(), 0.0);
-  feats.assign(n_features, 0.0);
-  grad_feats.assign(n_features, 0.0);
-  work.assign((n_hidden + 2) * widest * 2, 0.0);
-  mono.assign(n_mono, 0.0);
-  dmono.assign(3 * n_mono, 0.0);
-  amono.assign(n_mono, 0.0);
-  bmono.assign(n_mono, 0.0);
+  scratch.clear();    // sized for this model at the next compute
+}
+
+void PairAlloopStudent::size_scratch(StudentScratch &s, int pairs) const
+{
+  if (s.moments.empty()) {
+    std::size_t widest = n_features;
+    for (const StudentLayer &layer : nets[0].layers)
+      widest = std::max<std::size_t>(widest, layer.n_out);
+    s.moments.assign((std::size_t) n_channels * n_mono, 0.0);
+    s.grad_moments.assign(s.moments.size(), 0.0);
+    s.feats.assign(n_features, 0.0);
+    s.grad_feats.assign(n_features, 0.0);
+    s.work.assign((nets[0].layers.size() + 1) * widest * 2, 0.0);
+    s.mono.assign(n_mono, 0.0);
+    s.amono.assign(n_mono, 0.0);
+    s.bmono.assign(n_mono, 0.0);
+    s.T.assign(n_basis, 0.0);
+    s.dT.assign(n_basis, 0.0);
+    s.pw.assign(3 * (lmax + 1), 0.0);
+  }
+  if (pairs > s.max_pairs) {
+    s.max_pairs = pairs;
+    s.pr.resize(4 * (std::size_t) pairs);
+    s.pu.resize(3 * (std::size_t) pairs);
+    s.pradial.resize((std::size_t) n_channels * pairs);
+    s.pdradial.resize((std::size_t) n_channels * pairs);
+    s.pj.resize(pairs);
+  }
 }
 
 /* ---------------------------------------------------------------------- the computation */
@@ -257,12 +279,13 @@ inline double fast_tanh(double x)
 }
 }    // namespace
 
-/* E_i from the moments (already in `moments`); writes dE_i/dM into grad_moments_out. */
-ALLOOP_HOT double PairAlloopStudent::atom_energy(int element, double *grad_m)
+/* E_i from the moments (already in s.moments); writes dE_i/dM into s.grad_moments. */
+ALLOOP_HOT double PairAlloopStudent::atom_energy(int element, StudentScratch &s) const
 {
   const int C = n_channels, NM = n_mono;
-  const double *M = moments.data();
-  double *g = feats.data();
+  const double *M = s.moments.data();
+  double *grad_m = s.grad_moments.data();
+  double *g = s.feats.data();
   int f = 0;
   for (int c = 0; c < C; c++) g[f++] = M[c * NM];
   for (int l = 0; l <= lmax; l++) {
@@ -278,8 +301,8 @@ ALLOOP_HOT double PairAlloopStudent::atom_energy(int element, double *grad_m)
   const StudentElement &net = nets[element];
   const int n_layers = (int) net.layers.size();
   // activations: h[0] = normalised features, h[k] = tanh(...) for hidden k
-  std::size_t stride = work.size() / (2 * (n_layers + 1));
-  double *h = work.data();
+  std::size_t stride = s.work.size() / (2 * (n_layers + 1));
+  double *h = s.work.data();
   for (int k = 0; k < n_features; k++) h[k] = (g[k] - net.shift[k]) / net.scale[k];
   double energy = net.e0;
   for (int L = 0; L < n_layers; L++) {
@@ -296,7 +319,7 @@ ALLOOP_HOT double PairAlloopStudent::atom_energy(int element, double *grad_m)
   }
   energy += h[n_layers * stride];
   // backward: dE/dh, layer by layer
-  double *dh = work.data() + (n_layers + 1) * stride;
+  double *dh = s.work.data() + (n_layers + 1) * stride;
   double *dnext = dh + n_layers * stride;
   dnext[0] = 1.0;
   for (int L = n_layers - 1; L >= 0; L--) {
@@ -313,7 +336,7 @@ ALLOOP_HOT double PairAlloopStudent::atom_energy(int element, double *grad_m)
       for (int k = 0; k < layer.n_in; k++) din[k] += w[k] * d;
     }
   }
-  double *dg = grad_feats.data();
+  double *dg = s.grad_feats.data();
   for (int k = 0; k < n_features; k++) dg[k] = dh[k] / net.scale[k];
   // dE/dM
   for (int k = 0; k < C * NM; k++) grad_m[k] = 0.0;
@@ -336,37 +359,89 @@ ALLOOP_HOT double PairAlloopStudent::atom_energy(int element, double *grad_m)
 void PairAlloopStudent::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-  accumulate(eflag);
+  const int inum = list->inum;
+  // ev_tally_xyz (a pairwise or per-atom virial) writes shared sums: one thread then
+  int nthreads = threaded ? std::max(1, comm->nthreads) : 1;
+  if (vflag_either) nthreads = 1;
+  nthreads = std::min(nthreads, std::max(1, inum));
+  if ((int) scratch.size() < nthreads) scratch.resize(nthreads);
+  double **f = atom->f;
+  if (nthreads == 1) {
+    const double energy = accumulate(0, inum, f, eflag, scratch[0]);
+    if (eflag_global) eng_vdwl += energy;
+  } else {
+    const int nall = atom->nlocal + atom->nghost;
+    const std::size_t per_thread = 3 * (std::size_t) nall;
+    if (thread_forces.size() < (nthreads - 1) * per_thread) {
+      thread_forces.resize((nthreads - 1) * per_thread);
+      thread_rows.resize((std::size_t) (nthreads - 1) * nall);
+    }
+    double energy = 0.0;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads) reduction(+ : energy)
+#endif
+    {
+#if defined(_OPENMP)
+      const int t = omp_get_thread_num();
+#else
+      const int t = 0;
+#endif
+      double **mine = f;
+      if (t > 0) {
+        double *block = thread_forces.data() + (t - 1) * per_thread;
+        std::fill(block, block + per_thread, 0.0);
+        mine = thread_rows.data() + (std::size_t) (t - 1) * nall;
+        for (int k = 0; k < nall; k++) mine[k] = block + 3 * (std::size_t) k;
+      }
+      // contiguous shares of the local atoms, in the neighbour list's order
+      const int first = (int) ((long) inum * t / nthreads);
+      const int last = (int) ((long) inum * (t + 1) / nthreads);
+      energy += accumulate(first, last, mine, eflag, scratch[t]);
+#if defined(_OPENMP)
+#pragma omp barrier
+#pragma omp for schedule(static)
+#endif
+      for (int k = 0; k < nall; k++)
+        for (int u = 0; u < nthreads - 1; u++) {
+          const double *g = thread_forces.data() + u * per_thread + 3 * (std::size_t) k;
+          f[k][0] += g[0];
+          f[k][1] += g[1];
+          f[k][2] += g[2];
+        }
+    }
+    if (eflag_global) eng_vdwl += energy;
+  }
   if (vflag_fdotr) virial_fdotr_compute();
 }
 
-/* Energies, forces and (unless fdotr) the virial of every local atom's pairs. */
-ALLOOP_HOT void PairAlloopStudent::accumulate(int eflag)
+/* Energies (returned), forces (into f_out) and, with vflag_either, the virial of the pairs of
+   the local atoms ilist[first..last). */
+ALLOOP_HOT double PairAlloopStudent::accumulate(int first, int last, double **f_out, int eflag,
+                                                StudentScratch &s)
 {
   double **x = atom->x;
-  double **f = atom->f;
+  double **f = f_out;
   int *type = atom->type;
   const int nlocal = atom->nlocal;
-  const int inum = list->inum;
   int *ilist = list->ilist, *numneigh = list->numneigh, **firstneigh = list->firstneigh;
   const int C = n_channels, K = n_basis, NM = n_mono, n_el = (int) elements.size();
   const double rc = cutoff, rcsq = cutoff * cutoff, inv_rc = 1.0 / cutoff;
-  std::vector<double> T(K), dT(K), pw(3 * (lmax + 1));
+  size_scratch(s, 0);
+  double *T = s.T.data(), *dT = s.dT.data(), *pw = s.pw.data();
+  double *moments = s.moments.data(), *mono = s.mono.data();
+  double *amono = s.amono.data(), *bmono = s.bmono.data();
+  double total = 0.0;
 
-  for (int ii = 0; ii < inum; ii++) {
+  for (int ii = first; ii < last; ii++) {
     const int i = ilist[ii];
     const int a = type_element[type[i]];
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     int *jlist = firstneigh[i];
     const int jnum = numneigh[i];
-    if (jnum > max_pairs) {
-      max_pairs = jnum;
-      pr.resize(4 * (std::size_t) max_pairs);
-      pu.resize(3 * (std::size_t) max_pairs);
-      pradial.resize((std::size_t) C * max_pairs);
-      pdradial.resize((std::size_t) C * max_pairs);
-      pj.resize(max_pairs);
-    }
+    size_scratch(s, jnum);
+    double *pr = s.pr.data(), *pu = s.pu.data();
+    double *pradial = s.pradial.data(), *pdradial = s.pdradial.data();
+    int *pj = s.pj.data();
     // pass 1: pairs within the cutoff, their basis, and the moments
     for (int k = 0; k < C * NM; k++) moments[k] = 0.0;
     int n = 0;
@@ -425,13 +500,11 @@ ALLOOP_HOT void PairAlloopStudent::accumulate(int eflag)
       n++;
     }
     // the network, and dE_i/dM
-    const double ei = atom_energy(a, grad_moments.data());
-    if (eflag) {
-      if (eflag_global) eng_vdwl += ei;
-      if (eflag_atom) eatom[i] += ei;
-    }
+    const double ei = atom_energy(a, s);
+    total += ei;
+    if (eflag && eflag_atom) eatom[i] += ei;
     // pass 2: dE_i/dr_ij for every pair
-    const double *G = grad_moments.data();
+    const double *G = s.grad_moments.data();
     for (int q = 0; q < n; q++) {
       const double inv_r = pr[4 * q];
       const double u[3] = {pu[3 * q], pu[3 * q + 1], pu[3 * q + 2]};
@@ -471,4 +544,5 @@ ALLOOP_HOT void PairAlloopStudent::accumulate(int eflag)
                      -pr[4 * q + 2], -pr[4 * q + 3]);
     }
   }
+  return total;
 }

