@@ -40,7 +40,16 @@ def reference_stress(atoms: Atoms) -> np.ndarray | None:
 
 
 def predict(calc: Any, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
-    """The calculator's energy, forces, stress and spreads (committees only) per structure."""
+    """The calculator's energy, forces, stress and spreads (committees only) per structure;
+    batched where the calculator can (``predict_many``: a committee)."""
+    if hasattr(calc, "predict_many"):
+        return [
+            {
+                key: got[key]
+                for key in ("energy", "forces", "stress", "force_spread", "energy_spread")
+            }
+            for got in calc.predict_many(list(structures))
+        ]
     out = []
     for reference in structures:
         atoms = Atoms(

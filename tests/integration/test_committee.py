@@ -52,6 +52,22 @@ def test_committee_equals_its_members_averaged(committee_models: list[Path]) -> 
     assert r["stress_spread"] == pytest.approx(s.std(axis=0).max() / units.GPa, abs=1e-6)
 
 
+def test_a_batch_gives_what_one_structure_at_a_time_gives(committee_models: list[Path]) -> None:
+    committee = CommitteeCalculator(committee_models, device="cpu", dtype="float64")
+    cells = [alloy(), alloy(2), bulk("Ni", "fcc", a=3.4), bulk("Al", "fcc", a=4.1) * (1, 1, 2)]
+    cells[2].rattle(0.03, seed=1)
+    batched = committee.predict_many(cells, batch_size=3)  # two batches, one of a single cell
+    assert len(batched) == len(cells)
+    for atoms, got in zip(cells, batched, strict=True):
+        one = committee.predict(atoms)
+        assert got["forces"].shape == (len(atoms), 3)
+        assert got["energy"] == pytest.approx(one["energy"], abs=1e-8)
+        for key in ("forces", "stress", "forces_comm", "energies_comm"):
+            np.testing.assert_allclose(got[key], one[key], atol=1e-8)
+        for key in ("force_spread", "energy_spread", "stress_spread"):
+            assert got[key] == pytest.approx(one[key], abs=1e-8)
+
+
 def test_the_committee_passes_the_model_validator(committee_models: list[Path]) -> None:
     import torch
 
