@@ -16,7 +16,7 @@ from calculators.models import Tolerances, validate_model
 from calculators.models.student.calculator import StudentCalculator
 from calculators.models.student.descriptor import DescriptorSpec, features
 from calculators.models.student.model_file import StudentFileError, read_student, write_student
-from calculators.models.student.network import StudentModel, build_graph
+from calculators.models.student.network import StudentModel, build_graph, pairs_within
 
 
 def alloy(seed: int = 0, scale: float = 1.0) -> Atoms:
@@ -66,6 +66,31 @@ def test_student_passes_the_model_validator(random_student) -> None:
         tolerances=Tolerances.stiff(),
     )
     assert report.ok, report.summary()
+
+
+@pytest.mark.parametrize("kind", ["one atom", "skewed", "slab", "molecule"])
+def test_the_neighbour_list_finds_the_pairs_ase_finds(kind: str) -> None:
+    from ase.build import molecule
+    from ase.neighborlist import primitive_neighbor_list
+
+    atoms = {
+        "one atom": bulk("Ca", "fcc", a=5.4),
+        "skewed": alloy(2, 0.9),
+        "slab": bulk("Ni", "fcc", a=3.5, cubic=True) * (1, 1, 2),
+        "molecule": molecule("CH4"),
+    }[kind]
+    if kind == "slab":
+        atoms.pbc = [True, True, False]
+        atoms.center(vacuum=3.0, axis=2)
+    i, j, shift = pairs_within(atoms, 5.0)
+    ref = primitive_neighbor_list(
+        "ijS", atoms.pbc, atoms.cell.array, atoms.positions, 5.0, use_scaled_positions=False
+    )
+    found = sorted(zip(i.tolist(), j.tolist(), map(tuple, shift.tolist()), strict=True))
+    expected = sorted(
+        zip(ref[0].tolist(), ref[1].tolist(), map(tuple, ref[2].tolist()), strict=True)
+    )
+    assert found == expected and len(found) > 0
 
 
 def autograd_reference(model: StudentModel, graph, create_graph: bool):

