@@ -476,6 +476,9 @@ class StudentConfig(_Section):
     #: (0: none). The student relaxes them later; MD of the campaign's cells never shows it a
     #: perfect Laves or CaCu5 crystal, nor calcium at its 20 GPa volume.
     sample_crystal_volumes: Annotated[Int, Field(ge=0, le=50)] = 6
+    #: Each crystal frame weighs this in the fit against an MD frame's 1: a 1-4-atom ideal cell
+    #: has no forces to fit, and its enthalpy is what the phase map compares.
+    crystal_weight: Annotated[Float, Field(ge=0)] = 1.0
     #: Frames where the committee's force spread exceeds this are left out (the teacher is
     #: unsure there).
     max_teacher_spread_eV_A: Annotated[Float, Field(gt=0)] = 0.3

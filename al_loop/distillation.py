@@ -233,6 +233,19 @@ def split(frames: Sequence[Atoms], fraction: float, seed: int) -> tuple[list[Ato
     return fit, test
 
 
+def weighted(frames: Sequence[Atoms], st: StudentConfig) -> list[Atoms]:
+    """The fit's frames with their weights: the crystal frames (the phase candidates, which
+    the student relaxes later) weigh ``st.crystal_weight``; copies, results kept."""
+    out = []
+    for frame in frames:
+        copy = frame.copy()
+        copy.calc = frame.calc
+        if phase_of(frame) != "md":
+            copy.info["weight"] = st.crystal_weight
+        out.append(copy)
+    return out
+
+
 def student_settings(st: StudentConfig, seed: int, threads: int | None = None) -> StudentSettings:
     """The fit's settings: every key the ``student:`` section shares with them (as the explore
     stage builds its MD settings), and the campaign's seed."""

@@ -142,7 +142,7 @@ def one_variant(
     its files are copied to ``keep`` when given (recorded as ``files``)."""
     import torch
 
-    from al_loop.distillation import by_phase, student_settings
+    from al_loop.distillation import by_phase, student_settings, weighted
     from al_loop.evaluation import errors, summary
     from calculators.models.student import routes
     from calculators.models.student.training import StudentFitError
@@ -159,7 +159,10 @@ def one_variant(
     with tempfile.TemporaryDirectory() as tmp:
         try:
             files, history = routes.fit(
-                data["fit"] + labels, elements, settings, Path(tmp) / f"student-{name}"
+                weighted(data["fit"], student) + labels,
+                elements,
+                settings,
+                Path(tmp) / f"student-{name}",
             )
         except StudentFitError as err:
             return {**out, "error": str(err), "fit_wall_s": time.perf_counter() - started}

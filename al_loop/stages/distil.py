@@ -34,6 +34,7 @@ from al_loop.distillation import (
     student_settings,
     teacher_frames,
     usable,
+    weighted,
 )
 from al_loop.exploration import MDSettings, explore
 from al_loop.phase.candidates import file_candidates, prototype_candidates, structure_sha256
@@ -184,6 +185,7 @@ class DistilStage(Stage):
                 f"({dropped}); raise student.sample_steps or student.max_teacher_spread_eV_A"
             )
         fit_frames, test_frames = split(kept, st.test_fraction, cfg.seed)
+        fit_frames = weighted(fit_frames, st)
         train_labels, held_labels = labelled_structures(session)
         if st.label_source == "teacher" and train_labels:
             train_labels = teacher_frames(teacher, train_labels)
@@ -299,11 +301,12 @@ class DistilStage(Stage):
 
 def fit_record(st: Any, settings: Any) -> dict[str, Any]:
     """The fit's settings as stored and keyed: the fit's own and what the stage adds to its
-    frames (the labels' source and weight)."""
+    frames (the labels' source and weight, the crystals' weight)."""
     return {
         **settings_record(settings),
         "label_source": st.label_source,
         "label_weight": st.label_weight,
+        "crystal_weight": st.crystal_weight,
     }
 
 

@@ -23,6 +23,7 @@ from al_loop.distillation import (
     spread_bin,
     teacher_frames,
     usable,
+    weighted,
 )
 
 
@@ -42,6 +43,17 @@ def test_the_stored_sample_reads_back_with_its_labels_and_reasons() -> None:
     np.testing.assert_array_equal(again[0].get_forces(), frames[0].get_forces())
     assert again[0].get_potential_energy() == -1.5
     assert frames[0].info["stop_reason"] == ""  # the frames given are not changed
+
+
+def test_crystal_frames_weigh_crystal_weight_in_the_fit() -> None:
+    from al_loop.config import StudentConfig
+
+    md, crystal = frame(), frame()
+    crystal.info["trajectory"] = "crystal Ca:fcc x0.95"
+    fit = weighted([md, crystal], StudentConfig(crystal_weight=4.0))
+    assert [f.info.get("weight", 1.0) for f in fit] == [1.0, 4.0]
+    assert "weight" not in crystal.info  # the sample's frames are left as they were
+    assert fit[1].get_potential_energy() == -1.5  # the teacher's results go with the copy
 
 
 def test_split_and_growth() -> None:
