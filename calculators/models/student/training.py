@@ -52,7 +52,7 @@ class StudentSettings:
     force_weight: float = 2.0  # on (eV/Å)^2
     stress_weight: float = 500.0  # on (eV/Å^3)^2
     clip_grad_norm: float | None = None  # the gradient's norm is cut to this (None: never)
-    patience: int | None = 50  # stop after this many epochs without a better validation loss
+    patience: int | None = None  # stop after this many epochs without a better validation loss
     ema_decay: float | None = None  # validate and keep a moving average (campaigns: 0.99)
     validation_fraction: float = 0.1
     dtype: str = "float32"  # of the fit; the model is float64
