@@ -220,10 +220,10 @@ def run_lammps(
         raise RuntimeError(f"lmp exited {proc.returncode}: {' | '.join(tail)}")
     loop_s, procs, n_steps, atoms = float(loops[-1][0]), *(int(v) for v in loops[-1][1:])
     memories = MEMORY.findall(log)
-    cores = procs * threads
+    cores = procs  # LAMMPS's "on N procs" counts ranks x threads
     return {
         "atoms": atoms,
-        "ranks": procs,
+        "ranks": procs // threads,
         "threads_per_rank": threads,
         "steps": n_steps,
         "ensemble": "NPT" if npt else "NVE",
