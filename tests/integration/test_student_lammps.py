@@ -60,9 +60,10 @@ def test_lammps_reproduces_the_pytorch_model(model_file: Path, pair, scale) -> N
         assert relative(torch_result[key], lammps_result[key]) < 1e-6, key
 
 
-def lmp_energy(inputs: str, folder: Path, ranks: int) -> float:
-    (folder / "in.lmp").write_text(inputs)
-    command = [str(lammps_executable()), "-in", "in.lmp", "-log", "none", "-screen", "none"]
+def run_lmp(folder: Path, ranks: int = 1, extra: tuple[str, ...] = ()) -> str:
+    """``lmp -in in.lmp`` in ``folder`` on ``ranks`` MPI ranks with ``extra`` arguments; its
+    screen output."""
+    command = [str(lammps_executable()), "-in", "in.lmp", "-log", "none", *extra]
     if ranks > 1:
         command = [
             str(Path(lammps_executable()).parents[4] / "bin" / "mpirun"),
@@ -74,6 +75,12 @@ def lmp_energy(inputs: str, folder: Path, ranks: int) -> float:
         command, cwd=folder, env=lammps_env(), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def lmp_energy(inputs: str, folder: Path, ranks: int) -> float:
+    (folder / "in.lmp").write_text(inputs)
+    run_lmp(folder, ranks, ("-screen", "none"))
     return float((folder / "pe.txt").read_text().split()[-1])
 
 
@@ -129,19 +136,11 @@ def test_the_openmp_style_gives_the_serial_numbers_on_two_threads(
         )
     )
     results = {}
-    for name, extra in (("serial", []), ("omp", ["-sf", "omp", "-pk", "omp", "2"])):
-        done = subprocess.run(
-            [str(lammps_executable()), "-in", "in.lmp", "-log", "none", *extra],
-            cwd=tmp_path,
-            env=lammps_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+    for name, extra in (("serial", ()), ("omp", ("-sf", "omp", "-pk", "omp", "2"))):
+        screen = run_lmp(tmp_path, 1, extra)
         energy, pressure = map(float, (tmp_path / "pe.txt").read_text().split())
         rows = np.loadtxt(tmp_path / "forces.txt", skiprows=9)
-        results[name] = (energy, pressure, rows[:, 1:4], rows[:, 4], done.stdout)
+        results[name] = (energy, pressure, rows[:, 1:4], rows[:, 4], screen)
     assert "alloop/student/omp" in results["omp"][4]
     assert "set 2 OpenMP thread(s)" in results["omp"][4]
     serial, omp = results["serial"], results["omp"]
