@@ -51,6 +51,10 @@ beside EAM, linear SNAP and ML-IAP nn on Cu in the same run. Recorded as
 ``docs/results/<--record>.json`` (default ``student_speed_accuracy``) and its PNG: µs per
 atom-step per core against force RMSE, and ML-IAP nn's cost over each student's (aim 10x).
 
+``--million-student FILE``: only a trained student's 10^6-atom NPT run on 1 rank x ``--threads``
+OpenMP threads (time, bytes per atom), recorded as ``docs/results/<--record>.json`` (default
+``student_million``).
+
 ``--quick``: tiny sizes and few steps (the 1M run becomes 4,000 atoms), a smoke test; it
 records nothing unless ``--record`` is given. The full run writes
 ``docs/results/<--record>.json`` (default ``student_speed``) and ``docs/results/student_speed.png``.
@@ -766,6 +770,26 @@ def main_students(sources: list[Path], name: str, keep: Path | None) -> None:
     print(f"recorded {record_path}; plot {plot_speed_accuracy(runs, RESULTS / f'{name}.png')}")
 
 
+def main_million(student: Path, threads: int, name: str, keep: Path | None) -> None:
+    """A trained student at 1,000,188 atoms (N = 63), NPT, 1 rank on ``threads`` OpenMP
+    threads, 5 steps: time and memory per atom (the process's peak less a 32-atom run's)."""
+    folder = keep or Path(tempfile.mkdtemp(prefix="student_million-"))
+    try:
+        run = Lammps(folder, student, 8.0, TRAINED_ELEMENT).run(
+            "student", 63, 1, npt=True, steps=5, threads=threads
+        )
+    finally:
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    figures = {
+        "student": str(student),
+        "system": f"fcc lattice a={A_CU} Å, {TRAINED_ELEMENT}, {TEMPERATURE_K:g} K NPT",
+        "target_bytes_per_atom": 2000,
+        "run": run,
+    }
+    print(f"recorded {record(name, figures)}")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -783,9 +807,19 @@ def main() -> None:
         default=None,
         help="student_variants.py --keep records: time their trained students (speed-accuracy)",
     )
+    parser.add_argument(
+        "--million-student",
+        type=Path,
+        default=None,
+        help="a trained .student file: only its 10^6-atom NPT run, 1 rank x --threads threads",
+    )
     opts = parser.parse_args()
     if opts.students:
         main_students(opts.students, opts.record or "student_speed_accuracy", opts.keep)
+        return
+    if opts.million_student:
+        name = opts.record or "student_million"
+        main_million(opts.million_student, opts.threads, name, opts.keep)
         return
     quick = opts.quick
     name = opts.record or (None if quick else "student_speed")
