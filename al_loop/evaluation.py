@@ -45,10 +45,10 @@ def predict(calc: Any, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
     if hasattr(calc, "predict_many"):
         return [
             {
-                key: got[key]
-                for key in ("energy", "forces", "stress", "force_spread", "energy_spread")
+                **{key: got[key] for key in ("energy", "forces", "force_spread", "energy_spread")},
+                "stress": got["stress"] if atoms.pbc.all() else None,
             }
-            for got in calc.predict_many(list(structures))
+            for atoms, got in zip(structures, calc.predict_many(list(structures)), strict=True)
         ]
     out = []
     for reference in structures:

@@ -50,6 +50,25 @@ def force_spread(forces: np.ndarray) -> float:
     return float(np.sqrt((deviation**2).sum(axis=2).mean(axis=0)).max())
 
 
+def committee_results(energies: Any, forces: Any, stresses: Any) -> dict[str, Any]:
+    """The committee's mean and spreads from its members' energies (models,), forces (models,
+    atoms, 3) and stresses (models, 3, 3) in eV/Å^3, as mace gives them."""
+    energies = np.asarray(energies, dtype=float)
+    forces = np.asarray(forces, dtype=float)
+    voigt = full_3x3_to_voigt_6_stress(np.asarray(stresses, dtype=float))
+    return {
+        "energy": float(energies.mean()),
+        "free_energy": float(energies.mean()),
+        "forces": forces.mean(axis=0),
+        "stress": voigt.mean(axis=0),
+        "energies_comm": energies,
+        "forces_comm": forces,
+        "force_spread": force_spread(forces),
+        "energy_spread": float(energies.std() / forces.shape[1]),
+        "stress_spread": float(voigt.std(axis=0).max() / units.GPa),
+    }
+
+
 def load_mace_models(model_paths: Sequence[Path | str], device: str = "cpu") -> list[Any]:
     """MACE model files as modules. They are pickled modules, read with torch's full loader:
     only files al-loop trained, fetched from the database after their signature was checked
@@ -109,22 +128,7 @@ class CommitteeCalculator(ModelCalculator):
     def predict(self, atoms: Atoms) -> dict[str, Any]:
         self.mace.calculate(atoms, ["energy", "forces", "stress"], all_changes)
         r = self.mace.results
-        energies = np.asarray(r["energy_comm"], dtype=float)
-        forces = np.asarray(r["forces_comm"], dtype=float)
-        # mace gives the members' stresses as (models, 3, 3) matrices, eV/Å^3: to Voigt
-        stresses = full_3x3_to_voigt_6_stress(np.asarray(r["stress_comm"], dtype=float))
-        n_atoms = len(atoms)
-        return {
-            "energy": float(energies.mean()),
-            "free_energy": float(energies.mean()),
-            "forces": forces.mean(axis=0),
-            "stress": stresses.mean(axis=0),
-            "energies_comm": energies,
-            "forces_comm": forces,
-            "force_spread": force_spread(forces),
-            "energy_spread": float(energies.std() / n_atoms),
-            "stress_spread": float(stresses.std(axis=0).max() / units.GPa),
-        }
+        return committee_results(r["energy_comm"], r["forces_comm"], r["stress_comm"])
 
     def predict_many(
         self, structures: Sequence[Atoms], batch_size: int = 16
@@ -172,25 +176,10 @@ class CommitteeCalculator(ModelCalculator):
             stresses.append(result["stress"].detach().cpu().double().numpy())
         energy, force, stress = np.array(energies), np.array(forces), np.array(stresses)
         bounds = np.cumsum([0, *(len(a) for a in structures)])
-        out = []
-        for k, atoms in enumerate(structures):
-            e = energy[:, k]
-            f = force[:, bounds[k] : bounds[k + 1]]
-            sv = full_3x3_to_voigt_6_stress(stress[:, k])
-            out.append(
-                {
-                    "energy": float(e.mean()),
-                    "free_energy": float(e.mean()),
-                    "forces": f.mean(axis=0),
-                    "stress": sv.mean(axis=0) if atoms.pbc.all() else None,
-                    "energies_comm": e,
-                    "forces_comm": f,
-                    "force_spread": force_spread(f),
-                    "energy_spread": float(e.std() / len(atoms)),
-                    "stress_spread": float(sv.std(axis=0).max() / units.GPa),
-                }
-            )
-        return out
+        return [
+            committee_results(energy[:, k], force[:, bounds[k] : bounds[k + 1]], stress[:, k])
+            for k in range(len(structures))
+        ]
 
     def spread(self, atoms: Atoms) -> dict[str, float]:
         """The three spreads of ``atoms`` (computed if needed)."""

@@ -8,8 +8,8 @@ averaged per frame; Adam with an exponentially decaying rate; the model (or, wit
 and the fit stops once it has not improved for ``patience`` epochs. A
 fit of :data:`EPOCHS_TO_JUDGE` epochs or more whose validation loss never fell below its first
 epoch's raises :class:`StudentFitError` (it learnt nothing: the rate is too high or the data
-are inconsistent). The fit runs in ``settings.dtype`` (float32 by default: 72 -> 35 ms per
-step of 4 cells of 32 atoms, one thread); the normalisation and the model returned are float64.
+are inconsistent). The fit runs in ``settings.dtype`` (float32 by default); the normalisation
+and the model returned are float64.
 Everything is seeded.
 """
 

@@ -363,6 +363,9 @@ void PairAlloopStudent::compute(int eflag, int vflag)
   // ev_tally_xyz (a pairwise or per-atom virial) writes shared sums: one thread then
   int nthreads = threaded ? std::max(1, comm->nthreads) : 1;
   if (vflag_either) nthreads = 1;
+#if !defined(_OPENMP)
+  nthreads = 1;    // built without OpenMP: the shares below would run one after another
+#endif
   nthreads = std::min(nthreads, std::max(1, inum));
   if ((int) scratch.size() < nthreads) scratch.resize(nthreads);
   double **f = atom->f;
